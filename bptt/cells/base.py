@@ -1,0 +1,225 @@
+"""What every cell shares: parameters in PyTorch's layout, states, and the split of a step into an
+affine part (batched over time by the unroller) and a recurrent part (run one step at a time).
+
+Every cell here computes, for input x (N, D) and previous state with hidden part h (N, H),
+
+    a_x = x W_ih^T + b_ih         (N, G*H)   input projection: one matrix product for all T steps
+    a_h = h W_hh^T + b_hh         (N, G*H)   recurrent projection: the only product inside the loop
+    state' = pointwise(a_x, a_h, state)
+
+so the weight gradients are sums over time of outer products,
+
+    dW_ih = sum_t da_x[t]^T x_t,   dW_hh = sum_t da_h[t]^T h_{t-1},   db_ih = sum_t da_x[t], ...
+
+and are formed after the reverse sweep in one matrix product each. A subclass supplies the pointwise
+part: `recurrent_forward` and `recurrent_backward`, written next to each other.
+
+Letters: T time, N batch, D input size, H hidden size, G gates per cell (RNN 1, GRU 3, LSTM 4).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..checks import as_float_dtype, check_array, check_positive_int
+
+PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+class Cell:
+    """One recurrent layer. Subclasses set `gates`, `Cache`, `state_fields`, `prev_state_fields`."""
+
+    gates: int = 1
+    Cache: type[NamedTuple]
+    state_fields: tuple[str, ...] = ("h",)  # cache fields that hold the state after the step
+    prev_state_fields: tuple[str, ...] = ("h_prev",)  # cache fields that hold the state before it
+    separate_hidden_gradient = False  # True when da_h differs from da_x (GRU's reset gate)
+
+    def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float64):
+        self.input_size = check_positive_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.dtype = as_float_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        # PyTorch's default: every parameter uniform in +-1/sqrt(H), drawn in this order.
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        self.params: dict[str, np.ndarray] = {
+            name: rng.uniform(-bound, bound, shape).astype(self.dtype)
+            for name, shape in self.param_shapes().items()
+        }
+
+    # ----------------------------------------------------------------- parameters and states
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        GH, D, H = self.gates * self.hidden_size, self.input_size, self.hidden_size
+        return {"weight_ih": (GH, D), "weight_hh": (GH, H), "bias_ih": (GH,), "bias_hh": (GH,)}
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+    def check_params(self) -> None:
+        """Raise ValueError if a parameter is missing, misshapen or not finite."""
+        shapes = self.param_shapes()
+        if set(self.params) != set(shapes):
+            raise ValueError(
+                f"{type(self).__name__}.params must have keys {sorted(shapes)}, got {sorted(self.params)}"
+            )
+        for name, shape in shapes.items():
+            self.params[name] = check_array(f"params[{name!r}]", self.params[name], shape, self.dtype)
+
+    def load_params(self, params: dict) -> None:
+        """Load weights by name, e.g. a PyTorch one-layer module's `state_dict()` as numpy arrays.
+
+        PyTorch's `_l0` suffix is accepted and dropped; shapes must match exactly.
+        """
+        new = {}
+        for key, value in params.items():
+            name = key[:-3] if key.endswith("_l0") else key
+            if name not in PARAM_NAMES:
+                raise ValueError(f"unknown parameter {key!r}; expected one of {list(PARAM_NAMES)}")
+            new[name] = value
+        missing = set(PARAM_NAMES) - set(new)
+        if missing:
+            raise ValueError(f"missing parameters: {sorted(missing)}")
+        shapes = self.param_shapes()
+        self.params = {
+            name: check_array(f"params[{name!r}]", new[name], shapes[name], self.dtype).copy()
+            for name in PARAM_NAMES
+        }
+
+    def initial_state(self, batch_size: int):
+        """The zero state: an (N, H) array, or a tuple of them for cells with more than h."""
+        batch_size = check_positive_int("batch_size", batch_size)
+        parts = tuple(
+            np.zeros((batch_size, self.hidden_size), self.dtype) for _ in self.state_fields
+        )
+        return self.pack_state(parts)
+
+    def pack_state(self, parts: tuple):
+        return parts[0] if len(parts) == 1 else tuple(parts)
+
+    def unpack_state(self, state) -> tuple:
+        return (state,) if len(self.state_fields) == 1 else tuple(state)
+
+    def check_state(self, state, batch_size: int | None, name: str = "state") -> tuple:
+        """Validate a state (or a gradient with a state's structure); return its parts as a tuple."""
+        n = len(self.state_fields)
+        if n > 1 and not (isinstance(state, (tuple, list)) and len(state) == n):
+            raise ValueError(
+                f"{name} must be a tuple of {n} arrays {self.state_fields}, got {type(state).__name__}"
+            )
+        parts = self.unpack_state(state)
+        return tuple(
+            check_array(
+                f"{name}" if n == 1 else f"{name}[{i}] ({field})",
+                part,
+                (batch_size, self.hidden_size),
+                self.dtype,
+                names=("N", "H"),
+            )
+            for i, (field, part) in enumerate(zip(self.state_fields, parts))
+        )
+
+    def check_inputs(self, xs, batch_size: int | None = None) -> np.ndarray:
+        xs = check_array("xs", xs, (None, batch_size, self.input_size), self.dtype, names=("T", "N", "D"))
+        if xs.shape[0] == 0 or xs.shape[1] == 0:
+            raise ValueError(f"xs must have at least one timestep and one sequence, got shape {xs.shape}")
+        return xs
+
+    # ----------------------------------------------------------------- the sequence contract
+    def allocate(self, xs: np.ndarray, state0: tuple) -> NamedTuple:
+        """A Cache whose fields have a leading time axis (T, ...), inputs already projected.
+
+        Fields that hold states before and after each step are views of one (T+1, N, H) buffer, so
+        `h_prev[t] is` the storage of `h[t-1]` and nothing is stored twice.
+        """
+        raise NotImplementedError
+
+    def recurrent_forward(self, c: NamedTuple) -> None:
+        """Complete one step in place on per-step cache views (inputs projected on entry)."""
+        raise NotImplementedError
+
+    def recurrent_backward(self, c: NamedTuple, dstate: tuple, da_x, da_h) -> tuple:
+        """Given dL/dstate after the step, write da_x and da_h (N, G*H); return dL/dstate before it.
+
+        The returned hidden part includes the path through W_hh. `dstate` is not modified.
+        """
+        raise NotImplementedError
+
+    def project_inputs(self, xs: np.ndarray, out: np.ndarray, bias: np.ndarray) -> None:
+        """out[t] = xs[t] W_ih^T + bias for all t, in one matrix product. out: (T, N, G*H) view."""
+        T, N, D = xs.shape
+        flat_out = out.reshape(T * N, -1)
+        np.matmul(xs.reshape(T * N, D), self.params["weight_ih"].T, out=flat_out)
+        flat_out += bias
+
+    def parameter_gradients(self, xs, h_prevs, da_x, da_h) -> dict[str, np.ndarray]:
+        """Gradients of the shared weights, summed over time and batch in one product each.
+
+        xs (T, N, D), h_prevs (T, N, H), da_x and da_h (T, N, G*H).
+        """
+        T, N, D = xs.shape
+        gx = da_x.reshape(T * N, -1)
+        gh = da_h.reshape(T * N, -1)
+        return {
+            "weight_ih": gx.T @ xs.reshape(T * N, D),
+            "weight_hh": gh.T @ h_prevs.reshape(T * N, self.hidden_size),
+            "bias_ih": gx.sum(axis=0),
+            "bias_hh": gh.sum(axis=0),
+        }
+
+    def input_gradients(self, da_x: np.ndarray) -> np.ndarray:
+        """dL/dx_t = da_x[t] W_ih for all t at once: (T, N, G*H) -> (T, N, D)."""
+        T, N, GH = da_x.shape
+        return (da_x.reshape(T * N, GH) @ self.params["weight_ih"]).reshape(T, N, self.input_size)
+
+    @staticmethod
+    def cache_at(caches: NamedTuple, t: int) -> NamedTuple:
+        """The cache of step t: views into the time-stacked cache."""
+        return type(caches)(*(field[t] for field in caches))
+
+    def state_after(self, c: NamedTuple) -> tuple:
+        return tuple(getattr(c, f) for f in self.state_fields)
+
+    def state_before(self, c: NamedTuple) -> tuple:
+        return tuple(getattr(c, f) for f in self.prev_state_fields)
+
+    # ----------------------------------------------------------------- one step, for users
+    def step_forward(self, x, state):
+        """One timestep. x (N, D), state as from `initial_state`. Returns (next_state, cache).
+
+        The cache is a NamedTuple of this step's arrays (inputs, previous state, gate values);
+        `step_backward` consumes it.
+        """
+        self.check_params()
+        x = check_array("x", x, (None, self.input_size), self.dtype, names=("N", "D"))
+        parts = self.check_state(state, x.shape[0])
+        caches = self.allocate(x[None], parts)
+        c = self.cache_at(caches, 0)
+        self.recurrent_forward(c)
+        return self.pack_state(self.state_after(c)), c
+
+    def step_backward(self, dstate, cache):
+        """Backward of one `step_forward`. dstate: dL/d(next_state), same structure as a state.
+
+        Returns (dx (N, D), dstate_prev, grads) with grads a dict keyed like `params`.
+        """
+        if not isinstance(cache, self.Cache):
+            raise ValueError(f"cache must be a {self.Cache.__name__} from this cell's step_forward")
+        N = cache.x.shape[0]
+        dparts = self.check_state(dstate, N, name="dstate")
+        GH = self.gates * self.hidden_size
+        da_x = np.empty((N, GH), self.dtype)
+        da_h = np.empty_like(da_x) if self.separate_hidden_gradient else da_x
+        dprev = self.recurrent_backward(cache, dparts, da_x, da_h)
+        grads = self.parameter_gradients(cache.x[None], cache.h_prev[None], da_x[None], da_h[None])
+        dx = self.input_gradients(da_x[None])[0]
+        return dx, self.pack_state(dprev), grads
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"dtype={self.dtype.name})"
+        )

@@ -1,0 +1,57 @@
+"""Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu (PyTorch's nn.RNN)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .base import Cell
+
+
+class RNNCache(NamedTuple):
+    x: np.ndarray  # (N, D) input
+    h_prev: np.ndarray  # (N, H) state before the step
+    h: np.ndarray  # (N, H) state after it; tanh' and relu' are both read off the output
+
+
+class RNN(Cell):
+    """Elman RNN, one layer. params: weight_ih (H, D), weight_hh (H, H), bias_ih (H,), bias_hh (H,)."""
+
+    gates = 1
+    Cache = RNNCache
+
+    def __init__(self, input_size, hidden_size, nonlinearity="tanh", *, seed=None, dtype=np.float64):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, seed=seed, dtype=dtype)
+
+    def allocate(self, xs, state0):
+        T, N, _ = xs.shape
+        hs = np.empty((T + 1, N, self.hidden_size), self.dtype)
+        hs[0] = state0[0]
+        # h[t] holds the pre-activation until step t overwrites it.
+        self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
+        return RNNCache(x=xs, h_prev=hs[:-1], h=hs[1:])
+
+    def recurrent_forward(self, c):
+        h = c.h  # holds a_x on entry
+        h += c.h_prev @ self.params["weight_hh"].T  # a = a_x + W_hh h_prev
+        if self.nonlinearity == "tanh":
+            np.tanh(h, out=h)
+        else:
+            np.maximum(h, 0, out=h)
+
+    def recurrent_backward(self, c, dstate, da_x, da_h):
+        (dh,) = dstate
+        if self.nonlinearity == "tanh":
+            np.multiply(c.h, c.h, out=da_x)  # tanh'(a) = 1 - h^2
+            np.subtract(1, da_x, out=da_x)
+            da_x *= dh
+        else:
+            np.multiply(dh, c.h > 0, out=da_x)  # relu'(a) = [h > 0]
+        return (da_x @ self.params["weight_hh"],)  # dL/dh_prev = da W_hh
+
+    def __repr__(self):
+        return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"

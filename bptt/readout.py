@@ -1,0 +1,46 @@
+"""Affine readout y = h W^T + b (PyTorch's nn.Linear layout), applied per step or to the last step."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .checks import as_float_dtype, check_array, check_positive_int
+
+
+class Linear:
+    """params: weight (O, H), bias (O,). Works on any leading shape: (N, H) or (T, N, H)."""
+
+    def __init__(self, in_features: int, out_features: int, *, seed=None, dtype=np.float64):
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
+        self.dtype = as_float_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / math.sqrt(self.in_features)  # PyTorch's default for nn.Linear
+        self.params = {
+            "weight": rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype),
+            "bias": rng.uniform(-bound, bound, (out_features,)).astype(self.dtype),
+        }
+
+    def forward(self, h):
+        """h (..., H) -> (y (..., O), cache). The cache is h itself."""
+        h = np.asarray(h)
+        if h.ndim < 1 or h.shape[-1] != self.in_features:
+            raise ValueError(f"readout input must have shape (..., H={self.in_features}), got {h.shape}")
+        h = check_array("readout input", h, (None,) * h.ndim, self.dtype)
+        return h @ self.params["weight"].T + self.params["bias"], h
+
+    def backward(self, dy, cache):
+        """dy (..., O) -> (dh (..., H), grads {weight, bias})."""
+        h = cache
+        dy = check_array("dy", dy, h.shape[:-1] + (self.out_features,), self.dtype)
+        flat_dy = dy.reshape(-1, self.out_features)
+        grads = {
+            "weight": flat_dy.T @ h.reshape(-1, self.in_features),
+            "bias": flat_dy.sum(axis=0),
+        }
+        return dy @ self.params["weight"], grads
+
+    def __repr__(self):
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features})"

@@ -1,0 +1,40 @@
+"""Shared fixtures: the cells under test, seeded data, and the PyTorch reference."""
+
+import os
+
+import numpy as np
+import pytest
+
+import bptt
+
+# (name, constructor) for every cell the package ships; tests parametrise over these.
+CELLS = {
+    "rnn_tanh": lambda D, H, **kw: bptt.RNN(D, H, "tanh", **kw),
+    "rnn_relu": lambda D, H, **kw: bptt.RNN(D, H, "relu", **kw),
+    "lstm": lambda D, H, **kw: bptt.LSTM(D, H, **kw),
+    "gru": lambda D, H, **kw: bptt.GRU(D, H, **kw),
+}
+
+
+@pytest.fixture(params=sorted(CELLS))
+def cell_name(request):
+    return request.param
+
+
+def random_state(cell, N, rng):
+    """A non-zero initial state with the cell's structure."""
+    parts = tuple(0.5 * rng.standard_normal((N, cell.hidden_size)) for _ in cell.state_fields)
+    return cell.pack_state(parts)
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """The PyTorch module; skips without it, unless BPTT_REQUIRE_TORCH=1 makes that a failure."""
+    try:
+        import torch as torch_module
+    except ImportError:
+        if os.environ.get("BPTT_REQUIRE_TORCH") == "1":
+            pytest.fail("BPTT_REQUIRE_TORCH=1 but torch is not installed (pip install torch==2.13.0)")
+        pytest.skip("torch not installed; install torch==2.13.0 for the cross-checks")
+    torch_module.set_default_dtype(torch_module.float64)
+    return torch_module
