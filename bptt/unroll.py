@@ -74,6 +74,11 @@ class Gradients:
     dh_norms: np.ndarray
 
 
+def _steps(caches: NamedTuple) -> list:
+    """Every step's cache (views into the time-stacked one), built in one pass."""
+    return list(map(type(caches)._make, zip(*caches)))
+
+
 def _initial_parts(cell: Cell, state0, batch_size: int) -> tuple:
     if state0 is None:
         return cell.unpack_state(cell.initial_state(batch_size))
@@ -88,8 +93,10 @@ def forward(cell: Cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
     cell.check_params()
     xs = cell.check_inputs(xs)
     caches = cell.allocate(xs, _initial_parts(cell, state0, xs.shape[1]))
-    for t in range(xs.shape[0]):
-        cell.recurrent_forward(Cell.cache_at(caches, t))
+    work = cell.workspace(xs.shape[1])
+    with np.errstate(over="ignore"):  # exp-based activations reach their limits through inf
+        for step in _steps(caches):
+            cell.recurrent_forward(step, work)
     final = cell.pack_state(cell.state_after(Cell.cache_at(caches, -1)))
     return caches.h, Tape(caches, final)
 
@@ -115,25 +122,29 @@ def backward(cell: Cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
     caches = tape.caches
     T, N = caches.x.shape[:2]
     dhs, carry = _check_backward_inputs(cell, T, N, dhs, dstate_final)
-    GH = cell.gates * cell.hidden_size
+    H, GH = cell.hidden_size, cell.gates * cell.hidden_size
     da_x = np.empty((T, N, GH), cell.dtype)
     da_h = np.empty_like(da_x) if cell.separate_hidden_gradient else da_x
-    dh_total = np.empty((T, N, cell.hidden_size), cell.dtype)
+    local = cell.local_gradients(caches, da_x, da_h)  # what does not depend on dL/dstate, all T at once
+    local_steps = list(zip(*local)) if local else [()] * T
+    steps = _steps(caches)
+    work = cell.workspace(N)
+    # dh[t + 1] is the total dL/dh_t (the loss at step t plus what flowed back from step t+1); each
+    # step writes dL/dh_{t-1} into dh[t], and dh[0] ends as dL/dh_0
+    dh = np.empty((T + 1, N, H), cell.dtype)
+    dh[T] = carry[0]
     for t in range(T - 1, -1, -1):
-        # the total dL/dh_t: this step's own loss plus what flowed back from step t+1
-        if dhs is None:
-            dh_total[t] = carry[0]
-        else:
-            np.add(carry[0], dhs[t], out=dh_total[t])
+        if dhs is not None:
+            dh[t + 1] += dhs[t]
         carry = cell.recurrent_backward(
-            Cell.cache_at(caches, t), (dh_total[t], *carry[1:]), da_x[t], da_h[t]
+            steps[t], local_steps[t], (dh[t + 1], *carry[1:]), da_x[t], da_h[t], dh[t], work
         )
-    flat = dh_total.reshape(T, -1)
+    flat = dh[1:].reshape(T, -1)
     dh_norms = np.sqrt(np.einsum("ti,ti->t", flat, flat)).astype(np.float64)
     return Gradients(
         params=cell.parameter_gradients(caches.x, caches.h_prev, da_x, da_h),
         dxs=cell.input_gradients(da_x),
-        dstate0=cell.pack_state(carry),
+        dstate0=cell.pack_state(tuple(part.copy() for part in carry)),
         dh_norms=dh_norms,
     )
 

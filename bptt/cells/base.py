@@ -29,6 +29,14 @@ from ..checks import as_float_dtype, check_array, check_positive_int
 PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
+class Workspace(NamedTuple):
+    """Scratch buffers for one sequence, so the per-step loop allocates nothing."""
+
+    weight_hh_t: np.ndarray  # (H, G*H) W_hh^T, each gate's columns times its `gate_factors` entry
+    gates: np.ndarray  # (N, G*H), e.g. the recurrent product h_prev W_hh^T
+    hidden: np.ndarray  # (N, H), e.g. a product of two gates, or the carried dL/dc
+
+
 class Cell:
     """One recurrent layer. Subclasses set `gates`, `Cache`, `state_fields`, `prev_state_fields`."""
 
@@ -37,6 +45,10 @@ class Cell:
     state_fields: tuple[str, ...] = ("h",)  # cache fields that hold the state after the step
     prev_state_fields: tuple[str, ...] = ("h_prev",)  # cache fields that hold the state before it
     separate_hidden_gradient = False  # True when da_h differs from da_x (GRU's reset gate)
+    # Per gate, a power of two the pre-activation is multiplied by inside the loop (folded into the
+    # input projection and into the workspace's W_hh^T, so it costs nothing per step), e.g. -1 so
+    # sigmoid(a) = 1 / (1 + exp(-a)) needs no negation. Exact: powers of two only scale exponents.
+    gate_factors: tuple[int, ...] | None = None
 
     def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float64):
         self.input_size = check_positive_int("input_size", input_size)
@@ -129,6 +141,9 @@ class Cell:
         return xs
 
     # ----------------------------------------------------------------- the sequence contract
+    # Per step, the loop makes a few numpy calls on preallocated buffers and allocates nothing: every
+    # local derivative that does not depend on the incoming gradient is formed for all T at once by
+    # `local_gradients` before the reverse sweep, which then only applies the chain rule.
     def allocate(self, xs: np.ndarray, state0: tuple) -> NamedTuple:
         """A Cache whose fields have a leading time axis (T, ...), inputs already projected.
 
@@ -137,22 +152,56 @@ class Cell:
         """
         raise NotImplementedError
 
-    def recurrent_forward(self, c: NamedTuple) -> None:
-        """Complete one step in place on per-step cache views (inputs projected on entry)."""
+    def row_factors(self) -> np.ndarray | None:
+        """`gate_factors` repeated over each gate's H rows of W_ih, W_hh and the biases: (G*H,)."""
+        if self.gate_factors is None:
+            return None
+        return np.repeat(np.asarray(self.gate_factors, self.dtype), self.hidden_size)
+
+    def workspace(self, batch_size: int) -> Workspace:
+        """Scratch buffers that every step of one sequence reuses, and the scaled W_hh^T."""
+        weight_hh = self.params["weight_hh"]
+        factors = self.row_factors()
+        if factors is not None:
+            weight_hh = weight_hh * factors[:, None]
+        return Workspace(
+            weight_hh_t=np.ascontiguousarray(weight_hh.T),
+            gates=np.empty((batch_size, self.gates * self.hidden_size), self.dtype),
+            hidden=np.empty((batch_size, self.hidden_size), self.dtype),
+        )
+
+    def recurrent_forward(self, c: NamedTuple, work: Workspace) -> None:
+        """Complete one step in place on per-step cache views (inputs projected on entry).
+
+        Run under `np.errstate(over="ignore")`: see `pointwise`.
+        """
         raise NotImplementedError
 
-    def recurrent_backward(self, c: NamedTuple, dstate: tuple, da_x, da_h) -> tuple:
-        """Given dL/dstate after the step, write da_x and da_h (N, G*H); return dL/dstate before it.
+    def local_gradients(self, caches: NamedTuple, da_x: np.ndarray, da_h: np.ndarray) -> tuple:
+        """For all T at once, write into da_x and da_h (T, N, G*H) the factors of dL/da that do not
+        depend on dL/dstate; return any further per-step arrays (leading axis T) the sweep needs."""
+        raise NotImplementedError
 
-        The returned hidden part includes the path through W_hh. `dstate` is not modified.
+    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work) -> tuple:
+        """One step back: given dL/dstate after the step, finish da_x and da_h (N, G*H), write
+        dL/dh_prev into dh_prev (N, H), and return dL/dstate before the step (parts after h may be
+        `work` buffers that the next call overwrites). `local` is this step's slice of what
+        `local_gradients` returned; `dstate` is not modified.
         """
         raise NotImplementedError
 
     def project_inputs(self, xs: np.ndarray, out: np.ndarray, bias: np.ndarray) -> None:
-        """out[t] = xs[t] W_ih^T + bias for all t, in one matrix product. out: (T, N, G*H) view."""
+        """out[t] = (xs[t] W_ih^T + bias) * row_factors for all t, in one matrix product.
+
+        out: (T, N, G*H) view.
+        """
         T, N, D = xs.shape
+        weight_ih = self.params["weight_ih"]
+        factors = self.row_factors()
+        if factors is not None:
+            weight_ih, bias = weight_ih * factors[:, None], bias * factors
         flat_out = out.reshape(T * N, -1)
-        np.matmul(xs.reshape(T * N, D), self.params["weight_ih"].T, out=flat_out)
+        np.matmul(xs.reshape(T * N, D), weight_ih.T, out=flat_out)
         flat_out += bias
 
     def parameter_gradients(self, xs, h_prevs, da_x, da_h) -> dict[str, np.ndarray]:
@@ -198,7 +247,8 @@ class Cell:
         parts = self.check_state(state, x.shape[0])
         caches = self.allocate(x[None], parts)
         c = self.cache_at(caches, 0)
-        self.recurrent_forward(c)
+        with np.errstate(over="ignore"):
+            self.recurrent_forward(c, self.workspace(x.shape[0]))
         return self.pack_state(self.state_after(c)), c
 
     def step_backward(self, dstate, cache):
@@ -211,11 +261,15 @@ class Cell:
         N = cache.x.shape[0]
         dparts = self.check_state(dstate, N, name="dstate")
         GH = self.gates * self.hidden_size
-        da_x = np.empty((N, GH), self.dtype)
+        da_x = np.empty((1, N, GH), self.dtype)
         da_h = np.empty_like(da_x) if self.separate_hidden_gradient else da_x
-        dprev = self.recurrent_backward(cache, dparts, da_x, da_h)
-        grads = self.parameter_gradients(cache.x[None], cache.h_prev[None], da_x[None], da_h[None])
-        dx = self.input_gradients(da_x[None])[0]
+        local = self.local_gradients(self.Cache(*(field[None] for field in cache)), da_x, da_h)
+        dh_prev = np.empty((N, self.hidden_size), self.dtype)
+        dprev = self.recurrent_backward(
+            cache, tuple(part[0] for part in local), dparts, da_x[0], da_h[0], dh_prev, self.workspace(N)
+        )
+        grads = self.parameter_gradients(cache.x[None], cache.h_prev[None], da_x, da_h)
+        dx = self.input_gradients(da_x)[0]
         return dx, self.pack_state(dprev), grads
 
     def __repr__(self) -> str:

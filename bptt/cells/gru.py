@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Cell
-from .pointwise import sigmoid_
+from .pointwise import tanh
 
 
 class GRUCache(NamedTuple):
@@ -29,6 +29,7 @@ class GRU(Cell):
     gates = 3
     Cache = GRUCache
     separate_hidden_gradient = True  # da_h,n = da_n * r differs from da_x,n = da_n
+    gate_factors = (-1, -1, 1)  # r, z = 1 / (1 + exp(-a)) without a negation
 
     def allocate(self, xs, state0):
         T, N, _ = xs.shape
@@ -43,39 +44,56 @@ class GRU(Cell):
         hn = np.empty((T, N, H), self.dtype)
         return GRUCache(xs, hs[:-1], gates, hn, hs[1:])
 
-    def recurrent_forward(self, c):
+    def recurrent_forward(self, c, work):
         H = self.hidden_size
-        a = c.gates  # holds a_x on entry
-        a_h = c.h_prev @ self.params["weight_hh"].T
+        a = c.gates  # holds a_x * gate_factors on entry
+        a_h = np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # W_hh h_prev * gate_factors
         rz = a[:, : 2 * H]
         rz += a_h[:, : 2 * H]
-        sigmoid_(rz)
+        np.exp(rz, out=rz)
+        rz += 1
+        np.reciprocal(rz, out=rz)  # r, z = sigmoid(a_r), sigmoid(a_z)
         r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
         np.add(a_h[:, 2 * H :], self.params["bias_hh"][2 * H :], out=c.hn)
-        n += r * c.hn  # n = tanh(a_x,n + r * hn)
-        np.tanh(n, out=n)
+        n += np.multiply(r, c.hn, out=work.hidden)  # n = tanh(a_x,n + r * hn)
+        tanh(n, out=n)
         h = c.h
         np.subtract(c.h_prev, n, out=h)  # h = n + z * (h_prev - n)
         h *= z
         h += n
 
-    def recurrent_backward(self, c, dstate, da_x, da_h):
+    def local_gradients(self, caches, da_x, da_h):
+        H = self.hidden_size
+        a = caches.gates
+        r, z, n = a[..., :H], a[..., H : 2 * H], a[..., 2 * H :]
+        dar, daz, dan = da_x[..., :H], da_x[..., H : 2 * H], da_x[..., 2 * H :]
+        scratch = da_h[..., 2 * H :]  # free until the sweep writes it
+        # through h = (1 - z) * n + z * h_prev into n, then tanh' = 1 - n^2, for all T at once
+        np.subtract(1, z, out=scratch)
+        np.multiply(n, n, out=dan)
+        np.subtract(1, dan, out=dan)
+        dan *= scratch  # dh/da_n = (1 - z) (1 - n^2)
+        # into z, then sigmoid' = z (1 - z)
+        np.multiply(z, scratch, out=daz)
+        np.subtract(caches.h_prev, n, out=scratch)
+        daz *= scratch  # dh/da_z = (h_prev - n) z (1 - z)
+        # into r through n's pre-activation a_x,n + r * hn, then sigmoid'
+        np.subtract(1, r, out=dar)
+        dar *= r
+        dar *= caches.hn  # da_n/da_r = hn r (1 - r)
+        return ()
+
+    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work):
         (dh,) = dstate
         H = self.hidden_size
-        a = c.gates
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        dar, daz, dan = da_x[:, :H], da_x[:, H : 2 * H], da_x[:, 2 * H :]
-        # backprop through h = (1 - z) * n + z * h_prev into n, then tanh' = 1 - n^2
-        np.multiply(dh, 1 - z, out=dan)
-        dan *= 1 - n * n
-        # into z, then sigmoid' = z (1 - z)
-        np.multiply(dh, c.h_prev - n, out=daz)
-        daz *= z * (1 - z)
-        # into r through r * hn, then sigmoid'
-        np.multiply(dan, c.hn, out=dar)
-        dar *= r * (1 - r)
-        da_h[:, : 2 * H] = da_x[:, : 2 * H]
+        da = da_x.reshape(-1, 3, H)
+        da[:, 1:] *= dh[:, None]  # chain rule: da_z, da_n = dL/dh * dh/da
+        dan = da[:, 2]
+        da[:, 0] *= dan  # da_r = da_n * da_n/da_r
+        r = c.gates[:, :H]
+        da_h[:, : 2 * H] = da_x[:, : 2 * H]  # r and z see a_x and a_h alike
         np.multiply(dan, r, out=da_h[:, 2 * H :])  # hn sits behind r
-        dh_prev = da_h @ self.params["weight_hh"]  # through W_hh h_prev
-        dh_prev += dh * z  # and directly through z * h_prev
+        np.matmul(da_h, self.params["weight_hh"], out=dh_prev)  # through W_hh h_prev
+        z = c.gates[:, H : 2 * H]
+        dh_prev += np.multiply(dh, z, out=work.hidden)  # and directly through z * h_prev
         return (dh_prev,)

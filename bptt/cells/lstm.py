@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Cell
-from .pointwise import sigmoid_
+from .pointwise import tanh
 
 
 class LSTMCache(NamedTuple):
@@ -32,6 +32,8 @@ class LSTM(Cell):
     Cache = LSTMCache
     state_fields = ("h", "c")
     prev_state_fields = ("h_prev", "c_prev")
+    # i, f, o = 1 / (1 + exp(-a)) and g = tanh(a) = 2 / (1 + exp(-2a)) - 1: one exp for all four
+    gate_factors = (-1, -1, -2, -1)
 
     def allocate(self, xs, state0):
         T, N, _ = xs.shape
@@ -44,38 +46,54 @@ class LSTM(Cell):
         tanh_c = np.empty((T, N, H), self.dtype)
         return LSTMCache(xs, hs[:-1], cs[:-1], gates, cs[1:], tanh_c, hs[1:])
 
-    def recurrent_forward(self, c):
+    def recurrent_forward(self, c, work):
         H = self.hidden_size
-        a = c.gates  # holds a_x on entry
-        a += c.h_prev @ self.params["weight_hh"].T  # a = a_x + W_hh h_prev
-        sigmoid_(a[:, : 2 * H])  # i, f
-        np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # g
-        sigmoid_(a[:, 3 * H :])  # o
+        a = c.gates  # holds a_x * gate_factors on entry
+        a += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = (a_x + W_hh h_prev) * factors
+        np.exp(a, out=a)
+        a += 1
+        np.reciprocal(a, out=a)  # i, f, o = sigmoid(a)
         i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        g *= 2
+        g -= 1  # g = tanh(a_g)
         cell = c.c
         np.multiply(f, c.c_prev, out=cell)  # c = f * c_prev + i * g
-        cell += i * g
-        np.tanh(cell, out=c.tanh_c)
+        cell += np.multiply(i, g, out=work.hidden)
+        tanh(cell, out=c.tanh_c)
         np.multiply(o, c.tanh_c, out=c.h)  # h = o * tanh(c)
 
-    def recurrent_backward(self, c, dstate, da_x, da_h):
+    def local_gradients(self, caches, da_x, da_h):
+        H = self.hidden_size
+        a = caches.gates
+        i, g, o = a[..., :H], a[..., 2 * H : 3 * H], a[..., 3 * H :]
+        dai, daf, dag, dao = (da_x[..., k * H : (k + 1) * H] for k in range(4))
+        # each gate's non-linearity, for all T at once: sigmoid' = s (1 - s), tanh' = 1 - g^2
+        np.multiply(a, a, out=da_x)
+        np.subtract(a, da_x, out=da_x)
+        np.multiply(g, g, out=dag)
+        np.subtract(1, dag, out=dag)
+        # times the other factor of the product the gate enters: c = f * c_prev + i * g, h = o * tanh(c)
+        dai *= g  # dc/da_i = g s_i'
+        daf *= caches.c_prev  # dc/da_f = c_prev s_f'
+        dag *= i  # dc/da_g = i tanh'(a_g)
+        dao *= caches.tanh_c  # dh/da_o = tanh(c) s_o'
+        dh_dc = np.multiply(caches.tanh_c, caches.tanh_c)  # dh/dc = o (1 - tanh(c)^2)
+        np.subtract(1, dh_dc, out=dh_dc)
+        dh_dc *= o
+        return (dh_dc,)
+
+    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work):
         dh, dc = dstate
         H = self.hidden_size
-        a = c.gates
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        dai, daf, dag, dao = da_x[:, :H], da_x[:, H : 2 * H], da_x[:, 2 * H : 3 * H], da_x[:, 3 * H :]
-        # backprop into o through h = o * tanh(c), then through sigmoid: s' = s (1 - s)
-        np.multiply(dh, c.tanh_c, out=dao)
-        dao *= o * (1 - o)
-        # total dL/dc_t: carried from step t+1, plus the path through h = o * tanh(c): tanh' = 1 - tanh^2
-        dc_total = dh * o * (1 - c.tanh_c * c.tanh_c) + dc
-        # backprop through c = f * c_prev + i * g into each gate, then its non-linearity
-        np.multiply(dc_total, g, out=dai)
-        dai *= i * (1 - i)
-        np.multiply(dc_total, c.c_prev, out=daf)
-        daf *= f * (1 - f)
-        np.multiply(dc_total, i, out=dag)
-        dag *= 1 - g * g
-        dh_prev = da_x @ self.params["weight_hh"]  # through a_h = W_hh h_prev
-        dc_prev = dc_total * f
+        (dc_total,) = local  # holds dh/dc on entry
+        # total dL/dc_t: through h = o * tanh(c), plus what step t+1 carried back through c_prev
+        dc_total *= dh
+        dc_total += dc
+        # chain rule into the gates: i, f, g act through c, o through h
+        da = da_x.reshape(-1, 4, H)
+        da[:, :3] *= dc_total[:, None]
+        da[:, 3] *= dh
+        np.matmul(da_x, self.params["weight_hh"], out=dh_prev)  # through a_h = W_hh h_prev
+        f = c.gates[:, H : 2 * H]
+        dc_prev = np.multiply(dc_total, f, out=work.hidden)  # through c = f * c_prev + i * g
         return dh_prev, dc_prev

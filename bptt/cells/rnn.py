@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Cell
+from .pointwise import tanh
 
 
 class RNNCache(NamedTuple):
@@ -35,23 +36,28 @@ class RNN(Cell):
         self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
         return RNNCache(x=xs, h_prev=hs[:-1], h=hs[1:])
 
-    def recurrent_forward(self, c):
+    def recurrent_forward(self, c, work):
         h = c.h  # holds a_x on entry
-        h += c.h_prev @ self.params["weight_hh"].T  # a = a_x + W_hh h_prev
+        h += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = a_x + W_hh h_prev
         if self.nonlinearity == "tanh":
-            np.tanh(h, out=h)
+            tanh(h, out=h)
         else:
             np.maximum(h, 0, out=h)
 
-    def recurrent_backward(self, c, dstate, da_x, da_h):
-        (dh,) = dstate
+    def local_gradients(self, caches, da_x, da_h):
+        h = caches.h
         if self.nonlinearity == "tanh":
-            np.multiply(c.h, c.h, out=da_x)  # tanh'(a) = 1 - h^2
+            np.multiply(h, h, out=da_x)  # tanh'(a) = 1 - h^2, for all T at once
             np.subtract(1, da_x, out=da_x)
-            da_x *= dh
         else:
-            np.multiply(dh, c.h > 0, out=da_x)  # relu'(a) = [h > 0]
-        return (da_x @ self.params["weight_hh"],)  # dL/dh_prev = da W_hh
+            np.greater(h, 0, out=da_x)  # relu'(a) = [h > 0]
+        return ()
+
+    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work):
+        (dh,) = dstate
+        da_x *= dh  # backprop through the non-linearity: da = act'(a) * dL/dh
+        np.matmul(da_x, self.params["weight_hh"], out=dh_prev)  # dL/dh_prev = da W_hh
+        return (dh_prev,)
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"
