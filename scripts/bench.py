@@ -1,0 +1,490 @@
+"""Time bptt's forward + full backward against PyTorch and JAX on the same computation, in one process.
+
+    python scripts/bench.py                 # the full grid, both dtypes, every cell
+    python scripts/bench.py --quick         # one small row per cell (the CI smoke test)
+    python scripts/bench.py --cells lstm --dtypes float32 --sizes 1,2
+
+Every row runs the three frameworks interleaved (after one warm-up run each, which also checks that
+their gradients agree) and reports medians, the ratio bptt / peer, bptt's matrix-product rate as a
+fraction of numpy's own large-product rate measured in the same repetitions, and the bytes the tape
+holds per timestep against the states alone. The loss is sum_t <h_t, G_t> with a fixed random G,
+so every step's output has a loss on it; the gradients taken are those of all four parameters, the
+inputs and the initial state. Results are appended as one JSON line to benchmarks/results.jsonl.
+
+Letters: T time, B batch, D input size, H hidden size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def thread_environment(threads: int) -> dict:
+    """Variables that cap numpy's BLAS, PyTorch's OpenMP and XLA's thread pools at `threads`."""
+    return {
+        "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+                     f"intra_op_parallelism_threads={threads}",
+    }
+
+
+# Thread pools are sized when numpy, torch and jax load, so --threads acts before any of them.
+_pre = argparse.ArgumentParser(add_help=False)
+_pre.add_argument("--threads", type=int, default=1)
+if __name__ == "__main__":
+    os.environ.update(thread_environment(max(1, _pre.parse_known_args()[0].threads)))
+
+import numpy as np  # noqa: E402
+
+import bptt  # noqa: E402
+from bptt.finite_diff import relative_error  # noqa: E402
+
+GRID = [(100, 32, 16, 64), (100, 64, 64, 128), (100, 64, 128, 256), (200, 128, 256, 512), (1000, 16, 8, 32)]
+QUICK = [(20, 8, 8, 16)]
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+GRADIENT_TOLERANCE = {"float32": 1e-3, "float64": 1e-9}  # norm-wise relative error
+GEMM_SIZE = 1024  # square matrix product that measures the machine's rate
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.jsonl"
+
+
+class GradientMismatch(RuntimeError):
+    """Raised when a peer's gradient differs from bptt's: a fast wrong answer must not pass."""
+
+
+# --------------------------------------------------------------------------- problems and runners
+def make_problem(cell_name: str, T: int, B: int, D: int, H: int, dtype: str, seed: int = 0) -> dict:
+    """Weights in PyTorch's layout, inputs xs (T, B, D), initial state, and loss weights G (T, B, H)."""
+    rng = np.random.default_rng(seed)
+    cell = {"rnn": lambda: bptt.RNN(D, H, seed=seed, dtype=dtype),
+            "lstm": lambda: bptt.LSTM(D, H, seed=seed, dtype=dtype),
+            "gru": lambda: bptt.GRU(D, H, seed=seed, dtype=dtype)}[cell_name]()
+    state0 = tuple(0.5 * rng.standard_normal((B, H)).astype(dtype) for _ in cell.state_fields)
+    return {
+        "cell": cell,
+        "xs": rng.standard_normal((T, B, D)).astype(dtype),
+        "state0": state0,
+        "G": rng.standard_normal((T, B, H)).astype(dtype),
+    }
+
+
+def bptt_runner(problem: dict):
+    cell, xs, G = problem["cell"], problem["xs"], problem["G"]
+    state0 = cell.pack_state(problem["state0"])
+
+    def run() -> dict:
+        hs, tape = bptt.forward(cell, xs, state0)
+        grads = bptt.backward(cell, tape, G)
+        return {**grads.params, "dxs": grads.dxs, "dstate0": cell.unpack_state(grads.dstate0)}
+
+    return run
+
+
+def torch_runner(problem: dict, cell_name: str):
+    """PyTorch in the faster of its two CPU recurrent paths: oneDNN (its default here) or native ATen.
+
+    On a busy 2-core machine the oneDNN path can be 10x slower at small sizes, so both are tried in
+    the warm-up and the faster is timed: bptt is compared with PyTorch at its best, not its default.
+    """
+    import torch
+
+    cell = problem["cell"]
+    dtype = torch.float32 if cell.dtype == np.float32 else torch.float64
+    module_class = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell_name]
+    module = module_class(cell.input_size, cell.hidden_size, dtype=dtype)
+    with torch.no_grad():
+        for name, value in cell.params.items():
+            getattr(module, name + "_l0").copy_(torch.from_numpy(value))
+    xs = torch.from_numpy(problem["xs"]).requires_grad_()
+    state0 = [torch.from_numpy(s)[None].requires_grad_() for s in problem["state0"]]
+    G = torch.from_numpy(problem["G"])
+
+    def make_run(onednn: bool):
+        def run() -> dict:
+            for tensor in (xs, *state0, *module.parameters()):
+                tensor.grad = None
+            with torch.backends.mkldnn.flags(enabled=onednn):
+                hs, _ = module(xs, state0[0] if cell_name != "lstm" else tuple(state0))
+                hs.backward(G)  # d/dtheta of sum_t <h_t, G_t>
+            grads = {name: getattr(module, name + "_l0").grad.numpy() for name in cell.params}
+            return {**grads, "dxs": xs.grad.numpy(), "dstate0": tuple(s.grad[0].numpy() for s in state0)}
+
+        return run
+
+    candidates = {onednn: make_run(onednn) for onednn in (True, False)}
+    for run in candidates.values():
+        run()  # first calls build oneDNN primitives
+    best = min(candidates, key=lambda k: min(time_once(candidates[k]) for _ in range(2)))
+    problem.setdefault("notes", {})["torch_onednn"] = best
+    return candidates[best]
+
+
+def jax_step(cell_name: str, jnp):
+    """The recurrent part of one step in PyTorch's equations; a_x (B, G*H) is projected beforehand."""
+    sigmoid = lambda a: 0.5 * jnp.tanh(0.5 * a) + 0.5  # noqa: E731
+
+    def rnn(p, state, a_x):
+        (h,) = state
+        h = jnp.tanh(a_x + h @ p["weight_hh"].T + p["bias_hh"])
+        return (h,), h
+
+    def lstm(p, state, a_x):
+        h, c = state
+        a = a_x + h @ p["weight_hh"].T + p["bias_hh"]
+        i, f, g, o = jnp.split(a, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * jnp.tanh(g)
+        h = sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+
+    def gru(p, state, a_x):
+        (h,) = state
+        a_h = h @ p["weight_hh"].T + p["bias_hh"]
+        xr, xz, xn = jnp.split(a_x, 3, axis=-1)
+        hr, hz, hn = jnp.split(a_h, 3, axis=-1)
+        r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        h = (1 - z) * n + z * h
+        return (h,), h
+
+    return {"rnn": rnn, "lstm": lstm, "gru": gru}[cell_name]
+
+
+def jax_runner(problem: dict, cell_name: str):
+    import jax
+    import jax.numpy as jnp
+
+    step = jax_step(cell_name, jnp)
+
+    def loss(params, xs, state0, G):
+        a_x = xs @ params["weight_ih"].T + params["bias_ih"]  # all T input projections at once
+        _, hs = jax.lax.scan(lambda s, a: step(params, s, a), state0, a_x)
+        return jnp.sum(hs * G)
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    params = {k: jnp.asarray(v) for k, v in problem["cell"].params.items()}
+    xs, G = jnp.asarray(problem["xs"]), jnp.asarray(problem["G"])
+    state0 = tuple(jnp.asarray(s) for s in problem["state0"])
+
+    def run() -> dict:
+        dparams, dxs, dstate0 = jax.block_until_ready(grad(params, xs, state0, G))
+        return {**{k: np.asarray(v) for k, v in dparams.items()}, "dxs": np.asarray(dxs),
+                "dstate0": tuple(np.asarray(s) for s in dstate0)}
+
+    return run
+
+
+def gemm_runner(dtype: str, rng=np.random.default_rng(0)):
+    """One GEMM_SIZE^3 numpy matrix product: the rate the machine's BLAS reaches when it can."""
+    a = rng.standard_normal((GEMM_SIZE, GEMM_SIZE)).astype(dtype)
+    b = rng.standard_normal((GEMM_SIZE, GEMM_SIZE)).astype(dtype)
+    out = np.empty_like(a)
+
+    def run():
+        np.matmul(a, b, out=out)
+
+    return run
+
+
+def gemm_flops(n: int = GEMM_SIZE) -> float:
+    return 2.0 * n**3
+
+
+def bptt_flops(cell_name: str, T: int, B: int, D: int, H: int) -> float:
+    """Multiply-adds x 2 in the matrix products of forward + backward (element-wise work left out).
+
+    Forward: input and recurrent projections, 2 T B GH (D + H). Backward: dL/dh_prev, dW_hh
+    (2 T B GH H each), dL/dx and dW_ih (2 T B GH D each).
+    """
+    GH = GATES[cell_name] * H
+    return 6.0 * T * B * GH * (D + H)
+
+
+def max_gradient_error(reference: dict, other: dict) -> float:
+    errors = []
+    for key, value in reference.items():
+        pairs = zip(value, other[key]) if isinstance(value, tuple) else [(value, other[key])]
+        errors.extend(relative_error(a, b) for a, b in pairs)
+    return max(errors)
+
+
+def check_gradients(peer: str, reference: dict, other: dict, dtype: str) -> float:
+    """The largest relative error over all gradients; raise GradientMismatch above the tolerance."""
+    error = max_gradient_error(reference, other)
+    if not error <= GRADIENT_TOLERANCE[dtype]:
+        raise GradientMismatch(
+            f"{peer}'s gradients differ from bptt's: relative error {error:.3g} > {GRADIENT_TOLERANCE[dtype]}"
+        )
+    return error
+
+
+# --------------------------------------------------------------------------- one row
+def time_once(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, row_budget: float) -> dict:
+    """Warm up and cross-check every runner, then time them interleaved; medians in seconds."""
+    T, B, D, H = size
+    problem = make_problem(cell_name, T, B, D, H, dtype)
+    runners = {"bptt": bptt_runner(problem)}
+    for peer, make in peers.items():
+        runners[peer] = make(problem, cell_name)
+    runners["gemm"] = gemm_runner(dtype)
+
+    reference = runners["bptt"]()
+    # the per-step reference path: the fast path must equal it, whatever peers are installed
+    cell = problem["cell"]
+    _, caches, _ = bptt.forward_stepwise(cell, problem["xs"], cell.pack_state(problem["state0"]))
+    stepwise = bptt.backward_stepwise(cell, caches, problem["G"])
+    checks = {"stepwise": check_gradients("stepwise", reference, {
+        **stepwise.params, "dxs": stepwise.dxs, "dstate0": cell.unpack_state(stepwise.dstate0)}, dtype)}
+    warm = {}
+    for name, run in runners.items():
+        start = time.perf_counter()
+        result = run()  # warm-up (and JAX's compilation)
+        warm[name] = time.perf_counter() - start
+        if name in peers:
+            checks[name] = check_gradients(name, reference, result, dtype)
+    per_rep = sum(time_once(run) for run in runners.values())
+    reps = max(3, min(reps, int(row_budget / per_rep)))
+
+    times = {name: [] for name in runners}
+    names = list(runners)
+    for rep in range(reps):
+        for k in range(len(names)):  # rotate the order so no runner always follows another
+            name = names[(rep + k) % len(names)]
+            times[name].append(time_once(runners[name]))
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+
+    _, tape = bptt.forward(cell, problem["xs"], cell.pack_state(problem["state0"]))
+    state_bytes = B * H * cell.dtype.itemsize * len(cell.state_fields)
+    gemm_rate = gemm_flops() / median["gemm"]
+    bptt_rate = bptt_flops(cell_name, T, B, D, H) / median["bptt"]
+    return {
+        "cell": cell_name, "T": T, "B": B, "D": D, "H": H, "dtype": dtype, "reps": reps,
+        "seconds": median,
+        "ratio": {peer: median["bptt"] / median[peer] for peer in peers},
+        "gradient_error": checks,
+        "bptt_gflops": bptt_rate / 1e9,
+        "gemm_gflops": gemm_rate / 1e9,
+        "fraction_of_gemm": bptt_rate / gemm_rate,
+        "tape_bytes_per_step": tape.nbytes / T,
+        "notes": problem.get("notes", {}),
+        "state_bytes_per_step": state_bytes,
+    }
+
+
+# --------------------------------------------------------------------------- the machine
+def blas_description() -> list[dict]:
+    """numpy's BLAS: library, version, kernel (architecture) and threads, from threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        config = np.show_config(mode="dicts") if np.lib.NumpyVersion(np.__version__) >= "1.26.0" else {}
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        return [{"library": blas.get("name", "unknown"), "version": blas.get("version", "unknown"),
+                 "kernel": "unknown (pip install threadpoolctl to see it)"}]
+    return [
+        {"library": info.get("internal_api"), "version": info.get("version"),
+         "kernel": info.get("architecture"), "threads": info.get("num_threads"),
+         "path": info.get("filepath")}
+        for info in threadpool_info()
+    ]
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version(), "numpy": np.__version__, "bptt": bptt.__version__}
+    for name in ("torch", "jax", "jaxlib"):
+        if name in sys.modules:
+            found[name] = getattr(sys.modules[name], "__version__", "?")
+    try:
+        found["bptt_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+            cwd=Path(__file__).parent, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return found
+
+
+def machine() -> dict:
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "host": platform.node(), "cpu": model, "cores": os.cpu_count(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+    }
+
+
+def available_peers(wanted: list[str]) -> dict:
+    peers = {}
+    if "torch" in wanted:
+        try:
+            import torch  # noqa: F401
+            peers["torch"] = torch_runner
+        except ImportError:
+            print("torch not installed: no PyTorch column")
+    if "jax" in wanted:
+        try:
+            import jax
+
+            jax.config.update("jax_enable_x64", True)  # float64 rows; float32 arrays stay float32
+            peers["jax"] = jax_runner
+        except ImportError:
+            print("jax not installed: no JAX column (pip install jax)")
+    return peers
+
+
+# --------------------------------------------------------------------------- output
+def format_table(rows: list[dict], peers: list[str]) -> str:
+    header = ["cell", "dtype", "T", "B", "D", "H", "bptt ms"]
+    for peer in peers:
+        header += [f"{peer} ms", f"bptt/{peer}"]
+    header += ["GFLOP/s", "of gemm", "tape B/step", "/ states", "max grad err"]
+    lines = [header]
+    for r in rows:
+        line = [r["cell"], r["dtype"], r["T"], r["B"], r["D"], r["H"], f"{1e3 * r['seconds']['bptt']:.2f}"]
+        for peer in peers:
+            if peer in r["ratio"]:
+                line += [f"{1e3 * r['seconds'][peer]:.2f}", f"{r['ratio'][peer]:.2f}"]
+            else:
+                line += ["-", "-"]
+        line += [
+            f"{r['bptt_gflops']:.1f}", f"{100 * r['fraction_of_gemm']:.0f}%",
+            f"{r['tape_bytes_per_step']:.0f}", f"{r['tape_bytes_per_step'] / r['state_bytes_per_step']:.1f}",
+            f"{max(r['gradient_error'].values()):.1e}",
+        ]
+        lines.append([str(x) for x in line])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["| " + " | ".join(s.rjust(w) for s, w in zip(line, widths)) + " |" for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    return "\n".join(out)
+
+
+def summary(rows: list[dict], peers: list[str]) -> str:
+    lines = []
+    for cell in CELLS:
+        for dtype in ("float32", "float64"):
+            chosen = [r for r in rows if r["cell"] == cell and r["dtype"] == dtype]
+            for peer in peers:
+                ratios = [r["ratio"][peer] for r in chosen if peer in r["ratio"]]
+                if ratios:
+                    lines.append(
+                        f"{cell:4s} {dtype}: bptt/{peer} median {statistics.median(ratios):.2f}, "
+                        f"worst {max(ratios):.2f} over {len(ratios)} rows"
+                    )
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one small row per cell (a smoke test)")
+    parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of rnn,lstm,gru")
+    parser.add_argument("--dtypes", default="float32,float64", help="comma-separated float32,float64")
+    parser.add_argument("--sizes", default=None,
+                        help="comma-separated 1-based indices into the grid " + str(GRID))
+    parser.add_argument("--peers", default="torch,jax", help="comma-separated peers to time, if installed")
+    parser.add_argument("--reps", type=int, default=7, help="timed repetitions per row (at least 3)")
+    parser.add_argument("--row-budget", type=float, default=20.0,
+                        help="seconds per row the repetitions aim at; fewer reps when a row is slow")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for numpy's BLAS, PyTorch and XLA alike (default 1: on a shared "
+                             "2-core machine, multi-threaded small products stall when a core is taken)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON-lines file results are appended to")
+    args = parser.parse_args(argv)
+    args.cells = [c for c in args.cells.split(",") if c]
+    args.dtypes = [d for d in args.dtypes.split(",") if d]
+    args.peers = [p for p in args.peers.split(",") if p]
+    bad = [c for c in args.cells if c not in CELLS] + [d for d in args.dtypes if d not in GRADIENT_TOLERANCE]
+    if bad:
+        parser.error(f"unknown cell or dtype {bad}; expected cells from {CELLS}, dtypes float32, float64")
+    if args.quick:
+        args.sizes, args.reps = QUICK, 3
+    elif args.sizes:
+        try:
+            args.sizes = [GRID[int(i) - 1] for i in args.sizes.split(",")]
+        except (ValueError, IndexError):
+            parser.error(f"--sizes takes indices 1..{len(GRID)}, got {args.sizes!r}")
+    else:
+        args.sizes = GRID
+    return args
+
+
+def limit_threads(threads: int) -> None:
+    """Cap the pools again at run time, for when numpy was imported before this script (tests)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    peers = available_peers(args.peers)
+    limit_threads(args.threads)
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(), "blas": blas_description(), "versions": versions(),
+            "threads": args.threads}
+    print(f"{info['date']}  {info['machine']['cpu']}, {info['machine']['cores']} cores, "
+          f"load {info['machine']['load_average']}")
+    print(f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {info['machine']['openblas_env']}")
+    print(f"threads per framework (numpy BLAS, PyTorch, XLA): {args.threads}")
+    for lib in info["blas"]:
+        print(f"BLAS: {lib}")
+    print("versions:", info["versions"])
+    for dtype in args.dtypes:
+        run = gemm_runner(dtype)
+        run()
+        seconds = statistics.median(time_once(run) for _ in range(5))
+        info[f"gemm_gflops_{dtype}"] = gemm_flops() / seconds / 1e9
+        print(f"numpy {GEMM_SIZE}^3 matrix product, {dtype}: {info[f'gemm_gflops_{dtype}']:.1f} GFLOP/s")
+
+    rows = []
+    for dtype in args.dtypes:
+        for cell_name in args.cells:
+            for size in args.sizes:
+                row = bench_row(cell_name, size, dtype, peers, args.reps, args.row_budget)
+                rows.append(row)
+                print(format_table([row], list(peers)).splitlines()[-1], flush=True)
+    table = format_table(rows, list(peers))
+    print()
+    print(table)
+    print(summary(rows, list(peers)))
+    info["machine"]["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    record = {**info, "command": " ".join(["scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
+              "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(f"appended to {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except GradientMismatch as exc:
+        sys.exit(f"error: {exc}")
