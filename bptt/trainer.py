@@ -387,6 +387,7 @@ def _loop(run: _Run, callback) -> dict:
                 callback(run.step, record)
     if not run.last_eval:
         run.last_eval = run.evaluate(eval_batch)
+    run.elapsed = base_elapsed + time.perf_counter() - started
     summary = _summary(run, reached_target)
     write_json(run.dir / "summary.json", summary)
     return summary
