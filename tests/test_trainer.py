@@ -160,3 +160,14 @@ def test_unreadable_checkpoint_is_a_value_error(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         train(resume=tmp_path / "r")
+
+
+@pytest.mark.parametrize("clip,threshold,expect", [("value", 1e-9, True), ("value", 1e9, False),
+                                                   ("norm", 1e-9, True), ("none", 1.0, False)])
+def test_clipped_flag_follows_the_rule(tmp_path, clip, threshold, expect):
+    config = TrainConfig(steps=3, clip=clip, clip_threshold=threshold, out=str(tmp_path / "c"), **TINY)
+    summary = train(config)
+    records = read_jsonl(tmp_path / "c" / "metrics.jsonl")
+    assert [r["clipped"] for r in records] == [expect] * 3
+    assert summary["clipped_steps"] == 3 * expect
+    assert all(r["grad_norm"] > 0 for r in records)
