@@ -17,6 +17,7 @@ Letters: T time, B batch, D input size, H hidden size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -25,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -55,6 +57,9 @@ CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 GRADIENT_TOLERANCE = {"float32": 1e-3, "float64": 1e-9}  # norm-wise relative error
 GEMM_SIZE = 1024  # square matrix product that measures the machine's rate
+STEPWISE_MAX_FLOPS = 2e9  # larger rows are checked against the peers only (the stepwise path is slow)
+TRAIN_QUICK = dict(seq_len=20, hidden=16, batch_size=8, steps=6)
+TRAIN_FULL = dict(seq_len=100, hidden=64, batch_size=32, steps=40)  # adding, LSTM: the issue's row
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.jsonl"
 
 
@@ -234,6 +239,14 @@ def time_once(run) -> float:
     return time.perf_counter() - start
 
 
+def time_wall_cpu(run) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one call. With one thread per framework, CPU time is
+    the work itself, unaffected by other processes competing for the cores."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, row_budget: float) -> dict:
     """Warm up and cross-check every runner, then time them interleaved; medians in seconds."""
     T, B, D, H = size
@@ -244,12 +257,14 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
     runners["gemm"] = gemm_runner(dtype)
 
     reference = runners["bptt"]()
-    # the per-step reference path: the fast path must equal it, whatever peers are installed
     cell = problem["cell"]
-    _, caches, _ = bptt.forward_stepwise(cell, problem["xs"], cell.pack_state(problem["state0"]))
-    stepwise = bptt.backward_stepwise(cell, caches, problem["G"])
-    checks = {"stepwise": check_gradients("stepwise", reference, {
-        **stepwise.params, "dxs": stepwise.dxs, "dstate0": cell.unpack_state(stepwise.dstate0)}, dtype)}
+    checks = {}
+    if not peers or bptt_flops(cell_name, T, B, D, H) < STEPWISE_MAX_FLOPS:
+        # the per-step reference path, so a row is checked even with no peer installed
+        _, caches, _ = bptt.forward_stepwise(cell, problem["xs"], cell.pack_state(problem["state0"]))
+        stepwise = bptt.backward_stepwise(cell, caches, problem["G"])
+        checks["stepwise"] = check_gradients("stepwise", reference, {
+            **stepwise.params, "dxs": stepwise.dxs, "dstate0": cell.unpack_state(stepwise.dstate0)}, dtype)
     warm = {}
     for name, run in runners.items():
         start = time.perf_counter()
@@ -265,8 +280,9 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
     for rep in range(reps):
         for k in range(len(names)):  # rotate the order so no runner always follows another
             name = names[(rep + k) % len(names)]
-            times[name].append(time_once(runners[name]))
-    median = {name: statistics.median(ts) for name, ts in times.items()}
+            times[name].append(time_wall_cpu(runners[name]))
+    median = {name: statistics.median(wall for wall, _ in ts) for name, ts in times.items()}
+    median_cpu = {name: statistics.median(cpu for _, cpu in ts) for name, ts in times.items()}
 
     _, tape = bptt.forward(cell, problem["xs"], cell.pack_state(problem["state0"]))
     state_bytes = B * H * cell.dtype.itemsize * len(cell.state_fields)
@@ -275,7 +291,9 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
     return {
         "cell": cell_name, "T": T, "B": B, "D": D, "H": H, "dtype": dtype, "reps": reps,
         "seconds": median,
+        "cpu_seconds": median_cpu,
         "ratio": {peer: median["bptt"] / median[peer] for peer in peers},
+        "cpu_ratio": {peer: median_cpu["bptt"] / median_cpu[peer] for peer in peers},
         "gradient_error": checks,
         "bptt_gflops": bptt_rate / 1e9,
         "gemm_gflops": gemm_rate / 1e9,
@@ -284,6 +302,108 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
         "notes": problem.get("notes", {}),
         "state_bytes_per_step": state_bytes,
     }
+
+
+# --------------------------------------------------------------------------- the training loop
+def bptt_train_runner(dtype: str, settings: dict, workdir: Path):
+    """`bptt train`'s loop (bptt.trainer.train) on adding with LSTM, Adam and global-norm clipping.
+
+    Steps per second come from the loop's own per-step `elapsed` stamps, so setup, the first step,
+    the final evaluation and checkpoint are left out.
+    """
+    from bptt.trainer import TrainConfig, train
+
+    runs = iter(range(10**6))
+
+    def run(steps: int) -> float:
+        out = workdir / f"bptt-{dtype}-{next(runs)}"
+        train(TrainConfig(
+            task="adding", cell="lstm", hidden=settings["hidden"], seq_len=settings["seq_len"],
+            batch_size=settings["batch_size"], steps=steps, optimizer="adam", lr=1e-2, clip="norm",
+            clip_threshold=1.0, dtype=dtype, eval_every=10**9, eval_size=settings["batch_size"],
+            checkpoint_every=10**9, record_every=0, out=str(out),
+        ))
+        elapsed = [json.loads(line)["elapsed"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return (len(elapsed) - 1) / (elapsed[-1] - elapsed[0])
+
+    return run
+
+
+def torch_train_runner(dtype: str, settings: dict):
+    """The same loop in PyTorch: same task and data source, LSTM + linear readout on the last step,
+    MSE, torch.optim.Adam(lr=1e-2), clip_grad_norm_(1.0), the loss read back every step."""
+    import torch
+
+    from bptt.tasks import make_task
+
+    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
+    H, B = settings["hidden"], settings["batch_size"]
+    task = make_task("adding", settings["seq_len"])
+    lstm = torch.nn.LSTM(task.input_size, H, dtype=torch_dtype)
+    readout = torch.nn.Linear(H, task.output_size, dtype=torch_dtype)
+    params = [*lstm.parameters(), *readout.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    rng = np.random.default_rng(0)
+
+    def make_run(onednn: bool):
+        def run(steps: int) -> float:
+            stamps = []
+            with torch.backends.mkldnn.flags(enabled=onednn):
+                for _ in range(steps):
+                    batch = task.sample(rng, B)
+                    mask = torch.from_numpy(batch.mask)
+                    hs, _ = lstm(torch.from_numpy(batch.xs.astype(dtype)))
+                    pred = readout(hs[mask])
+                    loss = torch.mean((pred - torch.from_numpy(batch.targets.astype(dtype))[mask]) ** 2)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    optimizer.step()
+                    loss.item()  # the loss read back, as bptt's loop logs it
+                    stamps.append(time.perf_counter())
+            return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+        return run
+
+    candidates = {onednn: make_run(onednn) for onednn in (True, False)}
+    best = max(candidates, key=lambda k: candidates[k](5))
+    return candidates[best], best
+
+
+def bench_train(dtype: str, settings: dict, reps: int) -> dict:
+    """Steps per second of both loops, interleaved, medians over `reps` runs of settings["steps"]."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as workdir:
+        runners = {"bptt": bptt_train_runner(dtype, settings, Path(workdir))}
+        notes = {}
+        try:
+            runners["torch"], notes["torch_onednn"] = torch_train_runner(dtype, settings)
+        except ImportError:
+            pass
+        for run in runners.values():
+            run(3)  # warm-up
+        rates = {name: [] for name in runners}
+        for _ in range(reps):
+            for name, run in runners.items():
+                rates[name].append(run(settings["steps"]))
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    return {"task": "adding", "cell": "lstm", "dtype": dtype, **settings, "reps": reps,
+            "steps_per_second": median, "notes": notes,
+            "ratio": {"torch": median["bptt"] / median["torch"]} if "torch" in median else {}}
+
+
+def format_train(rows: list[dict]) -> str:
+    lines = ["| loop | dtype | T | B | H | bptt steps/s | torch steps/s | bptt/torch (higher is faster) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        torch_rate = r["steps_per_second"].get("torch")
+        lines.append(
+            f"| adding, LSTM, Adam, clip 1.0 | {r['dtype']} | {r['seq_len']} | {r['batch_size']} | {r['hidden']} "
+            f"| {r['steps_per_second']['bptt']:.1f} | {'-' if torch_rate is None else f'{torch_rate:.1f}'} "
+            f"| {r['ratio'].get('torch', float('nan')):.2f} |"
+        )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- the machine
@@ -406,6 +526,9 @@ def parse_args(argv):
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions per row (at least 3)")
     parser.add_argument("--row-budget", type=float, default=20.0,
                         help="seconds per row the repetitions aim at; fewer reps when a row is slow")
+    parser.add_argument("--train-reps", type=int, default=5, help="runs of each training loop")
+    parser.add_argument("--no-train", dest="train", action="store_false",
+                        help="leave out the training-loop row")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for numpy's BLAS, PyTorch and XLA alike (default 1: on a shared "
                              "2-core machine, multi-threaded small products stall when a core is taken)")
@@ -429,22 +552,36 @@ def parse_args(argv):
     return args
 
 
-def limit_threads(threads: int) -> None:
-    """Cap the pools again at run time, for when numpy was imported before this script (tests)."""
+@contextlib.contextmanager
+def thread_limits(threads: int):
+    """Cap the pools again at run time (numpy may have been imported first, as in the tests);
+    restore them on exit."""
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch else None
     try:
         from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
     except ImportError:
-        pass
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+        limiter = contextlib.nullcontext()
+    else:
+        limiter = threadpool_limits(threads)
+    if torch:
+        torch.set_num_threads(threads)
+    try:
+        with limiter:
+            yield
+    finally:
+        if torch:
+            torch.set_num_threads(torch_threads)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     peers = available_peers(args.peers)
-    limit_threads(args.threads)
+    with thread_limits(args.threads):
+        return run(args, peers, argv)
+
+
+def run(args, peers: dict, argv) -> dict:
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "blas": blas_description(), "versions": versions(),
             "threads": args.threads}
@@ -469,13 +606,21 @@ def main(argv=None) -> dict:
                 row = bench_row(cell_name, size, dtype, peers, args.reps, args.row_budget)
                 rows.append(row)
                 print(format_table([row], list(peers)).splitlines()[-1], flush=True)
+    train_rows = []
+    if args.train:
+        settings = TRAIN_QUICK if args.quick else TRAIN_FULL
+        for dtype in args.dtypes:
+            train_rows.append(bench_train(dtype, settings, 1 if args.quick else args.train_reps))
     table = format_table(rows, list(peers))
     print()
     print(table)
     print(summary(rows, list(peers)))
+    if train_rows:
+        print()
+        print(format_train(train_rows))
     info["machine"]["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     record = {**info, "command": " ".join(["scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
-              "rows": rows}
+              "rows": rows, "train_rows": train_rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -484,6 +629,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
     try:
         main()
     except GradientMismatch as exc:

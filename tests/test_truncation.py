@@ -39,13 +39,14 @@ class ScalarLinear(Cell):
         self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
         return LinearCache(xs, hs[:-1], hs[1:])
 
-    def recurrent_forward(self, c):
+    def recurrent_forward(self, c, work):
         c.h[...] += c.h_prev @ self.params["weight_hh"].T  # h = x + w h_prev
 
-    def recurrent_backward(self, c, dstate, da_x, da_h):
+    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work):
         (dh,) = dstate
         da_x[...] = dh  # the identity "non-linearity"
-        return (da_x @ self.params["weight_hh"],)  # dL/dh_prev = w dL/dh
+        np.matmul(da_x, self.params["weight_hh"], out=dh_prev)  # dL/dh_prev = w dL/dh
+        return (dh_prev,)
 
 
 def linear_loss(pred, weights):

@@ -179,8 +179,11 @@ class Cell:
 
     def local_gradients(self, caches: NamedTuple, da_x: np.ndarray, da_h: np.ndarray) -> tuple:
         """For all T at once, write into da_x and da_h (T, N, G*H) the factors of dL/da that do not
-        depend on dL/dstate; return any further per-step arrays (leading axis T) the sweep needs."""
-        raise NotImplementedError
+        depend on dL/dstate; return any further per-step arrays (leading axis T) the sweep needs.
+
+        Optional: by default nothing is prepared and `recurrent_backward` writes da_x and da_h whole.
+        """
+        return ()
 
     def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work) -> tuple:
         """One step back: given dL/dstate after the step, finish da_x and da_h (N, G*H), write
