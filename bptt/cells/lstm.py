@@ -25,6 +25,16 @@ class LSTMCache(NamedTuple):
     h: np.ndarray  # (N, H)
 
 
+class LSTMWorkspace(NamedTuple):
+    """The base Workspace's fields, and the per-column constants that finish the gates."""
+
+    weight_hh_t: np.ndarray
+    gates: np.ndarray
+    hidden: np.ndarray
+    scale: np.ndarray  # (4H,) 1 for i, f, o; 2 for g
+    shift: np.ndarray  # (4H,) 0 for i, f, o; -1 for g
+
+
 class LSTM(Cell):
     """LSTM, one layer. State is the tuple (h, c). params: weight_ih (4H, D), weight_hh (4H, H), ..."""
 
@@ -46,16 +56,21 @@ class LSTM(Cell):
         tanh_c = np.empty((T, N, H), self.dtype)
         return LSTMCache(xs, hs[:-1], cs[:-1], gates, cs[1:], tanh_c, hs[1:])
 
+    def workspace(self, batch_size):
+        H = self.hidden_size
+        scale, shift = np.ones(4 * H, self.dtype), np.zeros(4 * H, self.dtype)
+        scale[2 * H : 3 * H], shift[2 * H : 3 * H] = 2, -1  # tanh(x) = 2 sigmoid(2x) - 1 for g
+        return LSTMWorkspace(*super().workspace(batch_size), scale=scale, shift=shift)
+
     def recurrent_forward(self, c, work):
         H = self.hidden_size
         a = c.gates  # holds a_x * gate_factors on entry
         a += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = (a_x + W_hh h_prev) * factors
         np.exp(a, out=a)
         a += 1
-        np.reciprocal(a, out=a)  # i, f, o = sigmoid(a)
+        np.divide(work.scale, a, out=a)  # i, f, o = sigmoid(a); g = 2 sigmoid(2 a_g) ...
+        a += work.shift  # ... - 1 = tanh(a_g): whole rows at once, faster than a strided g slice
         i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        g *= 2
-        g -= 1  # g = tanh(a_g)
         cell = c.c
         np.multiply(f, c.c_prev, out=cell)  # c = f * c_prev + i * g
         cell += np.multiply(i, g, out=work.hidden)
