@@ -57,6 +57,7 @@ CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 GRADIENT_TOLERANCE = {"float32": 1e-3, "float64": 1e-9}  # norm-wise relative error
 GEMM_SIZE = 1024  # square matrix product that measures the machine's rate
+GEMM_SAMPLES = 3  # timed products per repetition
 STEPWISE_MAX_FLOPS = 2e9  # larger rows are checked against the peers only (the stepwise path is slow)
 TRAIN_QUICK = dict(seq_len=20, hidden=16, batch_size=8, steps=6)
 TRAIN_FULL = dict(seq_len=100, hidden=64, batch_size=32, steps=40)  # adding, LSTM: the row
@@ -280,7 +281,8 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
     for rep in range(reps):
         for k in range(len(names)):  # rotate the order so no runner always follows another
             name = names[(rep + k) % len(names)]
-            times[name].append(time_wall_cpu(runners[name]))
+            for _ in range(GEMM_SAMPLES if name == "gemm" else 1):  # short: sample it more often
+                times[name].append(time_wall_cpu(runners[name]))
     median = {name: statistics.median(wall for wall, _ in ts) for name, ts in times.items()}
     median_cpu = {name: statistics.median(cpu for _, cpu in ts) for name, ts in times.items()}
 
