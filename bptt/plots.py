@@ -13,6 +13,8 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from .runs import GRAD_NORM_KEYS as GRAD_NORM_COLUMNS
+
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -212,3 +214,26 @@ def truncation_bias_figure(ks, cosine, relative_error, T: int, title: str) -> Fi
     right.grid(True, alpha=0.3)
     fig.suptitle(f"{title} (T = {T})")
     return fig
+
+
+def run_figures(run) -> dict:
+    """The figures of one training run (a `bptt.runs.Run`): {"loss.png": ..., "grad_norm.png": ...,
+    "dh_norms.png": ...}, each included when the run recorded what it needs."""
+    name = os.path.basename(os.path.normpath(run.path))
+    steps = run.steps
+    figures = {}
+    loss = run.column("loss")
+    if loss is not None:
+        positive = bool(np.all(loss[np.isfinite(loss)] > 0))
+        figures["loss.png"] = learning_curves_figure({"training loss": (steps, loss)}, f"Loss, run {name}",
+                                                     logy=positive)
+    norms = run.column(*GRAD_NORM_COLUMNS)
+    if norms is not None:
+        clipped = run.column("clipped")
+        clipped = np.zeros(len(steps), bool) if clipped is None else clipped > 0
+        figures["grad_norm.png"] = grad_norm_figure(steps, norms, clipped, run.clip_threshold,
+                                                    f"Gradient norm before clipping, run {name}")
+    if run.dh_norms is not None:
+        figures["dh_norms.png"] = dh_norms_heatmap_figure(
+            run.dh_steps, run.dh_norms, f"Per-timestep gradient norm over training, run {name}")
+    return figures

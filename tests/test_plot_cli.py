@@ -1,0 +1,91 @@
+"""`bptt plot RUN_DIR` and the figures behind it, on a run folder in the documented format."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bptt import plots
+from bptt.cli import cli
+from bptt.runs import read_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(folder, steps=40, T=12, clip=1.0, every=5):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"clip": clip, "lr": 0.01, "seed": 0}))
+    norms = np.exp(rng.normal(0, 1, steps))
+    with open(folder / "metrics.jsonl", "w") as f:
+        for step in range(steps):
+            f.write(json.dumps({"step": step, "loss": float(1 / (1 + step)), "grad_norm": float(norms[step]),
+                                "clipped": clip is not None and bool(norms[step] > clip), "lr": 0.01, "elapsed": 0.1 * step}) + "\n")
+    dh = np.exp(-0.3 * np.arange(T)[::-1])[None, :] * np.exp(rng.normal(0, 0.1, (steps // every, 1)))
+    with open(folder / "dh_norms.jsonl", "w") as f:
+        for i, row in enumerate(dh):
+            f.write(json.dumps({"step": i * every, "dh_norms": row.tolist()}) + "\n")
+    (folder / "summary.json").write_text(json.dumps({"final_loss": 1 / steps}))
+    return norms, dh
+
+
+def test_plot_command_writes_three_pngs(tmp_path):
+    write_run(tmp_path / "run")
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    for name in ("loss.png", "grad_norm.png", "dh_norms.png"):
+        data = (tmp_path / "run" / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 10_000
+        assert name in result.output
+
+
+def test_figures_show_the_run_numbers(tmp_path):
+    norms, dh = write_run(tmp_path / "run", clip=1.0)
+    run = read_run(tmp_path / "run")
+    assert run.clip_threshold == 1.0
+    figures = plots.run_figures(run)
+    ax = figures["grad_norm.png"].axes[0]
+    line, threshold, events = ax.get_lines()[:3]
+    np.testing.assert_allclose(line.get_ydata(), norms)
+    assert list(threshold.get_ydata()) == [1.0, 1.0]
+    np.testing.assert_allclose(events.get_ydata(), norms[norms > 1.0])  # one marker per clip event
+    assert ax.get_yscale() == "log"
+    image = figures["dh_norms.png"].axes[0].get_images()[0]
+    np.testing.assert_allclose(image.get_array(), dh)  # rows: recorded steps, columns: timesteps
+    assert figures["loss.png"].axes[0].get_yscale() == "log"
+
+
+def test_run_without_dh_norms_or_clipping_still_plots(tmp_path):
+    write_run(tmp_path / "run", clip=None)
+    (tmp_path / "run" / "dh_norms.jsonl").unlink()
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path / "run")])
+    assert result.exit_code == 0
+    assert not (tmp_path / "run" / "dh_norms.png").exists()
+    assert read_run(tmp_path / "run").clip_threshold is None
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("missing", "does not exist"),
+    ("no_metrics", "has no metrics.jsonl"),
+    ("bad_json", "line 2: not valid JSON"),
+    ("ragged_dh", "same length"),
+])
+def test_bad_run_folders_are_usage_errors(tmp_path, breakage, message):
+    folder = tmp_path / "run"
+    if breakage != "missing":
+        write_run(folder)
+    if breakage == "no_metrics":
+        (folder / "metrics.jsonl").unlink()
+    elif breakage == "bad_json":
+        with open(folder / "metrics.jsonl", "r+") as f:
+            lines = f.readlines()
+            lines[1] = "{not json\n"
+            f.seek(0)
+            f.writelines(lines)
+    elif breakage == "ragged_dh":
+        with open(folder / "dh_norms.jsonl", "a") as f:
+            f.write(json.dumps({"step": 99, "dh_norms": [1.0, 2.0]}) + "\n")
+    result = CliRunner().invoke(cli, ["plot", str(folder)])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
