@@ -53,14 +53,14 @@ def gradient_norms_figure(series: list[dict], title: str, jacobian_label: str = 
         for i, s in enumerate(series):
             t = np.asarray(s["t"])
             values = np.asarray(s[key], float)
-            ax.semilogy(t, values, color=color(i), lw=1.8, label=s["label"])
+            ax.semilogy(t, values, color=color(i), lw=3.0, alpha=0.75, label=s["label"])
             distance = t[-1] - t
             offset = np.mean(np.log(values) - s["lyapunov"] * distance)
-            ax.semilogy(t, np.exp(offset + s["lyapunov"] * distance), color=color(i), lw=1.2, ls="--")
+            ax.semilogy(t, np.exp(offset + s["lyapunov"] * distance), color="black", lw=1.0, ls="--", zorder=3)
         ax.set_xlabel("timestep t")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
-    axes[0, 1].plot([], [], color="gray", ls="--", label=r"slope of top Lyapunov exp. $\lambda_{max}$")
+    axes[0, 1].plot([], [], color="black", lw=1.0, ls="--", label=r"slope of top Lyapunov exp. $\lambda_{max}$")
     axes[0, 1].legend(fontsize=8, loc="best")
     fig.suptitle(title)
     return fig

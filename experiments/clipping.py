@@ -96,9 +96,11 @@ def main() -> None:
         "without_clipping": plain, "with_clipping": clipped,
     })
     write_csv(os.path.join(args.out, "surface.csv"), ["w", "b", "loss"],
-              [(w[j], b[i], surface[i, j]) for i in range(n) for j in range(n)])
+              [(f"{w[j]:.6g}", f"{b[i]:.6g}", f"{surface[i, j]:.6g}") for i in range(n) for j in range(n)])
 
-    jump = f"jumps {plain['largest_step']:.0f} units at iteration {plain['largest_step_at']}"
+    landing = plain["path"][plain["largest_step_at"] + 1]
+    jump = (f"jumps {plain['largest_step']:.0f} at iteration {plain['largest_step_at']}, "
+            f"to ({landing[0]:.0f}, {landing[1]:.0f})")
     paths = {
         f"no clipping ({jump})": np.array(plain["path"]),
         f"clipping at norm {THRESHOLD:g} (steps <= {LEARNING_RATE * THRESHOLD:g})": np.array(clipped["path"]),
