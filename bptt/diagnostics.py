@@ -199,3 +199,31 @@ def lyapunov_spectrum(cell: Cell, tape: Tape, warmup: int = 0) -> np.ndarray:
             if t >= warmup:
                 log_growth += np.log(np.abs(np.diagonal(R, axis1=1, axis2=2)))
     return -np.sort(-log_growth / (T - warmup), axis=1)
+
+
+# ----------------------------------------------------------------- truncation bias
+class GradientAgreement(NamedTuple):
+    """How well an approximate gradient g_k matches the exact one g, over all parameters at once."""
+
+    cosine: float  # <g_k, g> / (||g_k|| ||g||); 1 means the same direction
+    relative_error: float  # ||g_k - g|| / ||g||
+
+
+def gradient_agreement(approximate: dict, exact: dict) -> GradientAgreement:
+    """Compare two gradients keyed like `cell.params` (e.g. TBPTT(k, k) against full BPTT), with every
+    parameter flattened into one vector."""
+    if set(approximate) != set(exact):
+        raise ValueError(f"gradients must have the same keys, got {sorted(approximate)} and {sorted(exact)}")
+    a, e = [], []
+    for name in sorted(exact):
+        ga, ge = np.asarray(approximate[name], np.float64), np.asarray(exact[name], np.float64)
+        if ga.shape != ge.shape:
+            raise ValueError(f"gradient {name!r} has shape {ga.shape} here and {ge.shape} in the exact one")
+        a.append(ga.ravel())
+        e.append(ge.ravel())
+    a, e = np.concatenate(a), np.concatenate(e)
+    norm_a, norm_e = np.linalg.norm(a), np.linalg.norm(e)
+    if norm_e == 0:
+        raise ValueError("the exact gradient is zero: cosine and relative error are undefined")
+    cosine = float(a @ e / (norm_a * norm_e)) if norm_a > 0 else 0.0
+    return GradientAgreement(cosine, float(np.linalg.norm(a - e) / norm_e))

@@ -248,3 +248,17 @@ def test_bad_arguments_raise_clear_errors():
         diag.recurrent_bound(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="gamma must be positive"):
         diag.recurrent_bound(np.eye(2), gamma=0)
+
+
+# ----------------------------------------------------------------- comparing gradients
+def test_gradient_agreement_on_known_vectors():
+    exact = {"a": np.array([1.0, 0.0]), "b": np.array([[0.0]])}
+    same = diag.gradient_agreement({"a": np.array([2.0, 0.0]), "b": np.array([[0.0]])}, exact)
+    assert same.cosine == pytest.approx(1.0) and same.relative_error == pytest.approx(1.0)
+    orthogonal = diag.gradient_agreement({"a": np.array([0.0, 0.0]), "b": np.array([[3.0]])}, exact)
+    assert orthogonal.cosine == pytest.approx(0.0) and orthogonal.relative_error == pytest.approx(np.sqrt(10))
+    assert diag.gradient_agreement(exact, exact) == (pytest.approx(1.0), 0.0)
+    with pytest.raises(ValueError, match="same keys"):
+        diag.gradient_agreement({"a": exact["a"]}, exact)
+    with pytest.raises(ValueError, match=r"'b' has shape \(1,\) here and \(1, 1\)"):
+        diag.gradient_agreement({"a": exact["a"], "b": np.zeros(1)}, exact)
