@@ -13,8 +13,6 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from .runs import GRAD_NORM_KEYS as GRAD_NORM_COLUMNS
-
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -127,17 +125,22 @@ def loss_along_paths_figure(paths: dict, title: str) -> Figure:
 
 # ----------------------------------------------------------------- training runs
 def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", baseline=None,
-                           baseline_label: str = "baseline", logy: bool = True) -> Figure:
-    """One line per entry of `curves` (label -> (steps (R,), values (R,))), an optional baseline."""
+                           baseline_label: str = "baseline", logy: bool = True, markers: dict | None = None,
+                           xlabel: str = "training step") -> Figure:
+    """One line per entry of `curves` (label -> (steps (R,), values (R,))), an optional baseline.
+
+    markers: label -> matplotlib marker for curves drawn with markers (e.g. sparse evaluations).
+    """
     fig, axes = _figure()
     ax = axes[0, 0]
+    markers = markers or {}
     for i, (label, (steps, values)) in enumerate(curves.items()):
-        ax.plot(steps, values, color=color(i), lw=1.5, label=label)
+        ax.plot(steps, values, color=color(i), lw=1.5, label=label, marker=markers.get(label), ms=4)
     if baseline is not None:
         ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel("training step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
@@ -145,10 +148,10 @@ def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", basel
     return fig
 
 
-def grad_norm_figure(steps, norms, clipped, threshold, title: str) -> Figure:
+def grad_norm_figure(steps, norms, clipped, threshold, title: str, clip_label: str = "clipped") -> Figure:
     """Gradient norm before clipping against step (log axis), the clip threshold and clip events.
 
-    steps, norms (R,), clipped (R,) booleans, threshold: float or None (no clipping).
+    steps, norms (R,), clipped (R,) booleans, threshold: the max norm, or None (no line drawn).
     """
     fig, axes = _figure()
     ax = axes[0, 0]
@@ -160,7 +163,7 @@ def grad_norm_figure(steps, norms, clipped, threshold, title: str) -> Figure:
         ax.axhline(threshold, color="black", ls="--", lw=1.0, label=f"clip threshold {threshold:g}")
     if clipped.any():
         ax.plot(steps[clipped], norms[clipped], "v", color=color(3), ms=5,
-                label=f"clipped ({int(clipped.sum())} of {len(steps)} steps)")
+                label=f"{clip_label} ({int(clipped.sum())} of {len(steps)} steps)")
     ax.set_xlabel("training step")
     ax.set_ylabel(r"$\|\nabla_\theta L\|_2$")
     ax.set_title(title)
@@ -169,17 +172,18 @@ def grad_norm_figure(steps, norms, clipped, threshold, title: str) -> Figure:
     return fig
 
 
-def dh_norms_heatmap_figure(steps, dh_norms, title: str) -> Figure:
-    """||dL/dh_t|| over (training step, timestep t) as a log-coloured heatmap. dh_norms (R, T)."""
+def dh_norms_heatmap_figure(steps, dh_norms, title: str, xlabel: str = "timestep t") -> Figure:
+    """||dL/dh_t|| over (training step, timestep t) as a log-coloured heatmap. dh_norms (R, T);
+    NaN cells (no value) are left blank."""
     fig, axes = _figure(width=7.0, height=4.8)
     ax = axes[0, 0]
     values = np.asarray(dh_norms, float)
-    positive = values[values > 0]
+    positive = values[np.isfinite(values) & (values > 0)]
     low, high = (positive.min(), positive.max()) if positive.size else (1e-12, 1.0)
     steps = np.asarray(steps)
     T = values.shape[1]
     image = ax.imshow(
-        np.where(values > 0, values, np.nan), aspect="auto", origin="lower", interpolation="nearest",
+        np.where(np.isfinite(values) & (values > 0), values, np.nan), aspect="auto", origin="lower", interpolation="nearest",
         norm=LogNorm(vmin=low, vmax=max(high, low * 10)), cmap="magma",
         extent=(-0.5, T - 0.5, 0, len(steps)),
     )
@@ -187,7 +191,7 @@ def dh_norms_heatmap_figure(steps, dh_norms, title: str) -> Figure:
     ax.set_yticks(ticks + 0.5)
     ax.set_yticklabels([str(steps[i]) for i in ticks])
     fig.colorbar(image, ax=ax, label=r"$\|\partial L/\partial h_t\|$")
-    ax.set_xlabel("timestep t")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("training step")
     ax.set_title(title)
     return fig
@@ -217,23 +221,38 @@ def truncation_bias_figure(ks, cosine, relative_error, T: int, title: str) -> Fi
 
 
 def run_figures(run) -> dict:
-    """The figures of one training run (a `bptt.runs.Run`): {"loss.png": ..., "grad_norm.png": ...,
-    "dh_norms.png": ...}, each included when the run recorded what it needs."""
+    """The figures of one training run (a `bptt.runs.Run`): {"loss.png", "grad_norm.png",
+    "dh_norms.png"}, each included when the run logged what it needs."""
     name = os.path.basename(os.path.normpath(run.path))
     steps = run.steps
     figures = {}
     loss = run.column("loss")
     if loss is not None:
-        positive = bool(np.all(loss[np.isfinite(loss)] > 0))
-        figures["loss.png"] = learning_curves_figure({"training loss": (steps, loss)}, f"Loss, run {name}",
-                                                     logy=positive)
-    norms = run.column(*GRAD_NORM_COLUMNS)
+        curves = {"training loss (one batch)": (steps, loss)}
+        held_out = run.column("eval_loss")
+        if held_out is not None and np.isfinite(held_out).any():
+            keep = np.isfinite(held_out)
+            curves["held-out loss"] = (steps[keep], held_out[keep])
+        finite = np.concatenate([v[np.isfinite(v)] for _, v in curves.values()])
+        baseline = run.summary.get("baseline_loss")
+        figures["loss.png"] = learning_curves_figure(
+            curves, f"Loss, run {name}", baseline=baseline, baseline_label="task baseline",
+            logy=bool(finite.size and np.all(finite > 0)), markers={"held-out loss": "o"},
+        )
+    norms = run.column("grad_norm")
     if norms is not None:
         clipped = run.column("clipped")
-        clipped = np.zeros(len(steps), bool) if clipped is None else clipped > 0
-        figures["grad_norm.png"] = grad_norm_figure(steps, norms, clipped, run.clip_threshold,
-                                                    f"Gradient norm before clipping, run {name}")
+        clipped = np.zeros(len(steps), bool) if clipped is None else np.nan_to_num(clipped) > 0
+        mode, threshold = run.clipping
+        figures["grad_norm.png"] = grad_norm_figure(
+            steps, norms, clipped, threshold if mode == "norm" else None,
+            f"Gradient norm before clipping, run {name}",
+            clip_label="clipped" if mode != "value" else f"clipped element-wise at {threshold:g}",
+        )
     if run.dh_norms is not None:
+        full = run.config.get("k1") is None
         figures["dh_norms.png"] = dh_norms_heatmap_figure(
-            run.dh_steps, run.dh_norms, f"Per-timestep gradient norm over training, run {name}")
+            run.dh_steps, run.dh_norms, f"Per-timestep gradient norm over training, run {name}",
+            xlabel="timestep t" if full else "timestep within the update's window",
+        )
     return figures

@@ -13,14 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Names a field may have in the files, first match wins.
-GRAD_NORM_KEYS = ("grad_norm", "grad_norm_before_clip", "gradient_norm", "grad_norm_preclip", "norm")
-CLIP_KEYS = ("clip", "clip_norm", "max_grad_norm", "clip_threshold", "grad_clip")
-
-
 @dataclass
 class Run:
-    """A run folder's contents. metrics: one dict per logged step; dh_steps (R,), dh_norms (R, T)."""
+    """A run folder's contents. metrics: one dict per logged step; dh_steps (R,), dh_norms (R, W):
+    one row per record, W the longest window (shorter windows, e.g. a TBPTT run's last one, are
+    padded with NaN at the start, so that the last column is always the window's last step)."""
 
     path: str
     config: dict = field(default_factory=dict)
@@ -29,37 +26,39 @@ class Run:
     dh_steps: np.ndarray | None = None
     dh_norms: np.ndarray | None = None
 
-    def column(self, *keys: str) -> np.ndarray | None:
-        """One metric over the logged steps, under the first of `keys` the records use (None if absent)."""
-        for key in keys:
-            if self.metrics and all(key in m for m in self.metrics):
-                return np.array([np.nan if m[key] is None else m[key] for m in self.metrics], float)
-        return None
+    def column(self, key: str) -> np.ndarray | None:
+        """One metric over the logged steps (NaN where a record lacks it or holds null), None if no
+        record has it (e.g. eval_loss exists only on evaluation steps)."""
+        if not any(key in m for m in self.metrics):
+            return None
+        return np.array([np.nan if m.get(key) is None else m[key] for m in self.metrics], float)
 
     @property
     def steps(self) -> np.ndarray:
         return np.array([m["step"] for m in self.metrics], int)
 
     @property
-    def clip_threshold(self) -> float | None:
-        """The clipping threshold from config.json (also looked for one level down), None if off."""
-        for scope in (self.config, *[v for v in self.config.values() if isinstance(v, dict)]):
-            for key in CLIP_KEYS:
-                if key in scope:
-                    value = scope[key]
-                    return float(value) if value is not None and float(value) > 0 else None
-        return None
+    def clipping(self) -> tuple[str, float | None]:
+        """(mode, threshold) from config.json: ("norm", max norm), ("value", max |element|) or ("none", None)."""
+        mode = self.config.get("clip", "none")
+        if mode not in ("norm", "value"):
+            return "none", None
+        return mode, float(self.config["clip_threshold"]) if "clip_threshold" in self.config else None
 
 
 def _read_jsonl(path: str) -> list:
-    records = []
+    """The records of a JSON-lines log. A broken last line (a run killed mid-write) is dropped; a
+    broken line before it is an error."""
     with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg})") from exc
+        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
+    records = []
+    for i, (number, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg})") from exc
     return records
 
 
@@ -90,10 +89,12 @@ def read_run(path) -> Run:
     if os.path.exists(dh_path):
         records = _read_jsonl(dh_path)
         if records:
-            lengths = {len(r.get("dh_norms", ())) for r in records}
-            if len(lengths) != 1 or 0 in lengths:
-                raise ValueError(f"{dh_path}: every record needs a 'dh_norms' list of the same length, "
-                                 f"got lengths {sorted(lengths)}")
+            if not all(isinstance(r, dict) and "step" in r and isinstance(r.get("dh_norms"), list)
+                       and r["dh_norms"] for r in records):
+                raise ValueError(f"{dh_path}: expected one {{'step': int, 'dh_norms': [float, ...]}} per line")
+            width = max(len(r["dh_norms"]) for r in records)
             run.dh_steps = np.array([r["step"] for r in records], int)
-            run.dh_norms = np.array([r["dh_norms"] for r in records], float)
+            run.dh_norms = np.full((len(records), width), np.nan)
+            for row, r in zip(run.dh_norms, records):
+                row[width - len(r["dh_norms"]):] = r["dh_norms"]
     return run
