@@ -126,10 +126,11 @@ def loss_along_paths_figure(paths: dict, title: str) -> Figure:
 # ----------------------------------------------------------------- training runs
 def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", baseline=None,
                            baseline_label: str = "baseline", logy: bool = True, markers: dict | None = None,
-                           xlabel: str = "training step") -> Figure:
+                           xlabel: str = "training step", reference_lines: dict | None = None) -> Figure:
     """One line per entry of `curves` (label -> (steps (R,), values (R,))), an optional baseline.
 
     markers: label -> matplotlib marker for curves drawn with markers (e.g. sparse evaluations).
+    reference_lines: label -> y value of further dotted horizontal lines.
     """
     fig, axes = _figure()
     ax = axes[0, 0]
@@ -138,6 +139,8 @@ def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", basel
         ax.plot(steps, values, color=color(i), lw=1.5, label=label, marker=markers.get(label), ms=4)
     if baseline is not None:
         ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
+    for label, value in (reference_lines or {}).items():
+        ax.axhline(value, color="gray", ls=":", lw=1.2, label=label)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
@@ -197,25 +200,32 @@ def dh_norms_heatmap_figure(steps, dh_norms, title: str, xlabel: str = "timestep
     return fig
 
 
-def truncation_bias_figure(ks, cosine, relative_error, T: int, title: str) -> Figure:
-    """Cosine similarity and relative error of the TBPTT(k, k) gradient to full BPTT, against k."""
-    fig, axes = _figure(ncols=2, width=5.2, height=4.2)
-    ks = np.asarray(ks)
+def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
+    """Cosine similarity and relative error of the TBPTT(k, k) gradient to full BPTT, against k.
+
+    bias: model label -> {"ks": [...], "cosine": [...], "relative_error": [...]}.
+    """
+    fig, axes = _figure(ncols=2, width=5.4, height=4.4)
     left, right = axes[0]
-    left.plot(ks, cosine, "o-", color=color(0))
+    for i, (label, b) in enumerate(bias.items()):
+        left.plot(b["ks"], b["cosine"], "o-", color=color(i), label=label)
+        errors = np.asarray(b["relative_error"], float)
+        shown = errors > 0  # k = T is exact: log axis
+        right.plot(np.asarray(b["ks"])[shown], errors[shown], "o-", color=color(i), label=label)
     left.axhline(1.0, color="black", ls="--", lw=0.8)
-    left.set_xscale("log", base=2)
-    left.set_xlabel("truncation length k (steps)")
-    left.set_ylabel("cosine similarity to full-BPTT gradient")
+    ks = sorted({k for b in bias.values() for k in b["ks"]})
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+        ax.set_xlabel("truncation length k (steps)")
+        ax.grid(True, alpha=0.3)
+    left.set_ylabel("cosine similarity to the full-BPTT gradient")
     left.set_title("direction")
-    left.grid(True, alpha=0.3)
-    right.plot(ks, np.maximum(relative_error, 1e-17), "o-", color=color(3))
-    right.set_xscale("log", base=2)
     right.set_yscale("log")
-    right.set_xlabel("truncation length k (steps)")
-    right.set_ylabel(r"$\|g_k - g\| / \|g\|$")
-    right.set_title("relative error")
-    right.grid(True, alpha=0.3)
+    right.set_ylabel(r"relative error $\|g_k - g\| / \|g\|$")
+    right.set_title("relative error (0 at k = T, not drawn)")
+    left.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"{title} (T = {T})")
     return fig
 
@@ -256,3 +266,24 @@ def run_figures(run) -> dict:
             xlabel="timestep t" if full else "timestep within the update's window",
         )
     return figures
+
+
+def learning_curves_grid_figure(panels: list, title: str, ylabel: str, baseline=None,
+                                baseline_label: str = "baseline", logy: bool = True) -> Figure:
+    """Side-by-side learning curves sharing the y axis: panels is [(panel title, {label: (steps,
+    values)})], the same labels (and colours) in every panel."""
+    fig, axes = _figure(ncols=len(panels), width=4.6, height=4.2, sharey=True)
+    for ax, (panel_title, curves) in zip(axes[0], panels):
+        for i, (label, (steps, values)) in enumerate(curves.items()):
+            ax.plot(steps, values, color=color(i), lw=1.5, label=label)
+        if baseline is not None:
+            ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(panel_title)
+        ax.set_xlabel("training step")
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
