@@ -10,6 +10,7 @@
 from .cells import GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache
 from .losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from .readout import Linear
+from .trainer import TrainConfig, evaluate, train
 from .unroll import Gradients, Tape, backward, backward_stepwise, forward, forward_stepwise
 
 __version__ = "0.1.0"
@@ -18,4 +19,5 @@ __all__ = [
     "Cell", "RNN", "LSTM", "GRU", "RNNCache", "LSTMCache", "GRUCache",
     "forward", "backward", "forward_stepwise", "backward_stepwise", "Tape", "Gradients",
     "Linear", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+    "TrainConfig", "train", "evaluate",
 ]

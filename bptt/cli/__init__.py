@@ -12,3 +12,4 @@ def cli():
 
 
 from . import plot  # noqa: E402,F401
+from . import train  # noqa: E402,F401

@@ -1,0 +1,169 @@
+"""`bptt train`, `bptt evaluate`, `bptt sample`: the training loop from the shell."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from ..optim import OPTIMIZERS, SCHEDULES
+from ..tasks import TASKS
+from ..sampling import sample
+from ..trainer import (
+    CELLS, CLIPS, TrainConfig, TrainingStopped, default_run_dir, evaluate, load_config, train,
+)
+from . import cli
+
+DEFAULTS = TrainConfig()
+POSITIVE = click.IntRange(min=1)
+
+
+def _baseline_line(summary: dict) -> str:
+    parts = [f"eval loss {summary['eval_loss']:.4g} (baseline {summary['baseline_loss']:.4g})"]
+    for key in ("accuracy", "success"):
+        if f"eval_{key}" in summary:
+            parts.append(f"{key} {summary[f'eval_{key}']:.3f} (baseline {summary[f'baseline_{key}']:.3f})")
+    return ", ".join(parts)
+
+
+@cli.command(name="train")
+@click.option("--task", type=click.Choice(TASKS), default=DEFAULTS.task, show_default=True, help="Toy task to train on.")
+@click.option("--cell", type=click.Choice(CELLS), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
+@click.option("--hidden", type=POSITIVE, default=DEFAULTS.hidden, show_default=True, help="Hidden size H.")
+@click.option("--seq-len", type=POSITIVE, default=DEFAULTS.seq_len, show_default=True,
+              help="Sequence length T (copy: blank length; reber: longest string).")
+@click.option("--steps", type=POSITIVE, default=DEFAULTS.steps, show_default=True, help="Parameter updates.")
+@click.option("--batch-size", type=POSITIVE, default=DEFAULTS.batch_size, show_default=True, help="Sequences per batch.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr, show_default=True, help="(Peak) learning rate.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True, help="Update rule.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.momentum, show_default=True,
+              help="Momentum for --optimizer momentum / nesterov.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule, show_default=True,
+              help="Learning-rate schedule (cosine decays to 0 at --steps).")
+@click.option("--lr-step-size", type=POSITIVE, default=DEFAULTS.lr_step_size, show_default=True,
+              help="Step schedule: decay every this many updates.")
+@click.option("--lr-gamma", type=click.FloatRange(0, 1, min_open=True), default=DEFAULTS.lr_gamma, show_default=True,
+              help="Step schedule: decay factor.")
+@click.option("--clip", type=click.Choice(CLIPS), default=DEFAULTS.clip, show_default=True,
+              help="Gradient clipping: global norm, element-wise value, or none.")
+@click.option("--clip-threshold", type=float, default=DEFAULTS.clip_threshold, show_default=True,
+              help="Max global norm (or max |element| with --clip value); must be > 0.")
+@click.option("--k1", type=POSITIVE, default=None, help="TBPTT: steps between updates  [default: the whole sequence]")
+@click.option("--k2", type=POSITIVE, default=None, help="TBPTT: steps backpropagated per update, >= k1  [default: k1]")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default=DEFAULTS.dtype, show_default=True,
+              help="Floating-point type of weights and activations.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the weights and training data.")
+@click.option("--eval-every", type=POSITIVE, default=DEFAULTS.eval_every, show_default=True,
+              help="Evaluate on the held-out set every this many updates.")
+@click.option("--eval-size", type=POSITIVE, default=DEFAULTS.eval_size, show_default=True, help="Held-out sequences.")
+@click.option("--checkpoint-every", type=POSITIVE, default=DEFAULTS.checkpoint_every, show_default=True,
+              help="Write checkpoint.npz every this many updates.")
+@click.option("--record-every", type=click.IntRange(min=0), default=DEFAULTS.record_every, show_default=True,
+              help="Log per-timestep gradient norms (dh_norms.jsonl) every this many updates; 0: never.")
+@click.option("--on-nonfinite", type=click.Choice(["stop", "skip"]), default=DEFAULTS.on_nonfinite, show_default=True,
+              help="On a NaN/inf loss or gradient: stop (checkpointing the last good weights) or skip the step.")
+@click.option("--target-loss", type=float, default=None, help="Stop early once the held-out loss is at or below this.")
+@click.option("--text", type=click.Path(dir_okay=False), default=None, help="Text file for --task chars.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder  [default: runs/<task>-<cell>-<time>]")
+@click.option("--resume", type=click.Path(file_okay=False), default=None,
+              help="Continue the run in this folder with its saved settings (--steps may extend it).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_command(resume, quiet, **options):
+    """Train a recurrent cell on a toy sequence task and write a run folder."""
+    ctx = click.get_current_context()
+    if options["clip_threshold"] <= 0:
+        raise click.BadParameter(f"must be > 0, got {options['clip_threshold']}", param_hint="--clip-threshold")
+    config = TrainConfig(**options)
+    if resume is not None:
+        given = [name for name in options if name != "steps"
+                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise click.UsageError(f"--resume continues with the run's saved config.json; it cannot change {flags} "
+                                   "(only --steps)")
+        steps_given = ctx.get_parameter_source("steps") == click.core.ParameterSource.COMMANDLINE
+        config = config if steps_given else None
+    else:
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+
+        if config.out is None:
+            config = dataclasses.replace(config, out=str(default_run_dir(config)))
+    run_dir = resume if resume is not None else config.out
+    try:
+        total = config.steps if config is not None else load_config(resume).steps
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    shown = [0]
+    try:
+        with click.progressbar(length=total, label="training", show_pos=True, file=None if not quiet else _Null(),
+                               item_show_func=_loss_text) as bar:
+            def progress(step, record):
+                bar.update(step - shown[0], record)
+                shown[0] = step
+
+            summary = train(config, resume=resume, callback=progress)
+    except ValueError as exc:  # bad settings, missing text file, unreadable checkpoint
+        raise click.UsageError(str(exc)) from exc
+    except TrainingStopped as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted; continue from the last checkpoint with:  bptt train --resume {run_dir}", err=True)
+        ctx.exit(130)
+    click.echo(f"{summary['task']} / {summary['cell']}: {summary['steps']} steps in {summary['wall_seconds']:.1f} s")
+    click.echo(_baseline_line(summary))
+    click.echo(f"run folder: {run_dir}")
+
+
+class _Null:
+    """A sink for the progress bar under --quiet."""
+
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def _loss_text(record):
+    if not record or record.get("loss") is None:
+        return None
+    text = f"loss {record['loss']:.4f}"
+    if record.get("eval_loss") is not None:
+        text += f", eval {record['eval_loss']:.4f}"
+    return text
+
+
+@cli.command(name="evaluate")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def evaluate_command(run_dir):
+    """Report the held-out metrics of a saved run, next to the task's baseline."""
+    try:
+        result = evaluate(run_dir)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for key, value in result.items():
+        click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+@cli.command(name="sample")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--length", type=POSITIVE, default=200, show_default=True, help="Characters to generate.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Softmax temperature: below 1 is more conservative.")
+@click.option("--prime", default="", help="Text to read before generating (printed too).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
+def sample_command(run_dir, length, temperature, prime, seed):
+    """Generate text from a run trained on the chars task."""
+    try:
+        text = sample(run_dir, length, temperature=temperature, prime=prime, seed=seed)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(text)

@@ -1,0 +1,334 @@
+"""Toy sequence tasks for training recurrent networks, each with a baseline to beat.
+
+Every task draws batches from a numpy Generator the caller seeds, and has a fixed held-out
+evaluation set (`eval_batch`, from its own seed). A batch is time-major:
+
+    xs (T, N, D) inputs;  targets (T, N, O) floats (regression) or (T, N) class indices;
+    mask (T, N) bool: the (step, sequence) entries whose loss counts.
+
+`baseline` gives the loss (and accuracy or success rate where the task defines one) of the best
+input-blind predictor, so a result means something only when it is clearly below it.
+
+    adding          Le et al. 2015: two channels (U(0,1) value, marker), target = sum of the two
+                    marked values at the last step; predicting the mean 1 gives MSE 1/6.
+    copy            Arjovsky et al. 2016: 10 symbols from 8, a blank of length T, then recall them;
+                    cross-entropy over all T + 20 steps, baseline 10 log 8 / (T + 20).
+    temporal-order  Hochreiter and Schmidhuber 1997 (task 6a): the order of two symbols X/Y hidden in
+                    distractors, 4 classes at the last step; chance 25%.
+    reber           embedded Reber grammar, next-symbol prediction; success = at every step of a string
+                    each legal next symbol scores above every illegal one. Strings are padded to T.
+    parity          running parity (XOR) of a bit stream, a 2-class answer at every step; chance 50%.
+    chars           character language model on a text file: next character at every step; baseline
+                    the unigram entropy of the text (nats per character).
+
+Letters: T time, N batch, D input size, O outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .checks import check_positive_int
+from .losses import mse, softmax_cross_entropy
+
+TASKS = ("adding", "copy", "temporal-order", "reber", "parity", "chars")
+
+
+class Batch(NamedTuple):
+    xs: np.ndarray  # (T, N, D) float64
+    targets: np.ndarray  # (T, N, O) float64 or (T, N) int64
+    mask: np.ndarray  # (T, N) bool
+    legal: np.ndarray | None = None  # reber: (T, N, O) bool, the legal next symbols
+
+
+def _one_hot(indices: np.ndarray, size: int) -> np.ndarray:
+    return np.eye(size)[indices]
+
+
+def _accuracy(outputs, batch: Batch, mask=None) -> float:
+    mask = batch.mask if mask is None else mask
+    return float(np.mean(outputs[mask].argmax(axis=-1) == batch.targets[mask]))
+
+
+class Task:
+    """Base: name, input_size, output_size, loss_fn, seq_len, baseline; sample / eval_batch / metrics."""
+
+    name = ""
+    loss_fn = staticmethod(softmax_cross_entropy)
+
+    def __init__(self, seq_len: int):
+        self.seq_len = check_positive_int("seq_len", seq_len)
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        raise NotImplementedError
+
+    def eval_batch(self, size: int, seed: int) -> Batch:
+        """The held-out set: `size` sequences from their own seed, the same for every training run."""
+        return self.sample(np.random.default_rng([seed, 0x5EED]), size)
+
+    def metrics(self, outputs: np.ndarray, batch: Batch) -> dict:
+        """Task metrics beyond the loss from outputs (T, N, O), e.g. {"accuracy": ...}."""
+        return {"accuracy": _accuracy(outputs, batch)}
+
+    @property
+    def baseline(self) -> dict:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.name} (T={self.seq_len})"
+
+
+class Adding(Task):
+    name = "adding"
+    input_size, output_size = 2, 1
+    loss_fn = staticmethod(mse)
+
+    def __init__(self, seq_len):
+        super().__init__(seq_len)
+        if self.seq_len < 2:
+            raise ValueError(f"adding needs seq_len >= 2 (one marker per half), got {seq_len}")
+
+    def sample(self, rng, batch_size):
+        T, N = self.seq_len, check_positive_int("batch_size", batch_size)
+        values = rng.uniform(0.0, 1.0, (T, N))
+        first = rng.integers(0, T // 2, N)  # one marker in each half
+        second = rng.integers(T // 2, T, N)
+        markers = np.zeros((T, N))
+        markers[first, np.arange(N)] = 1.0
+        markers[second, np.arange(N)] = 1.0
+        targets = np.zeros((T, N, 1))
+        targets[-1, :, 0] = (values * markers).sum(axis=0)
+        mask = np.zeros((T, N), bool)
+        mask[-1] = True
+        return Batch(np.stack([values, markers], axis=-1), targets, mask)
+
+    def metrics(self, outputs, batch):
+        return {}
+
+    @property
+    def baseline(self):
+        return {"loss": 1.0 / 6.0}  # Var(U1 + U2) for the constant prediction 1
+
+
+class Copy(Task):
+    name = "copy"
+    symbols, length = 8, 10  # copy 10 symbols drawn from 8
+    blank, delimiter = 0, 9
+    input_size = output_size = 10
+
+    def sample(self, rng, batch_size):
+        T, N, K = self.seq_len, check_positive_int("batch_size", batch_size), self.length
+        data = rng.integers(1, self.symbols + 1, (K, N))
+        inputs = np.full((T + 2 * K, N), self.blank)
+        inputs[:K] = data
+        inputs[T + K - 1] = self.delimiter  # the last of the T blanks signals "recall now"
+        targets = np.full((T + 2 * K, N), self.blank)
+        targets[T + K :] = data
+        mask = np.ones((T + 2 * K, N), bool)
+        return Batch(_one_hot(inputs, self.input_size), targets, mask)
+
+    def metrics(self, outputs, batch):
+        recall = np.zeros_like(batch.mask)
+        recall[-self.length :] = True
+        return {"accuracy": _accuracy(outputs, batch, recall)}  # over the recalled symbols only
+
+    @property
+    def baseline(self):
+        # blanks are certain until the recall, then a uniform guess among 8 for each of 10 symbols
+        K = self.length
+        return {"loss": K * math.log(self.symbols) / (self.seq_len + 2 * K), "accuracy": 1.0 / self.symbols}
+
+    def describe(self):
+        return f"copy (blank T={self.seq_len}, length {self.seq_len + 2 * self.length})"
+
+
+class TemporalOrder(Task):
+    name = "temporal-order"
+    # symbols: a b c d (distractors) X Y (relevant) B E (start, end)
+    input_size, output_size = 8, 4
+    X, Y, B, E = 4, 5, 6, 7
+
+    def __init__(self, seq_len):
+        super().__init__(seq_len)
+        if self.seq_len < 10:
+            raise ValueError(f"temporal-order needs seq_len >= 10, got {seq_len}")
+
+    def sample(self, rng, batch_size):
+        T, N = self.seq_len, check_positive_int("batch_size", batch_size)
+        symbols = rng.integers(0, 4, (T, N))
+        symbols[0], symbols[-1] = self.B, self.E
+        # the two relevant symbols: one in [0.1T, 0.2T], one in [0.5T, 0.6T] (10-20 and 50-60 at T=100)
+        first = rng.integers(max(1, T // 10), max(2, T // 5) + 1, N)
+        second = rng.integers(T // 2, max(T // 2 + 1, 3 * T // 5) + 1, N)
+        first_is_y = rng.integers(0, 2, N)
+        second_is_y = rng.integers(0, 2, N)
+        symbols[first, np.arange(N)] = self.X + first_is_y
+        symbols[second, np.arange(N)] = self.X + second_is_y
+        targets = np.zeros((T, N), np.int64)
+        targets[-1] = 2 * first_is_y + second_is_y  # XX, XY, YX, YY
+        mask = np.zeros((T, N), bool)
+        mask[-1] = True
+        return Batch(_one_hot(symbols, self.input_size), targets, mask)
+
+    @property
+    def baseline(self):
+        return {"loss": math.log(4), "accuracy": 0.25}
+
+
+class Parity(Task):
+    name = "parity"
+    input_size, output_size = 1, 2
+
+    def sample(self, rng, batch_size):
+        T, N = self.seq_len, check_positive_int("batch_size", batch_size)
+        bits = rng.integers(0, 2, (T, N))
+        parity = np.bitwise_xor.accumulate(bits, axis=0)  # XOR of bits 0..t
+        return Batch(bits[..., None].astype(np.float64), parity.astype(np.int64), np.ones((T, N), bool))
+
+    @property
+    def baseline(self):
+        return {"loss": math.log(2), "accuracy": 0.5}
+
+
+class Reber(Task):
+    """Embedded Reber grammar: B (T|P) <Reber string> (the same T|P) E."""
+
+    name = "reber"
+    alphabet = "BTPSXVE"
+    input_size = output_size = 7
+    # the Reber graph: node -> [(symbol, next node)]; node 6 is the end of the inner string
+    graph = {
+        0: [("T", 1), ("P", 5)],
+        1: [("S", 1), ("X", 2)],
+        2: [("S", 3), ("X", 5)],
+        3: [("E", 6)],
+        4: [("V", 3), ("P", 2)],
+        5: [("V", 4), ("T", 5)],
+    }
+    shortest = 9  # B T B T X S E T E
+
+    def __init__(self, seq_len):
+        super().__init__(seq_len)
+        if self.seq_len < self.shortest:
+            raise ValueError(f"reber needs seq_len >= {self.shortest} (its shortest string), got {seq_len}")
+
+    def _string(self, rng) -> tuple[list[str], list[set]]:
+        """One embedded Reber string and, for each symbol, the set of symbols legal right after it."""
+        branch = "TP"[rng.integers(2)]
+        symbols, legal = ["B", branch, "B"], [{"T", "P"}, {"B"}]
+        node = 0
+        while node != 6:
+            choices = self.graph[node]
+            legal.append({s for s, _ in choices})
+            symbol, node = choices[rng.integers(len(choices))]
+            symbols.append(symbol)
+        legal.append({branch})  # after the inner E only the branch symbol chosen at the start
+        symbols += [branch, "E"]
+        legal.append({"E"})
+        return symbols, legal
+
+    def sample(self, rng, batch_size):
+        T, N = self.seq_len, check_positive_int("batch_size", batch_size)
+        index = {s: i for i, s in enumerate(self.alphabet)}
+        xs = np.zeros((T, N, self.input_size))
+        targets = np.zeros((T, N), np.int64)
+        mask = np.zeros((T, N), bool)
+        legal = np.zeros((T, N, self.output_size), bool)
+        for n in range(N):
+            symbols, legal_next = self._string(rng)
+            while len(symbols) > T:  # redraw strings that do not fit
+                symbols, legal_next = self._string(rng)
+            codes = [index[s] for s in symbols]
+            L = len(codes)
+            xs[np.arange(L), n, codes] = 1.0
+            targets[: L - 1, n] = codes[1:]
+            mask[: L - 1, n] = True
+            for t, allowed in enumerate(legal_next):
+                legal[t, n, [index[s] for s in allowed]] = True
+        return Batch(xs, targets, mask, legal)
+
+    def metrics(self, outputs, batch):
+        legal, mask = batch.legal, batch.mask
+        lowest_legal = np.where(legal, outputs, np.inf).min(axis=-1)
+        highest_illegal = np.where(legal, -np.inf, outputs).max(axis=-1)
+        step_ok = (lowest_legal > highest_illegal) | ~mask
+        return {"success": float(np.mean(step_ok.all(axis=0))), "accuracy": _accuracy(outputs, batch)}
+
+    @cached_property
+    def baseline(self):
+        # the best input-blind predictor: the symbol frequencies of next symbols, here measured on a
+        # large fixed sample; its ranking is the same at every step.
+        batch = self.sample(np.random.default_rng(0), 2000)
+        counts = np.bincount(batch.targets[batch.mask], minlength=self.output_size).astype(float)
+        freq = counts / counts.sum()
+        entropy = -float(np.sum(freq[freq > 0] * np.log(freq[freq > 0])))
+        constant = np.broadcast_to(np.log(freq + 1e-12), batch.legal.shape)
+        return {"loss": entropy, **self.metrics(constant, batch)}
+
+
+class Chars(Task):
+    """Next-character prediction on a text file: the first 90% for training, the rest held out."""
+
+    name = "chars"
+
+    def __init__(self, seq_len, text_path):
+        super().__init__(seq_len)
+        if text_path is None:
+            raise ValueError("the chars task needs a text file (--text PATH)")
+        path = Path(text_path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read text file {str(path)!r}: {exc}") from exc
+        split = int(0.9 * len(text))
+        if len(text) - split < self.seq_len + 1:
+            raise ValueError(
+                f"text file {str(path)!r} has {len(text)} characters; its held-out 10% must hold at least "
+                f"seq_len + 1 = {self.seq_len + 1}, so it needs at least {10 * (self.seq_len + 1)}"
+            )
+        self.path = str(path)
+        self.vocab = "".join(sorted(set(text)))
+        lookup = {ch: i for i, ch in enumerate(self.vocab)}
+        self.codes = np.array([lookup[ch] for ch in text], np.int64)
+        self.train_codes, self.eval_codes = self.codes[:split], self.codes[split:]
+        self.input_size = self.output_size = len(self.vocab)
+
+    def sample(self, rng, batch_size):
+        N = check_positive_int("batch_size", batch_size)
+        offsets = rng.integers(0, len(self.train_codes) - self.seq_len, N)
+        return self._from(self.train_codes, offsets)
+
+    def eval_batch(self, size, seed):
+        # non-overlapping chunks of the held-out text, in order (no randomness needed)
+        count = min(size, (len(self.eval_codes) - 1) // self.seq_len)
+        return self._from(self.eval_codes, np.arange(count) * self.seq_len)
+
+    def _from(self, codes, offsets) -> Batch:
+        T = self.seq_len
+        index = offsets[None, :] + np.arange(T + 1)[:, None]  # (T + 1, N)
+        chunk = codes[index]
+        return Batch(_one_hot(chunk[:-1], self.input_size), chunk[1:], np.ones((T, len(offsets)), bool))
+
+    @property
+    def baseline(self):
+        freq = np.bincount(self.codes, minlength=self.output_size) / len(self.codes)
+        nonzero = freq[freq > 0]
+        return {"loss": -float(np.sum(nonzero * np.log(nonzero))), "accuracy": float(freq.max())}
+
+    def describe(self):
+        return f"chars ({self.path}, {len(self.vocab)} symbols, T={self.seq_len})"
+
+
+def make_task(name: str, seq_len: int, text: str | None = None) -> Task:
+    """The task called `name` (one of TASKS) with sequence length seq_len; chars needs `text`."""
+    classes = {"adding": Adding, "copy": Copy, "temporal-order": TemporalOrder, "reber": Reber, "parity": Parity}
+    if name == "chars":
+        return Chars(seq_len, text)
+    if name not in classes:
+        raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)}")
+    return classes[name](seq_len)

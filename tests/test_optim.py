@@ -1,0 +1,99 @@
+"""Optimizers against torch.optim step by step, schedules at known points, state round trips."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bptt.optim import SGD, Adam, RMSprop, Schedule, make_optimizer
+
+
+def problem(seed=0):
+    rng = np.random.default_rng(seed)
+    params = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal(5)}
+    grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(6)]
+    return params, grads
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam"])
+def test_updates_match_torch_optim(torch, name):
+    params, grads = problem()
+    lr = 0.05
+    ours = make_optimizer(name, Schedule("constant", lr), momentum=0.8)
+    tensors = [torch.tensor(p.copy(), requires_grad=True) for p in params.values()]
+    ref = {
+        "sgd": lambda: torch.optim.SGD(tensors, lr=lr),
+        "momentum": lambda: torch.optim.SGD(tensors, lr=lr, momentum=0.8),
+        "nesterov": lambda: torch.optim.SGD(tensors, lr=lr, momentum=0.8, nesterov=True),
+        "rmsprop": lambda: torch.optim.RMSprop(tensors, lr=lr, eps=1e-8),
+        "adam": lambda: torch.optim.Adam(tensors, lr=lr),
+    }[name]()
+    for g in grads:
+        ours.step(params, g)
+        for t, gv in zip(tensors, g.values()):
+            t.grad = torch.tensor(gv)
+        ref.step()
+        for p, t in zip(params.values(), tensors):
+            assert np.allclose(p, t.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_adam_first_step_is_lr_times_sign():
+    # with bias correction the first Adam step is lr * g / (|g| + eps'): lr * sign(g) for |g| >> eps
+    params = {"w": np.array([1.0, -2.0, 3.0])}
+    Adam(0.1).step(params, {"w": np.array([0.5, -4.0, 2.0])})
+    assert np.allclose(params["w"], [0.9, -1.9, 2.9], rtol=0, atol=1e-8)
+
+
+def test_sgd_is_exact():
+    params = {"w": np.array([1.0, 2.0])}
+    opt = SGD(0.5, momentum=0.5)
+    opt.step(params, {"w": np.array([1.0, 1.0])})  # b = g = 1
+    opt.step(params, {"w": np.array([1.0, 1.0])})  # b = 0.5 + 1 = 1.5
+    assert np.array_equal(params["w"], np.array([1.0 - 0.5 - 0.75, 2.0 - 0.5 - 0.75]))
+
+
+@pytest.mark.parametrize("name", ["momentum", "rmsprop", "adam"])
+def test_state_round_trip_continues_identically(name):
+    params, grads = problem(1)
+    a = make_optimizer(name, Schedule("cosine", 0.1, total_steps=6))
+    pa = {k: v.copy() for k, v in params.items()}
+    for g in grads[:3]:
+        a.step(pa, g)
+    b = make_optimizer(name, Schedule("cosine", 0.1, total_steps=6))
+    b.load_state_arrays(a.state_arrays())
+    pb = {k: v.copy() for k, v in pa.items()}
+    for g in grads[3:]:
+        a.step(pa, g)
+        b.step(pb, g)
+    for k in params:
+        assert np.array_equal(pa[k], pb[k])
+    assert b.t == 6 and set(b.state) == set(a.state)
+
+
+def test_schedules_at_known_points():
+    assert Schedule("constant", 0.3)(1000) == 0.3
+    cos = Schedule("cosine", 1.0, total_steps=10, min_lr=0.1)
+    assert cos(0) == 1.0 and cos(10) == pytest.approx(0.1) and cos(20) == pytest.approx(0.1)
+    assert cos(5) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert cos(2) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.2)))
+    step = Schedule("step", 1.0, step_size=3, gamma=0.5)
+    assert [step(t) for t in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+
+
+@pytest.mark.parametrize("kwargs", [dict(kind="linear"), dict(lr=0.0), dict(lr=-1.0), dict(gamma=0.0),
+                                    dict(step_size=0), dict(lr=float("nan"))])
+def test_bad_schedule_is_a_value_error(kwargs):
+    with pytest.raises(ValueError):
+        Schedule(**kwargs)
+
+
+def test_bad_optimizer_settings_are_value_errors():
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        make_optimizer("lbfgs", Schedule())
+    with pytest.raises(ValueError, match="nesterov"):
+        SGD(0.1, nesterov=True)
+    with pytest.raises(ValueError, match="alpha"):
+        RMSprop(0.1, alpha=1.0)
+    with pytest.raises(ValueError, match="keys"):
+        SGD(0.1).step({"w": np.zeros(2)}, {"v": np.zeros(2)})

@@ -1,0 +1,190 @@
+"""TBPTT(k1, k2): window plans, the k1 = k2 = T identity, a hand-written closed form on a scalar
+linear RNN, and central differences of the truncated objective for every cell."""
+
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+import bptt
+from bptt.cells.base import Cell
+from bptt.finite_diff import central_difference, relative_error
+from bptt.truncation import TBPTT, Window, model_params, tbptt_gradient, window_gradients
+
+from conftest import CELLS, random_state
+
+
+# ---------------------------------------------------------------- a scalar linear cell
+class LinearCache(NamedTuple):
+    x: np.ndarray
+    h_prev: np.ndarray
+    h: np.ndarray
+
+
+class ScalarLinear(Cell):
+    """h_t = w h_{t-1} + x_t, written through the cell contract (weight_ih = 1, biases 0)."""
+
+    gates = 1
+    Cache = LinearCache
+
+    def __init__(self, w):
+        super().__init__(1, 1, seed=0)
+        self.params = {"weight_ih": np.ones((1, 1)), "weight_hh": np.full((1, 1), w),
+                       "bias_ih": np.zeros(1), "bias_hh": np.zeros(1)}
+
+    def allocate(self, xs, state0):
+        T, N, _ = xs.shape
+        hs = np.empty((T + 1, N, 1))
+        hs[0] = state0[0]
+        self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
+        return LinearCache(xs, hs[:-1], hs[1:])
+
+    def recurrent_forward(self, c):
+        c.h[...] += c.h_prev @ self.params["weight_hh"].T  # h = x + w h_prev
+
+    def recurrent_backward(self, c, dstate, da_x, da_h):
+        (dh,) = dstate
+        da_x[...] = dh  # the identity "non-linearity"
+        return (da_x @ self.params["weight_hh"],)  # dL/dh_prev = w dL/dh
+
+
+def linear_loss(pred, weights):
+    """L = mean(c * h) over the M selected entries: dL/dh = c / M."""
+    return float(np.mean(pred * weights)), weights / pred.size
+
+
+def test_linear_cell_matches_its_definition():
+    w, h0, x = 0.7, 0.3, np.array([1.0, -2.0, 0.5])
+    hs, _ = bptt.forward(ScalarLinear(w), x[:, None, None], np.array([[h0]]))
+    h1 = w * h0 + x[0]
+    h2 = w * h1 + x[1]
+    assert np.allclose(hs[:, 0, 0], [h1, h2, w * h2 + x[2]], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("k1,k2", [(1, 1), (1, 2), (2, 2), (2, 3), (1, 4), (3, 4), (4, 4)])
+def test_scalar_linear_rnn_closed_form(k1, k2):
+    # T = 4 steps; h[j] is the state BEFORE step j (h[0] = h0), so step j computes h[j+1] = w h[j] + x_j.
+    # d h[j+1] / dw, truncated at a window start s (h[s] held constant) = sum_{i=s}^{j} w^(j-i) h[i].
+    w, h0 = 0.8, 0.5
+    x = np.array([0.3, -1.2, 0.7, 2.0])
+    c = np.array([1.5, -0.4, 0.9, 1.1])  # L = (1/4) sum_j c_j h[j+1]
+    h = [h0]
+    for xt in x:
+        h.append(w * h[-1] + xt)
+
+    def through(j, s):  # written out: the paths of h[j+1] back to step s
+        return {0: h[j], 1: h[j] + w * h[j - 1], 2: h[j] + w * h[j - 1] + w**2 * h[j - 2],
+                3: h[j] + w * h[j - 1] + w**2 * h[j - 2] + w**3 * h[j - 3]}[j - s]
+
+    # windows by hand: losses at steps [lf, end), backprop from max(0, end - k2)
+    hand = {
+        (1, 1): [(0, 0), (1, 1), (2, 2), (3, 3)],  # (step j, window start s)
+        (1, 2): [(0, 0), (1, 0), (2, 1), (3, 2)],
+        (2, 2): [(0, 0), (1, 0), (2, 2), (3, 2)],
+        (2, 3): [(0, 0), (1, 0), (2, 1), (3, 1)],
+        (1, 4): [(0, 0), (1, 0), (2, 0), (3, 0)],
+        (3, 4): [(0, 0), (1, 0), (2, 0), (3, 0)],
+        (4, 4): [(0, 0), (1, 0), (2, 0), (3, 0)],
+    }[(k1, k2)]
+    expected = sum(c[j] * through(j, s) for j, s in hand) / 4
+
+    cell = ScalarLinear(w)
+    mask = np.ones(4, bool)
+    got = tbptt_gradient(cell, None, linear_loss, x[:, None, None], c[:, None, None], mask, k1, k2,
+                         state0=np.array([[h0]]))
+    assert got.grads["cell.weight_hh"][0, 0] == pytest.approx(expected, rel=1e-14, abs=1e-15)
+    assert got.loss == pytest.approx(np.mean(c * np.array(h[1:])), rel=1e-14)
+
+
+def test_window_plan_partitions_losses_and_never_reaches_past_k2():
+    for T in (1, 5, 12, 13):
+        for k1 in (1, 2, 3, 5):
+            for k2 in (k1, k1 + 1, 2 * k1 + 3):
+                windows = TBPTT(k1, k2).windows(T)
+                covered = [t for w in windows for t in range(w.loss_from, w.end)]
+                assert covered == list(range(T))  # every step's loss injected exactly once
+                for w in windows:
+                    assert w.end - w.loss_from <= k1
+                    assert w.end - w.start == min(k2, w.end)  # backprop k2 steps, or to t = 0
+    assert TBPTT(2, 3).windows(5) == [Window(0, 0, 2), Window(1, 2, 4), Window(2, 4, 5)]
+
+
+@pytest.mark.parametrize("k1,k2", [(0, 1), (3, 2), (2.5, 3)])
+def test_bad_truncation_is_a_value_error(k1, k2):
+    with pytest.raises(ValueError, match="k"):
+        TBPTT(k1, k2)
+
+
+def make_model(cell_name, T=9, N=3, D=4, H=5, O=2, seed=0):
+    rng = np.random.default_rng(seed)
+    cell = CELLS[cell_name](D, H, seed=seed)
+    readout = bptt.Linear(H, O, seed=seed + 1)
+    xs = rng.standard_normal((T, N, D))
+    targets = rng.standard_normal((T, N, O))
+    mask = rng.random((T, N)) < 0.7
+    mask[-1] = True
+    return cell, readout, xs, targets, mask, random_state(cell, N, rng)
+
+
+def test_full_window_equals_full_bptt_exactly(cell_name):
+    cell, readout, xs, targets, mask, state0 = make_model(cell_name)
+    T = xs.shape[0]
+    got = tbptt_gradient(cell, readout, bptt.mse, xs, targets, mask, T, T, state0)
+    # full BPTT written directly with the core API
+    hs, tape = bptt.forward(cell, xs, state0)
+    pred, cache = readout.forward(hs[mask])
+    loss, dpred = bptt.mse(pred, targets[mask])
+    dh_sel, readout_grads = readout.backward(dpred, cache)
+    dhs = np.zeros_like(hs)
+    dhs[mask] = dh_sel
+    full = bptt.backward(cell, tape, dhs)
+    assert got.loss == loss
+    for name, g in full.params.items():
+        assert np.array_equal(got.grads[f"cell.{name}"], g)
+    for name, g in readout_grads.items():
+        assert np.array_equal(got.grads[f"readout.{name}"], g)
+
+
+@pytest.mark.parametrize("k1,k2", [(2, 2), (2, 4), (3, 5)])
+def test_tbptt_gradient_matches_central_differences_of_the_truncated_objective(cell_name, k1, k2):
+    # The truncated objective: window w's loss computed from its start state, which is taken from
+    # the forward pass at the ORIGINAL weights and held constant while the weights are perturbed.
+    cell, readout, xs, targets, mask, state0 = make_model(cell_name)
+    T, N = xs.shape[:2]
+    got = tbptt_gradient(cell, readout, bptt.mse, xs, targets, mask, k1, k2, state0)
+    hs, tape = bptt.forward(cell, xs, state0)
+    starts = {0: state0}
+    for s in range(1, T):
+        starts[s] = cell.pack_state(tuple(p.copy() for p in cell.state_after(tape.step(s - 1))))
+    total = mask.sum()
+
+    def truncated_loss():
+        loss = 0.0
+        for start, loss_from, end in TBPTT(k1, k2).windows(T):
+            window_mask = mask[start:end].copy()
+            window_mask[: loss_from - start] = False
+            loss += window_gradients(cell, readout, bptt.mse, xs[start:end], starts[start],
+                                     targets[start:end], window_mask, total).loss
+        return loss
+
+    assert got.loss == pytest.approx(truncated_loss(), rel=1e-13)
+    for name, param in model_params(cell, readout).items():
+        numeric = central_difference(truncated_loss, param)
+        assert relative_error(got.grads[name], numeric) < 1e-7, name
+    if k1 < T:  # and truncation changes the gradient: the test above could fail
+        full = tbptt_gradient(cell, readout, bptt.mse, xs, targets, mask, T, T, state0)
+        assert relative_error(got.grads["cell.weight_hh"], full.grads["cell.weight_hh"]) > 1e-4
+
+
+def test_state_is_carried_and_each_backward_spans_at_most_k2_steps(cell_name):
+    # At fixed weights the carried state makes every window's forward the full forward, so the window
+    # losses add up to the full mean loss for any (k1, k2); each reverse sweep covers end - start
+    # <= k2 steps, and dL/dh at its first step is non-zero: only the cut stops it going further.
+    cell, readout, xs, targets, mask, state0 = make_model(cell_name, T=12)
+    full = tbptt_gradient(cell, readout, bptt.mse, xs, targets, mask, 12, 12, state0)
+    for k1, k2 in [(1, 1), (3, 5), (4, 4), (5, 11)]:
+        got = tbptt_gradient(cell, readout, bptt.mse, xs, targets, mask, k1, k2, state0)
+        assert got.loss == pytest.approx(full.loss, rel=1e-13)
+        for (start, loss_from, end), norms in zip(got.windows, got.dh_norms):
+            assert len(norms) == end - start <= k2
+            assert norms[0] > 0
