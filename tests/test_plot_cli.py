@@ -113,3 +113,22 @@ def test_bad_run_folders_are_usage_errors(tmp_path, breakage, message):
     result = CliRunner().invoke(cli, ["plot", str(folder)])
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_plot_reads_a_real_training_run(tmp_path):
+    """The formats agree with what bptt.train writes: a tiny run, then `bptt plot` on it."""
+    import bptt
+
+    run_dir = tmp_path / "run"
+    bptt.train(bptt.TrainConfig(task="adding", cell="gru", hidden=4, seq_len=8, steps=6, batch_size=4,
+                                eval_every=3, eval_size=8, record_every=2, checkpoint_every=6,
+                                out=str(run_dir)))
+    result = CliRunner().invoke(cli, ["plot", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    run = read_run(run_dir)
+    assert list(run.dh_steps) == [2, 4, 6] and run.dh_norms.shape == (3, 8)
+    assert run.clipping == ("norm", 1.0)
+    figures = plots.run_figures(run)
+    np.testing.assert_allclose(figures["dh_norms.png"].axes[0].get_images()[0].get_array(), run.dh_norms)
+    for name in ("loss.png", "grad_norm.png", "dh_norms.png"):
+        assert (run_dir / name).read_bytes()[:8] == PNG_MAGIC
