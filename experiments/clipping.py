@@ -2,7 +2,8 @@
 (x_50 - 0.7)^2. For w > 4 the map has two stable fixed points, and x_50 switches from one to the other
 across a thin wall in (w, b): there the gradient is huge. Plain gradient descent that reaches the wall
 takes one enormous step and lands far away; the same descent with the gradient rescaled to a maximum
-norm (global-norm clipping) steps along the wall and keeps descending.
+norm (global-norm clipping, `bptt.clipping.clip_grad_norm`) steps along the wall and keeps
+descending.
 
     python experiments/clipping.py --out DIR [--quick]
 
@@ -16,6 +17,7 @@ import os
 import numpy as np
 
 from bptt import plots
+from bptt.clipping import clip_grad_norm, global_norm
 
 from common import parse_args, write_csv, write_json
 
@@ -49,23 +51,16 @@ def loss_and_gradient(w, b):
     return loss, dw, db
 
 
-def clip_by_global_norm(grad: np.ndarray, threshold: float | None) -> tuple[np.ndarray, float]:
-    """Rescale grad to norm `threshold` if it is longer; return it and its norm before clipping."""
-    norm = float(np.linalg.norm(grad))
-    if threshold is not None and norm > threshold:
-        grad = grad * (threshold / norm)
-    return grad, norm
-
-
 def descend(threshold: float | None) -> dict:
     point = np.array(START, float)
     path, losses, norms = [point.copy()], [], []
     for _ in range(ITERATIONS):
         loss, dw, db = loss_and_gradient(*point)
-        grad, norm = clip_by_global_norm(np.array([float(dw), float(db)]), threshold)
+        grads = {"w": np.array(float(dw)), "b": np.array(float(db))}
+        norm = global_norm(grads) if threshold is None else clip_grad_norm(grads, threshold)  # norm before
         losses.append(float(loss))
         norms.append(norm)
-        point = point - LEARNING_RATE * grad
+        point = point - LEARNING_RATE * np.array([grads["w"], grads["b"]])
         path.append(point.copy())
     losses.append(float(loss_and_gradient(*point)[0]))
     path = np.array(path)
