@@ -126,11 +126,10 @@ def loss_along_paths_figure(paths: dict, title: str) -> Figure:
 # ----------------------------------------------------------------- training runs
 def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", baseline=None,
                            baseline_label: str = "baseline", logy: bool = True, markers: dict | None = None,
-                           xlabel: str = "training step", reference_lines: dict | None = None) -> Figure:
+                           xlabel: str = "training step") -> Figure:
     """One line per entry of `curves` (label -> (steps (R,), values (R,))), an optional baseline.
 
     markers: label -> matplotlib marker for curves drawn with markers (e.g. sparse evaluations).
-    reference_lines: label -> y value of further dotted horizontal lines.
     """
     fig, axes = _figure()
     ax = axes[0, 0]
@@ -139,8 +138,6 @@ def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", basel
         ax.plot(steps, values, color=color(i), lw=1.5, label=label, marker=markers.get(label), ms=4)
     if baseline is not None:
         ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
-    for label, value in (reference_lines or {}).items():
-        ax.axhline(value, color="gray", ls=":", lw=1.2, label=label)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
