@@ -9,7 +9,7 @@ the first and last records.
     python experiments/training_gradients.py --out DIR [--quick]
 
 Writes heatmap.png, and loss.png, grad_norm.png, dh_norms.png (what `bptt plot` draws) into the run
-folder DIR/run; results.json holds the reach per record.
+folder DIR/lstm-adding; results.json holds the reach per record.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
         T, H, steps, record_every, eval_every = 20, 8, 40, 5, 20
     else:
         T, H, steps, record_every, eval_every = 40, 32, 1500, 10, 50
-    run_dir = os.path.join(args.out, "run")
+    run_dir = os.path.join(args.out, "lstm-adding")
     config = bptt.TrainConfig(task="adding", cell="lstm", hidden=H, seq_len=T, steps=steps,
                               record_every=record_every, eval_every=eval_every, checkpoint_every=steps,
                               seed=args.seed, out=run_dir)

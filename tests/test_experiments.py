@@ -181,10 +181,10 @@ def test_identity_init_is_le_et_al():
 def test_training_gradients_heatmap_is_the_recorded_norms(during_training):
     result = json.loads((during_training / "results.json").read_text())
     assert result["recorded_steps"] == list(range(5, 41, 5))
-    records = [json.loads(line) for line in (during_training / "run" / "dh_norms.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (during_training / "lstm-adding" / "dh_norms.jsonl").read_text().splitlines()]
     reach = [math.log10(r["dh_norms"][0] / r["dh_norms"][-1]) for r in records]
     np.testing.assert_allclose(result["log10_reach"], reach, rtol=1e-12)
     assert all(value < 0 for value in reach)  # at initialisation the gradient vanishes towards t = 0
     assert_png(during_training / "heatmap.png")
     for name in ("loss.png", "grad_norm.png", "dh_norms.png"):
-        assert_png(during_training / "run" / name)
+        assert_png(during_training / "lstm-adding" / name)
