@@ -11,6 +11,10 @@ from .cells import GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache
 from .losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from .readout import Linear
 from .unroll import Gradients, Tape, backward, backward_stepwise, forward, forward_stepwise
+from .forward_mode import JVPResult, jvp
+from .rtrl import RTRLResult, rtrl
+from .checkpointing import CheckpointTape, backward_checkpointed, forward_checkpointed
+from .hvp import hvp, loss_and_gradient, top_hessian_eigenvalue
 
 __version__ = "0.1.0"
 
@@ -18,4 +22,7 @@ __all__ = [
     "Cell", "RNN", "LSTM", "GRU", "RNNCache", "LSTMCache", "GRUCache",
     "forward", "backward", "forward_stepwise", "backward_stepwise", "Tape", "Gradients",
     "Linear", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+    "jvp", "JVPResult", "rtrl", "RTRLResult",
+    "forward_checkpointed", "backward_checkpointed", "CheckpointTape",
+    "hvp", "loss_and_gradient", "top_hessian_eigenvalue",
 ]
