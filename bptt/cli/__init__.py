@@ -9,3 +9,6 @@ from .. import __version__
 @click.version_option(__version__, prog_name="bptt")
 def cli():
     """Backpropagation through time for recurrent networks: train, inspect and check gradients."""
+
+
+from . import gradcheck  # noqa: E402,F401
