@@ -23,7 +23,7 @@ from .checks import check_array
 
 
 class RTRLResult(NamedTuple):
-    """params: dL/dtheta keyed like `cell.params`; hs (T, N, H); final_state."""
+    """params: dL/dtheta keyed like `cell.params`; hs (T, N, H), or None with keep_hs=False; final_state."""
 
     params: dict
     hs: np.ndarray
@@ -40,12 +40,13 @@ def unflatten_params(cell: Cell, flat: np.ndarray) -> dict:
     return out
 
 
-def rtrl(cell: Cell, xs, dhs, state0=None, dstate_final=None) -> RTRLResult:
+def rtrl(cell: Cell, xs, dhs, state0=None, dstate_final=None, *, keep_hs: bool = True) -> RTRLResult:
     """The exact dL/dtheta for L = sum_t L_t(h_t) (+ a term on the final state), by RTRL.
 
     xs (T, N, D). dhs: dL_t/dh_t (T, N, H), or, to learn online, a callable (t, h_t) -> (N, H) asked
     for step t's gradient right after h_t is computed. dstate_final: dL/d(final state) (state
-    structure), e.g. a loss on the last c of an LSTM. state0: zeros if None.
+    structure), e.g. a loss on the last c of an LSTM. state0: zeros if None. keep_hs=False drops
+    each h_t once its gradient is taken, so memory does not grow with T.
     """
     cell.check_params()
     xs = cell.check_inputs(xs)
@@ -58,7 +59,7 @@ def rtrl(cell: Cell, xs, dhs, state0=None, dstate_final=None) -> RTRLResult:
     P = cell.num_params
     sens = tuple(np.zeros((P, N, H), cell.dtype) for _ in state)  # d state_0 / d theta = 0
     grad = np.zeros(P, cell.dtype)
-    hs = np.empty((T, N, H), cell.dtype)
+    hs = np.empty((T, N, H), cell.dtype) if keep_hs else None
     w_hh = cell.params["weight_hh"]
     for t in range(T):
         c = Cell.cache_at(cell.allocate(xs[t : t + 1], state), 0)
@@ -68,10 +69,12 @@ def rtrl(cell: Cell, xs, dhs, state0=None, dstate_final=None) -> RTRLResult:
         c_dot = cell.new_tangent_cache(c, None, sens, lead=(P,))
         cell.recurrent_tangent(c, c_dot, a_x_dot, a_h_dot)
         state, sens = cell.state_after(c), cell.state_after(c_dot)
-        hs[t] = state[0]
-        dh = dhs(t, hs[t].copy()) if callable(dhs) else dhs[t]
+        if keep_hs:
+            hs[t] = state[0]
         if callable(dhs):
-            dh = check_array(f"dhs({t}, h_t)", dh, (N, H), cell.dtype, names=("N", "H"))
+            dh = check_array(f"dhs({t}, h_t)", dhs(t, state[0].copy()), (N, H), cell.dtype, names=("N", "H"))
+        else:
+            dh = dhs[t]
         grad += np.einsum("pnh,nh->p", sens[0], dh)  # dL_t/dtheta = dL_t/dh_t . dh_t/dtheta
     if dstate_final is not None:
         for part, s in zip(cell.check_state(dstate_final, N, name="dstate_final"), sens):
