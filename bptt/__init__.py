@@ -15,6 +15,7 @@ from .forward_mode import JVPResult, jvp
 from .rtrl import RTRLResult, rtrl
 from .checkpointing import CheckpointTape, backward_checkpointed, forward_checkpointed
 from .hvp import hvp, loss_and_gradient, top_hessian_eigenvalue
+from .uoro import UOROResult, uoro
 
 __version__ = "0.1.0"
 
@@ -24,5 +25,5 @@ __all__ = [
     "Linear", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
     "jvp", "JVPResult", "rtrl", "RTRLResult",
     "forward_checkpointed", "backward_checkpointed", "CheckpointTape",
-    "hvp", "loss_and_gradient", "top_hessian_eigenvalue",
+    "hvp", "loss_and_gradient", "top_hessian_eigenvalue", "uoro", "UOROResult",
 ]
