@@ -4,8 +4,9 @@
 
 Peak memory is tracemalloc's peak over forward + backward, counting only what those calls allocate
 (the inputs and dL/dh_t exist before). It includes the outputs every method must produce: hs
-(T, N, H) and dL/dx (T, N, D). Time is the best of --repeats runs without tracemalloc, with BLAS
-on one thread (set before numpy loads): on a shared machine threaded BLAS makes small products erratic.
+(T, N, H) and dL/dx (T, N, D). Time: --repeats rounds without tracemalloc, each method once per
+round so all see the same machine load, with BLAS on one thread (set before numpy loads): on a
+shared machine threaded BLAS makes small products erratic.
 """
 
 import os
@@ -41,13 +42,12 @@ def checkpointed(every):
     return run
 
 
-def measure(run, cell, xs, dhs, repeats):
+def peak_memory(run, cell, xs, dhs):
     tracemalloc.start()
     held = run(cell, xs, dhs)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    best = min(_timed(run, cell, xs, dhs) for _ in range(repeats))
-    return held, peak, best
+    return held, peak
 
 
 def _timed(run, cell, xs, dhs):
@@ -63,7 +63,7 @@ def main():
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--input-size", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     T, N, D, H = args.seq_len, args.batch, args.input_size, args.hidden
@@ -80,16 +80,22 @@ def main():
     print(f"{args.cell}: T={T} N={N} D={D} H={H}, float64, BLAS threads "
           f"{os.environ['OPENBLAS_NUM_THREADS']}; outputs hs + dL/dx = "
           f"{(T * N * (H + D) * 8) / 2**20:.2f} MiB of every peak")
-    print(f"{'method':<26}{'held between passes':>21}{'peak (fwd+bwd)':>17}{'time':>11}")
-    reference = None
-    for label, run in runs:
-        held, peak, best = measure(run, cell, xs, dhs, args.repeats)
-        reference = reference or (held, peak, best)
-        print(f"{label:<26}{held / 2**20:>15.2f} MiB{peak / 2**20:>12.2f} MiB{best * 1e3:>8.1f} ms"
-              + ("" if reference == (held, peak, best) else
-                 f"   held -{100 * (1 - held / reference[0]):.0f}%, peak -{100 * (1 - peak / reference[1]):.0f}%, "
-                 f"time x{best / reference[2]:.2f}"))
-
+    memory = [peak_memory(run, cell, xs, dhs) for _, run in runs]
+    # timed in rounds, every method once per round, so they all see the same machine load
+    times = np.array([[_timed(run, cell, xs, dhs) for _, run in runs] for _ in range(args.repeats)])
+    print(f"{'method':<28}{'held between passes':>20}{'peak (fwd+bwd)':>16}{'best time':>11}"
+          f"{'time / full (median of rounds)':>32}")
+    for i, (label, _) in enumerate(runs):
+        held, peak = memory[i]
+        ratio = np.median(times[:, i] / times[:, 0])
+        saved = "" if i == 0 else f"  (held -{100 * (1 - held / memory[0][0]):.0f}%, peak -{100 * (1 - peak / memory[0][1]):.0f}%)"
+        print(f"{label:<28}{held / 2**20:>14.2f} MiB{peak / 2**20:>12.2f} MiB{times[:, i].min() * 1e3:>8.0f} ms"
+              f"{ratio:>32.2f}{saved}")
+    _, tape = bptt.forward(cell, xs)
+    forward_time = min(_timed(lambda c, x, d: bptt.forward(c, x), cell, xs, dhs) for _ in range(args.repeats))
+    backward_time = min(_timed(lambda c, x, d: bptt.backward(c, tape, d), cell, xs, dhs) for _ in range(args.repeats))
+    print(f"full tape: forward {forward_time * 1e3:.0f} ms, backward {backward_time * 1e3:.0f} ms; checkpointing "
+          f"adds one forward: x{1 + forward_time / (forward_time + backward_time):.2f} expected")
 
 if __name__ == "__main__":
     main()
