@@ -54,9 +54,12 @@ def row(cell_name, T, H, repeats):
     xs, dhs = rng.standard_normal((T, N, D)), rng.standard_normal((T, N, H))
     t_b, m_b = measure(run_bptt, cell, xs, dhs, repeats)
     t_r, m_r = measure(run_rtrl, cell, xs, dhs, repeats)
+    # RTRL's one O(P H G H) operation alone: the sensitivity through W_hh, (P, N, H) x (H, G H)
+    sensitivity, w_hh = rng.standard_normal((cell.num_params, N, H)), cell.params["weight_hh"]
+    t_p, _ = measure(lambda *_: sensitivity @ w_hh.T, cell, xs, dhs, repeats)
     print(f"{T:>6}{H:>5}{cell.num_params:>7}{t_b * 1e3:>11.2f}{t_r * 1e3:>11.1f}{t_r / t_b:>9.0f}"
-          f"{m_b / 2**10:>12.1f}{m_r / 2**10:>12.1f}")
-    return t_r / T
+          f"{m_b / 2**10:>12.1f}{m_r / 2**10:>12.1f}{t_p * 1e3:>16.3f}")
+    return t_r / T, t_p
 
 
 def main():
@@ -65,7 +68,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     header = (f"{'T':>6}{'H':>5}{'P':>7}{'BPTT ms':>11}{'RTRL ms':>11}{'ratio':>9}"
-              f"{'BPTT KiB':>12}{'RTRL KiB':>12}")
+              f"{'BPTT KiB':>12}{'RTRL KiB':>12}{'S W^T ms/step':>16}")
 
     print(f"{args.cell}, N={N}, D={D}, float64: as T grows (H = 16)")
     print(header)
@@ -74,11 +77,11 @@ def main():
 
     print(f"\n{args.cell}: as H grows (T = 20)")
     print(header)
-    sizes = (4, 8, 16, 32, 64, 128)
-    per_step = [row(args.cell, 20, H, args.repeats) for H in sizes]
-    slope = np.polyfit(np.log(sizes[-3:]), np.log(per_step[-3:]), 1)[0]
-    print(f"RTRL time per step ~ H^{slope:.1f} over H = {sizes[-3]}..{sizes[-1]} (theory: H^4 once the "
-          f"(P, H) x (H, G H) product dominates)")
+    sizes = (4, 8, 16, 32, 64, 128) if args.cell == "rnn" else (4, 8, 16, 32, 64)  # LSTM at 128: 1.7 GB
+    per_step, product = zip(*[row(args.cell, 20, H, args.repeats) for H in sizes])
+    fit = lambda y: np.polyfit(np.log(sizes[-3:]), np.log(y[-3:]), 1)[0]
+    print(f"over H = {sizes[-3]}..{sizes[-1]}: RTRL time per step ~ H^{fit(per_step):.1f}, its S W^T product "
+          f"alone ~ H^{fit(product):.1f} (theory H^4; the rest of a step is H^3 element-wise work)")
 
 
 if __name__ == "__main__":
