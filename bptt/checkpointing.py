@@ -106,7 +106,9 @@ def backward_checkpointed(cell: Cell, tape: CheckpointTape, dhs, dstate_final=No
                 dh_total[t] = carry[0]
             else:
                 np.add(carry[0], dhs[start + t], out=dh_total[t])
-            carry = cell.recurrent_backward(Cell.cache_at(caches, t), (dh_total[t], *carry[1:]), da_x[t], da_h[t])
+            carry = cell.recurrent_backward(
+                Cell.cache_at(caches, t), (dh_total[t], *carry[1:]), da_x[t], da_h[t]
+            )
         for name, g in cell.parameter_gradients(xs_segment, caches.h_prev, da_x, da_h).items():
             grads[name] += g  # shared weights: the segments' gradients add up
         dxs[start : start + L] = cell.input_gradients(da_x)

@@ -36,7 +36,9 @@ def check_param_tangents(cell: Cell, tangents) -> dict:
     shapes = cell.param_shapes()
     unknown = set(tangents) - set(shapes)
     if unknown:
-        raise ValueError(f"unknown parameter tangents {sorted(unknown)}; expected keys among {sorted(shapes)}")
+        raise ValueError(
+            f"unknown parameter tangents {sorted(unknown)}; expected keys among {sorted(shapes)}"
+        )
     return {
         name: check_array(f"tangents[{name!r}]", value, shapes[name], cell.dtype)
         for name, value in tangents.items()

@@ -14,7 +14,7 @@ Letters: T time, N batch, D input size, H hidden size, G gates, P number of para
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 

@@ -241,7 +241,8 @@ class Cell:
     def affine_tangents(self, c: NamedTuple, c_dot: NamedTuple, params_dot: dict) -> tuple:
         """Tangents of the two affine parts for parameter tangents `params_dot` (missing keys: zero).
 
-        a_x_dot = x_dot W_ih^T + x W_ih_dot^T + b_ih_dot,  a_h_dot = h_prev_dot W_hh^T + h_prev W_hh_dot^T + b_hh_dot
+        a_x_dot = x_dot W_ih^T + x W_ih_dot^T + b_ih_dot
+        a_h_dot = h_prev_dot W_hh^T + h_prev W_hh_dot^T + b_hh_dot
         (product rule on each affine map). Returns (a_x_dot, a_h_dot), each (..., N, G*H).
         """
         p = self.params
@@ -276,7 +277,9 @@ class Cell:
         """
         raise NotImplementedError
 
-    def parameter_gradients_tangent(self, xs, xs_dot, h_prevs, h_prevs_dot, da_x, da_x_dot, da_h, da_h_dot) -> dict:
+    def parameter_gradients_tangent(
+        self, xs, xs_dot, h_prevs, h_prevs_dot, da_x, da_x_dot, da_h, da_h_dot
+    ) -> dict:
         """Tangent of `parameter_gradients` by the product rule (each weight gradient is bilinear).
 
         All arguments (T, N, ...) as in `parameter_gradients`; xs_dot may be None (inputs held fixed).

@@ -97,7 +97,9 @@ class GRU(Cell):
         # h = (1 - z) * n + z * h_prev: product rule on both terms
         c_dot.h[...] = (1 - z) * n_dot + z_dot * (c.h_prev - n) + z * c_dot.h_prev
 
-    def recurrent_backward_tangent(self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot):
+    def recurrent_backward_tangent(
+        self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
+    ):
         (dh,), (dh_dot,) = dstate, dstate_dot
         H = self.hidden_size
         a, ad = c.gates, c_dot.gates
@@ -109,7 +111,8 @@ class GRU(Cell):
         da_x_dot[:, 2 * H :] = dan_dot
         # daz = dh (h_prev - n) z (1 - z); d(z (1 - z)) = (1 - 2 z) z_dot
         da_x_dot[:, H : 2 * H] = (
-            (dh_dot * (c.h_prev - n) + dh * (c_dot.h_prev - n_dot)) * z * (1 - z) + dh * (c.h_prev - n) * (1 - 2 * z) * z_dot
+            (dh_dot * (c.h_prev - n) + dh * (c_dot.h_prev - n_dot)) * z * (1 - z)
+            + dh * (c.h_prev - n) * (1 - 2 * z) * z_dot
         )
         # dar = dan hn r (1 - r)
         da_x_dot[:, :H] = (dan_dot * c.hn + dan * c_dot.hn) * r * (1 - r) + dan * c.hn * (1 - 2 * r) * r_dot

@@ -97,7 +97,9 @@ class LSTM(Cell):
         c_dot.tanh_c[...] = (1 - c.tanh_c * c.tanh_c) * c_dot.c  # tanh' = 1 - tanh^2
         c_dot.h[...] = o_dot * c.tanh_c + o * c_dot.tanh_c  # h = o * tanh(c): product rule
 
-    def recurrent_backward_tangent(self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot):
+    def recurrent_backward_tangent(
+        self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
+    ):
         (dh, dc), (dh_dot, dc_dot) = dstate, dstate_dot
         H = self.hidden_size
         a, ad = c.gates, c_dot.gates
@@ -110,13 +112,18 @@ class LSTM(Cell):
         dc_total = dh * o * (1 - t * t) + dc
         dc_total_dot = (dh_dot * o + dh * o_dot) * (1 - t * t) - 2 * dh * o * t * t_dot + dc_dot
         # dai = dc_total g i (1 - i)
-        da_x_dot[:, :H] = (dc_total_dot * g + dc_total * g_dot) * i * (1 - i) + dc_total * g * (1 - 2 * i) * i_dot
+        da_x_dot[:, :H] = (
+            (dc_total_dot * g + dc_total * g_dot) * i * (1 - i) + dc_total * g * (1 - 2 * i) * i_dot
+        )
         # daf = dc_total c_prev f (1 - f)
         da_x_dot[:, H : 2 * H] = (
-            (dc_total_dot * c.c_prev + dc_total * c_dot.c_prev) * f * (1 - f) + dc_total * c.c_prev * (1 - 2 * f) * f_dot
+            (dc_total_dot * c.c_prev + dc_total * c_dot.c_prev) * f * (1 - f)
+            + dc_total * c.c_prev * (1 - 2 * f) * f_dot
         )
         # dag = dc_total i (1 - g^2); d(1 - g^2) = -2 g g_dot
-        da_x_dot[:, 2 * H : 3 * H] = (dc_total_dot * i + dc_total * i_dot) * (1 - g * g) - 2 * dc_total * i * g * g_dot
+        da_x_dot[:, 2 * H : 3 * H] = (
+            (dc_total_dot * i + dc_total * i_dot) * (1 - g * g) - 2 * dc_total * i * g * g_dot
+        )
         dh_prev_dot = da_x_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot  # dh_prev = da W_hh
         dc_prev_dot = dc_total_dot * f + dc_total * f_dot  # dc_prev = dc_total f
         return dh_prev_dot, dc_prev_dot

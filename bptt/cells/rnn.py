@@ -64,7 +64,9 @@ class RNN(Cell):
         else:
             c_dot.h[...] = (c.h > 0) * a_dot  # relu'(a) = [h > 0]
 
-    def recurrent_backward_tangent(self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot):
+    def recurrent_backward_tangent(
+        self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
+    ):
         (dh,), (dh_dot,) = dstate, dstate_dot
         if self.nonlinearity == "tanh":
             # da = (1 - h^2) dh: product rule, with d(1 - h^2) = -2 h h_dot

@@ -112,18 +112,26 @@ def max_relative_error(grads, reference) -> float:
     return max(relative_error(grads[name], reference[name]) for name in reference)
 
 
+CELL_HELP = "Cell to check (rnn is the tanh RNN)."
+
+
 @cli.command()
-@click.option("--cell", "cell_name", type=click.Choice(sorted(CELL_CHOICES)), default="lstm", show_default=True,
-              help="Cell to check (rnn is the tanh RNN).")
-@click.option("--hidden", type=click.IntRange(min=1), default=8, show_default=True, help="Hidden size H.")
-@click.option("--input-size", type=click.IntRange(min=1), default=3, show_default=True, help="Input size D.")
-@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Sequences per batch N.")
-@click.option("--seq-len", type=click.IntRange(min=1), default=20, show_default=True, help="Sequence length T.")
+@click.option("--cell", "cell_name", type=click.Choice(sorted(CELL_CHOICES)), default="lstm",
+              show_default=True, help=CELL_HELP)
+@click.option("--hidden", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Hidden size H.")
+@click.option("--input-size", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Input size D.")
+@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Sequences per batch N.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Sequence length T.")
 @click.option("--truncate", type=click.IntRange(min=1), default=None,
               help="Truncated BPTT: cut the sequence every k steps (default: the full gradient).")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
               help="Largest relative error accepted against reverse mode.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, inputs and targets.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for weights, inputs and targets.")
 @click.option("--torch/--no-torch", "use_torch", default=None,
               help="Include PyTorch autograd (default: when torch is installed).")
 def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed, use_torch):
