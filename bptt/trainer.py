@@ -284,6 +284,9 @@ def train(
 ) -> dict:
     """Train as `config` says (or continue the run folder `resume`); return the summary dict.
 
+    With `resume`, the run's saved config.json is used; of `config` only `steps` is read (to extend
+    or shorten the run).
+
     callback(step, record) is called after every update with that step's metrics record (the line
     written to metrics.jsonl). An exception raised there stops the run; the last checkpoint stays,
     and `train(resume=run_dir)` continues from it.
