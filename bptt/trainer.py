@@ -45,7 +45,7 @@ CLIPS = ("norm", "value", "none")
 @dataclass
 class TrainConfig:
     task: str = "adding"  # one of bptt.tasks.TASKS
-    cell: str = "lstm"  # rnn (tanh), rnn-relu, lstm or gru
+    cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
     hidden: int = 32  # hidden size H
     seq_len: int = 30  # sequence length T (copy: the blank's length; reber: the longest string)
     steps: int = 500  # parameter updates
