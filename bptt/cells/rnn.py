@@ -55,3 +55,23 @@ class RNN(Cell):
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"
+
+    # ----------------------------------------------------------------- tangent rules
+    def recurrent_tangent(self, c, c_dot, a_x_dot, a_h_dot):
+        a_dot = a_x_dot + a_h_dot  # a = a_x + a_h
+        if self.nonlinearity == "tanh":
+            c_dot.h[...] = (1 - c.h * c.h) * a_dot  # tanh'(a) = 1 - h^2
+        else:
+            c_dot.h[...] = (c.h > 0) * a_dot  # relu'(a) = [h > 0]
+
+    def recurrent_backward_tangent(
+        self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
+    ):
+        (dh,), (dh_dot,) = dstate, dstate_dot
+        if self.nonlinearity == "tanh":
+            # da = (1 - h^2) dh: product rule, with d(1 - h^2) = -2 h h_dot
+            da_x_dot[...] = (1 - c.h * c.h) * dh_dot - 2 * c.h * c_dot.h * dh
+        else:
+            da_x_dot[...] = (c.h > 0) * dh_dot  # relu'' = 0 almost everywhere
+        # dh_prev = da W_hh: product rule
+        return (da_x_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot,)
