@@ -12,6 +12,11 @@ from .losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from .readout import Linear
 from .trainer import TrainConfig, evaluate, train
 from .unroll import Gradients, Tape, backward, backward_stepwise, forward, forward_stepwise
+from .forward_mode import JVPResult, jvp
+from .rtrl import RTRLResult, rtrl
+from .checkpointing import CheckpointTape, backward_checkpointed, forward_checkpointed
+from .hvp import hvp, loss_and_gradient, top_hessian_eigenvalue
+from .uoro import UOROResult, uoro
 
 __version__ = "0.1.0"
 
@@ -20,4 +25,7 @@ __all__ = [
     "forward", "backward", "forward_stepwise", "backward_stepwise", "Tape", "Gradients",
     "Linear", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
     "TrainConfig", "train", "evaluate",
+    "jvp", "JVPResult", "rtrl", "RTRLResult",
+    "forward_checkpointed", "backward_checkpointed", "CheckpointTape",
+    "hvp", "loss_and_gradient", "top_hessian_eigenvalue", "uoro", "UOROResult",
 ]

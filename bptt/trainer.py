@@ -45,7 +45,7 @@ CLIPS = ("norm", "value", "none")
 @dataclass
 class TrainConfig:
     task: str = "adding"  # one of bptt.tasks.TASKS
-    cell: str = "lstm"  # rnn (tanh), rnn-relu, lstm or gru
+    cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
     hidden: int = 32  # hidden size H
     seq_len: int = 30  # sequence length T (copy: the blank's length; reber: the longest string)
     steps: int = 500  # parameter updates
@@ -284,6 +284,9 @@ def train(
 ) -> dict:
     """Train as `config` says (or continue the run folder `resume`); return the summary dict.
 
+    With `resume`, the run's saved config.json is used; of `config` only `steps` is read (to extend
+    or shorten the run).
+
     callback(step, record) is called after every update with that step's metrics record (the line
     written to metrics.jsonl). An exception raised there stops the run; the last checkpoint stays,
     and `train(resume=run_dir)` continues from it.
@@ -315,7 +318,7 @@ def train(
 
 
 def _loop(run: _Run, callback) -> dict:
-    config, cell, readout = run.config, run.cell, run.readout
+    config, cell = run.config, run.cell
     eval_batch = run.cast(run.task.eval_batch(config.eval_size, config.eval_seed))
     started, base_elapsed = time.perf_counter(), run.elapsed
     clip_fn = {"norm": clip_grad_norm, "value": clip_grad_value}.get(config.clip)
@@ -333,45 +336,7 @@ def _loop(run: _Run, callback) -> dict:
                 _, tape = forward(cell, batch.xs[start:end], run.carry)
                 _advance(run, tape, start)
                 continue
-            record = {"step": run.step + 1}
-            try:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    result = window_gradients(
-                        cell, readout, run.task.loss_fn, batch.xs[start:end], run.carry,
-                        batch.targets[start:end], mask,
-                    )
-                bad = [name for name, g in result.grads.items() if not np.isfinite(g).all()]
-                if bad:
-                    raise NonFiniteError(f"gradient of {bad[0]}", f"the gradient of {bad[0]} is not finite")
-            except NonFiniteError as exc:
-                if config.on_nonfinite == "stop":
-                    run.elapsed = base_elapsed + time.perf_counter() - started
-                    run.save()
-                    raise TrainingStopped(
-                        f"step {run.step + 1}: non-finite {exc.what} ({exc}); the weights of step {run.step} "
-                        f"are saved in {run.dir / 'checkpoint.npz'}. Lower --lr or clip the gradients."
-                    ) from exc
-                run.skipped += 1
-                run.step += 1
-                run.batch = None  # the rest of this batch's windows would start from a bad state
-                record.update(loss=None, grad_norm=None, clipped=False, lr=None, skipped=True)
-            else:
-                peak = max_abs(result.grads)  # before clipping
-                if clip_fn is None:
-                    norm = global_norm(result.grads)
-                else:
-                    norm = clip_fn(result.grads, config.clip_threshold)
-                clipped = (config.clip == "norm" and norm > config.clip_threshold) or (
-                    config.clip == "value" and peak > config.clip_threshold
-                )
-                run.clipped += int(clipped)
-                lr = run.optimizer.step(run.params, result.grads)
-                run.step += 1
-                _advance(run, result.tape, start)
-                record.update(loss=result.loss, grad_norm=norm, clipped=bool(clipped), lr=lr)
-                if config.record_every and run.step % config.record_every == 0:
-                    dh_log.write(json.dumps({"step": run.step, "dh_norms": result.dh_norms.tolist()}) + "\n")
-                    dh_log.flush()
+            record = _update(run, start, mask, clip_fn, dh_log, base_elapsed, started)
             run.elapsed = base_elapsed + time.perf_counter() - started
             record["elapsed"] = run.elapsed
             if run.step % config.eval_every == 0 or run.step == config.steps:
@@ -391,6 +356,51 @@ def _loop(run: _Run, callback) -> dict:
     summary = _summary(run, reached_target)
     write_json(run.dir / "summary.json", summary)
     return summary
+
+
+def _update(run: _Run, start: int, mask, clip_fn, dh_log, base_elapsed: float, started: float) -> dict:
+    """One parameter update from the current window; returns its metrics record (no elapsed yet)."""
+    config, batch, end = run.config, run.batch, run.windows[run.window].end
+    record = {"step": run.step + 1}
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = window_gradients(
+                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], run.carry,
+                batch.targets[start:end], mask,
+            )
+        bad = [name for name, g in result.grads.items() if not np.isfinite(g).all()]
+        if bad:
+            raise NonFiniteError(f"gradient of {bad[0]}", f"the gradient of {bad[0]} is not finite")
+    except NonFiniteError as exc:
+        if config.on_nonfinite == "stop":
+            run.elapsed = base_elapsed + time.perf_counter() - started
+            run.save()
+            raise TrainingStopped(
+                f"step {run.step + 1}: non-finite {exc.what} ({exc}); the weights of step {run.step} "
+                f"are saved in {run.dir / 'checkpoint.npz'}. Lower --lr or clip the gradients."
+            ) from exc
+        run.skipped += 1
+        run.step += 1
+        run.batch = None  # the rest of this batch's windows would start from a bad state
+        record.update(loss=None, grad_norm=None, clipped=False, lr=None, skipped=True)
+    else:
+        peak = max_abs(result.grads)  # before clipping
+        if clip_fn is None:
+            norm = global_norm(result.grads)
+        else:
+            norm = clip_fn(result.grads, config.clip_threshold)
+        clipped = (config.clip == "norm" and norm > config.clip_threshold) or (
+            config.clip == "value" and peak > config.clip_threshold
+        )
+        run.clipped += int(clipped)
+        lr = run.optimizer.step(run.params, result.grads)
+        run.step += 1
+        _advance(run, result.tape, start)
+        record.update(loss=result.loss, grad_norm=norm, clipped=bool(clipped), lr=lr)
+        if config.record_every and run.step % config.record_every == 0:
+            dh_log.write(json.dumps({"step": run.step, "dh_norms": result.dh_norms.tolist()}) + "\n")
+            dh_log.flush()
+    return record
 
 
 def _advance(run: _Run, tape, start: int) -> None:

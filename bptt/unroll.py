@@ -164,8 +164,10 @@ def backward(cell: Cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
         if dhs is not None:
             dh[t + 1] += dhs[t]
         carry = cell.recurrent_backward(
-            steps[t], local_steps[t], (dh[t + 1], *carry[1:]), da_x[t], da_h[t], dh[t], work
+            steps[t], (dh[t + 1], *carry[1:]), da_x[t], da_h[t], local_steps[t], dh[t], work
         )
+        if carry[0] is not dh[t]:  # a cell that returns dL/dh_prev instead of writing it
+            dh[t] = carry[0]
     flat = dh[1:].reshape(T, -1)
     dh_norms = np.sqrt(np.einsum("ti,ti->t", flat, flat)).astype(np.float64)
     return Gradients(

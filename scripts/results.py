@@ -29,7 +29,7 @@ SETTINGS = {
     "temporal-order": "--seq-len 30 --hidden 32 --steps 1500 --lr 0.01 --eval-every 100",
     "reber": "--seq-len 30 --hidden 16 --steps 500 --lr 0.01 --eval-every 100",
     "parity": "--seq-len 30 --hidden 16 --steps 500 --lr 0.01 --eval-every 100",
-    "chars": "--text bptt/unroll.py --seq-len 50 --hidden 64 --steps 600 --lr 0.005 --eval-every 100",
+    "chars": "--text scripts/data/unroll_source.txt --seq-len 50 --hidden 64 --steps 600 --lr 0.005 --eval-every 100",
 }
 
 

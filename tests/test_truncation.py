@@ -39,14 +39,13 @@ class ScalarLinear(Cell):
         self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
         return LinearCache(xs, hs[:-1], hs[1:])
 
-    def recurrent_forward(self, c, work):
+    def recurrent_forward(self, c, work=None):
         c.h[...] += c.h_prev @ self.params["weight_hh"].T  # h = x + w h_prev
 
-    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work):
+    def recurrent_backward(self, c, dstate, da_x, da_h, local=None, dh_prev=None, work=None):
         (dh,) = dstate
         da_x[...] = dh  # the identity "non-linearity"
-        np.matmul(da_x, self.params["weight_hh"], out=dh_prev)  # dL/dh_prev = w dL/dh
-        return (dh_prev,)
+        return (da_x @ self.params["weight_hh"],)  # dL/dh_prev = w dL/dh
 
 
 def linear_loss(pred, weights):
@@ -189,3 +188,39 @@ def test_state_is_carried_and_each_backward_spans_at_most_k2_steps(cell_name):
         for (start, loss_from, end), norms in zip(got.windows, got.dh_norms):
             assert len(norms) == end - start <= k2
             assert norms[0] > 0
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("k1,k2", [(3, 3), (2, 5), (9, 9)])
+def test_tbptt_gradient_matches_a_pytorch_loop_with_detach(torch, k1, k2):
+    # PyTorch reference: each window re-runs nn.LSTM from its start state, detached, and its loss
+    # (the k1 new steps only) is backpropagated and accumulated in .grad.
+    cell, readout, xs, targets, mask, state0 = make_model("lstm")
+    T, N = xs.shape[:2]
+    got = tbptt_gradient(cell, readout, bptt.mse, xs, targets, mask, k1, k2, state0)
+    lstm = torch.nn.LSTM(cell.input_size, cell.hidden_size)
+    linear = torch.nn.Linear(cell.hidden_size, readout.out_features)
+    with torch.no_grad():
+        for name, p in cell.params.items():
+            getattr(lstm, f"{name}_l0").copy_(torch.tensor(p))
+        linear.weight.copy_(torch.tensor(readout.params["weight"]))
+        linear.bias.copy_(torch.tensor(readout.params["bias"]))
+    x, y, m = torch.tensor(xs), torch.tensor(targets), torch.tensor(mask)
+    h0, c0 = (torch.tensor(s)[None] for s in state0)
+    with torch.no_grad():  # the states every window starts from, at these fixed weights
+        starts = {0: (h0, c0)}
+        for s in range(1, T):
+            _, (h, c) = lstm(x[:s], (h0, c0))
+            starts[s] = (h, c)
+    total = m.sum()
+    for start, loss_from, end in TBPTT(k1, k2).windows(T):
+        h, c = (s.detach() for s in starts[start])
+        out, _ = lstm(x[start:end], (h, c))
+        keep = m[start:end].clone()
+        keep[: loss_from - start] = False
+        diff = linear(out[keep]) - y[start:end][keep]
+        (diff.pow(2).sum() / (total * diff.shape[-1])).backward()
+    for name in cell.params:
+        ref = getattr(lstm, f"{name}_l0").grad.numpy()
+        assert relative_error(got.grads[f"cell.{name}"], ref) < 1e-12, name
+    assert relative_error(got.grads["readout.weight"], linear.weight.grad.numpy()) < 1e-12

@@ -170,9 +170,10 @@ class Cell:
             hidden=np.empty((batch_size, self.hidden_size), self.dtype),
         )
 
-    def recurrent_forward(self, c: NamedTuple, work: Workspace) -> None:
+    def recurrent_forward(self, c: NamedTuple, work: Workspace | None = None) -> None:
         """Complete one step in place on per-step cache views (inputs projected on entry).
 
+        work: from `workspace(N)`, reused over a sequence (None: a new one for this call).
         Run under `np.errstate(over="ignore")`: see `pointwise`.
         """
         raise NotImplementedError
@@ -185,13 +186,26 @@ class Cell:
         """
         return ()
 
-    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work) -> tuple:
-        """One step back: given dL/dstate after the step, finish da_x and da_h (N, G*H), write
-        dL/dh_prev into dh_prev (N, H), and return dL/dstate before the step (parts after h may be
-        `work` buffers that the next call overwrites). `local` is this step's slice of what
-        `local_gradients` returned; `dstate` is not modified.
+    def recurrent_backward(self, c, dstate, da_x, da_h, local=None, dh_prev=None, work=None) -> tuple:
+        """One step back: given dL/dstate after the step, write da_x and da_h (N, G*H) and return
+        dL/dstate before the step, with the path through W_hh. `dstate` is not modified.
+
+        The reverse sweep passes this step's slice of `local_gradients` (already in da_x and da_h),
+        an (N, H) array `dh_prev` to write dL/dh_prev into, and its `work`; parts of the result
+        after h may then be `work` buffers that the next call overwrites. Called with only the first
+        four arguments, the step prepares all of that itself (`prepare_backward_step`).
         """
         raise NotImplementedError
+
+    def prepare_backward_step(self, c, da_x, da_h, dh_prev=None, work=None) -> tuple:
+        """For a step run on its own: its local gradients (written into da_x and da_h, (N, G*H)),
+        a dh_prev array and a workspace. Returns (local, dh_prev, work)."""
+        one_step = type(c)(*(field[None] for field in c))
+        local = self.local_gradients(one_step, da_x[None], da_h[None])
+        N = da_x.shape[0]
+        if dh_prev is None:
+            dh_prev = np.empty((N, self.hidden_size), self.dtype)
+        return tuple(part[0] for part in local), dh_prev, work or self.workspace(N)
 
     def project_inputs(self, xs: np.ndarray, out: np.ndarray, bias: np.ndarray) -> None:
         """out[t] = (xs[t] W_ih^T + bias) * row_factors for all t, in one matrix product.
@@ -264,15 +278,11 @@ class Cell:
         N = cache.x.shape[0]
         dparts = self.check_state(dstate, N, name="dstate")
         GH = self.gates * self.hidden_size
-        da_x = np.empty((1, N, GH), self.dtype)
+        da_x = np.empty((N, GH), self.dtype)
         da_h = np.empty_like(da_x) if self.separate_hidden_gradient else da_x
-        local = self.local_gradients(self.Cache(*(field[None] for field in cache)), da_x, da_h)
-        dh_prev = np.empty((N, self.hidden_size), self.dtype)
-        dprev = self.recurrent_backward(
-            cache, tuple(part[0] for part in local), dparts, da_x[0], da_h[0], dh_prev, self.workspace(N)
-        )
-        grads = self.parameter_gradients(cache.x[None], cache.h_prev[None], da_x, da_h)
-        dx = self.input_gradients(da_x)[0]
+        dprev = self.recurrent_backward(cache, dparts, da_x, da_h)
+        grads = self.parameter_gradients(cache.x[None], cache.h_prev[None], da_x[None], da_h[None])
+        dx = self.input_gradients(da_x[None])[0]
         return dx, self.pack_state(dprev), grads
 
     def __repr__(self) -> str:
@@ -280,3 +290,94 @@ class Cell:
             f"{type(self).__name__}(input_size={self.input_size}, hidden_size={self.hidden_size}, "
             f"dtype={self.dtype.name})"
         )
+
+    # ----------------------------------------------------------------- tangents (forward mode)
+    # A tangent cache is a Cache of the same type holding the directional derivative of every field
+    # (x_dot, h_prev_dot, gates_dot, ...). Tangent fields may carry extra leading axes (K, N, ...)
+    # for K directions at once: RTRL pushes one direction per parameter through the same rules.
+    def new_tangent_cache(self, c: NamedTuple, x_dot, state_prev_dot: tuple, lead: tuple = ()) -> NamedTuple:
+        """A tangent cache for step cache `c`: x_dot and the previous state's tangent filled in,
+        every other field zeros of shape lead + field.shape, for `recurrent_tangent` to fill."""
+        given = dict(zip(self.prev_state_fields, state_prev_dot))
+        given["x"] = x_dot
+        return type(c)(
+            *(given[name] if name in given else np.zeros(lead + field.shape, self.dtype)
+              for name, field in zip(c._fields, c))
+        )
+
+    def affine_tangents(self, c: NamedTuple, c_dot: NamedTuple, params_dot: dict) -> tuple:
+        """Tangents of the two affine parts for parameter tangents `params_dot` (missing keys: zero).
+
+        a_x_dot = x_dot W_ih^T + x W_ih_dot^T + b_ih_dot
+        a_h_dot = h_prev_dot W_hh^T + h_prev W_hh_dot^T + b_hh_dot
+        (product rule on each affine map). Returns (a_x_dot, a_h_dot), each (..., N, G*H).
+        """
+        p = self.params
+        a_x_dot = c_dot.x @ p["weight_ih"].T  # d/dx
+        a_h_dot = c_dot.h_prev @ p["weight_hh"].T  # d/dh_prev
+        if "weight_ih" in params_dot:
+            a_x_dot = a_x_dot + c.x @ params_dot["weight_ih"].T  # d/dW_ih
+        if "weight_hh" in params_dot:
+            a_h_dot = a_h_dot + c.h_prev @ params_dot["weight_hh"].T  # d/dW_hh
+        if "bias_ih" in params_dot:
+            a_x_dot = a_x_dot + params_dot["bias_ih"]  # d/db_ih
+        if "bias_hh" in params_dot:
+            a_h_dot = a_h_dot + params_dot["bias_hh"]  # d/db_hh
+        return a_x_dot, a_h_dot
+
+    def recurrent_tangent(self, c: NamedTuple, c_dot: NamedTuple, a_x_dot, a_h_dot) -> None:
+        """Forward-mode twin of `recurrent_forward`: fill c_dot's gate and state fields in place.
+
+        c is the step's cache after `recurrent_forward`; c_dot holds x_dot and the previous state's
+        tangent on entry; a_x_dot and a_h_dot are the affine parts' tangents (..., N, G*H).
+        """
+        raise NotImplementedError
+
+    def recurrent_backward_tangent(
+        self, c, c_dot, dstate: tuple, dstate_dot: tuple, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
+    ) -> tuple:
+        """R-operator of `recurrent_backward` (the tangent of the reverse step, for Hessian-vector products).
+
+        Given the primal step (c, dstate, and da_x, da_h that `recurrent_backward` wrote) and its
+        tangents (c_dot, dstate_dot, weight_hh_dot (G*H, H)), write da_x_dot and da_h_dot (N, G*H)
+        and return the tangent of dL/dstate before the step.
+        """
+        raise NotImplementedError
+
+    def parameter_gradients_tangent(
+        self, xs, xs_dot, h_prevs, h_prevs_dot, da_x, da_x_dot, da_h, da_h_dot
+    ) -> dict:
+        """Tangent of `parameter_gradients` by the product rule (each weight gradient is bilinear).
+
+        All arguments (T, N, ...) as in `parameter_gradients`; xs_dot may be None (inputs held fixed).
+        """
+        grads = self.parameter_gradients(xs, h_prevs, da_x_dot, da_h_dot)  # d/d(da)
+        T, N, _ = h_prevs.shape
+        gh = da_h.reshape(T * N, -1)
+        grads["weight_hh"] += gh.T @ h_prevs_dot.reshape(T * N, self.hidden_size)  # d/dh_prev
+        if xs_dot is not None:
+            gx = da_x.reshape(T * N, -1)
+            grads["weight_ih"] += gx.T @ xs_dot.reshape(T * N, self.input_size)  # d/dx
+        return grads
+
+    def parameter_basis_tangents(self, c: NamedTuple) -> tuple:
+        """`affine_tangents` for every unit tangent on the flattened parameters at once (RTRL's
+        immediate term), with the state tangents left out. Returns (a_x_dot, a_h_dot), each (P, N, G*H).
+
+        Directions are ordered like `cell.params` (weight_ih, weight_hh, bias_ih, bias_hh), each
+        flattened in C order: direction (g, d) of W_ih only moves a_x[:, g], by x[:, d].
+        """
+        GH, D, H = self.gates * self.hidden_size, self.input_size, self.hidden_size
+        N = c.x.shape[0]
+        P = GH * (D + H + 2)
+        a_x_dot = np.zeros((P, N, GH), self.dtype)
+        a_h_dot = np.zeros((P, N, GH), self.dtype)
+        g = np.arange(GH)
+        a_x_dot[: GH * D].reshape(GH, D, N, GH)[g, :, :, g] = c.x.T  # d a_x[:, g] / d W_ih[g, d] = x[:, d]
+        off = GH * D
+        a_h_dot[off : off + GH * H].reshape(GH, H, N, GH)[g, :, :, g] = c.h_prev.T  # d a_h / d W_hh = h_prev
+        off += GH * H
+        a_x_dot[off : off + GH].reshape(GH, N, GH)[g, :, g] = 1  # d a_x / d b_ih = 1
+        off += GH
+        a_h_dot[off : off + GH].reshape(GH, N, GH)[g, :, g] = 1  # d a_h / d b_hh = 1
+        return a_x_dot, a_h_dot

@@ -44,7 +44,8 @@ class GRU(Cell):
         hn = np.empty((T, N, H), self.dtype)
         return GRUCache(xs, hs[:-1], gates, hn, hs[1:])
 
-    def recurrent_forward(self, c, work):
+    def recurrent_forward(self, c, work=None):
+        work = work or self.workspace(len(c.h_prev))
         H = self.hidden_size
         a = c.gates  # holds a_x * gate_factors on entry
         a_h = np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # W_hh h_prev * gate_factors
@@ -83,7 +84,9 @@ class GRU(Cell):
         dar *= caches.hn  # da_n/da_r = hn r (1 - r)
         return ()
 
-    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work):
+    def recurrent_backward(self, c, dstate, da_x, da_h, local=None, dh_prev=None, work=None):
+        if local is None:  # a step on its own: prepare what the sweep would have
+            local, dh_prev, work = self.prepare_backward_step(c, da_x, da_h, dh_prev, work)
         (dh,) = dstate
         H = self.hidden_size
         da = da_x.reshape(-1, 3, H)
@@ -97,3 +100,44 @@ class GRU(Cell):
         z = c.gates[:, H : 2 * H]
         dh_prev += np.multiply(dh, z, out=work.hidden)  # and directly through z * h_prev
         return (dh_prev,)
+
+    # ----------------------------------------------------------------- tangent rules
+    def recurrent_tangent(self, c, c_dot, a_x_dot, a_h_dot):
+        H = self.hidden_size
+        a = c.gates
+        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+        gd = c_dot.gates
+        rz_dot = a_x_dot[..., : 2 * H] + a_h_dot[..., : 2 * H]  # a_rz = a_x,rz + a_h,rz
+        gd[..., :H] = r * (1 - r) * rz_dot[..., :H]  # sigmoid' = s (1 - s)
+        gd[..., H : 2 * H] = z * (1 - z) * rz_dot[..., H:]
+        r_dot, z_dot = gd[..., :H], gd[..., H : 2 * H]
+        c_dot.hn[...] = a_h_dot[..., 2 * H :]  # hn = W_hn h_prev + b_hn
+        # n = tanh(a_x,n + r * hn): tanh' = 1 - n^2, product rule on r * hn
+        gd[..., 2 * H :] = (1 - n * n) * (a_x_dot[..., 2 * H :] + r_dot * c.hn + r * c_dot.hn)
+        n_dot = gd[..., 2 * H :]
+        # h = (1 - z) * n + z * h_prev: product rule on both terms
+        c_dot.h[...] = (1 - z) * n_dot + z_dot * (c.h_prev - n) + z * c_dot.h_prev
+
+    def recurrent_backward_tangent(
+        self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
+    ):
+        (dh,), (dh_dot,) = dstate, dstate_dot
+        H = self.hidden_size
+        a, ad = c.gates, c_dot.gates
+        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+        r_dot, z_dot, n_dot = ad[:, :H], ad[:, H : 2 * H], ad[:, 2 * H :]
+        dan = da_x[:, 2 * H :]
+        # dan = dh (1 - z) (1 - n^2); d(1 - z) = -z_dot, d(1 - n^2) = -2 n n_dot
+        dan_dot = (dh_dot * (1 - z) - dh * z_dot) * (1 - n * n) - 2 * dh * (1 - z) * n * n_dot
+        da_x_dot[:, 2 * H :] = dan_dot
+        # daz = dh (h_prev - n) z (1 - z); d(z (1 - z)) = (1 - 2 z) z_dot
+        da_x_dot[:, H : 2 * H] = (
+            (dh_dot * (c.h_prev - n) + dh * (c_dot.h_prev - n_dot)) * z * (1 - z)
+            + dh * (c.h_prev - n) * (1 - 2 * z) * z_dot
+        )
+        # dar = dan hn r (1 - r)
+        da_x_dot[:, :H] = (dan_dot * c.hn + dan * c_dot.hn) * r * (1 - r) + dan * c.hn * (1 - 2 * r) * r_dot
+        da_h_dot[:, : 2 * H] = da_x_dot[:, : 2 * H]
+        da_h_dot[:, 2 * H :] = dan_dot * r + dan * r_dot  # da_h,n = dan r
+        # dh_prev = da_h W_hh + dh z: product rule on both terms
+        return (da_h_dot @ self.params["weight_hh"] + da_h @ weight_hh_dot + dh_dot * z + dh * z_dot,)

@@ -62,7 +62,8 @@ class LSTM(Cell):
         scale[2 * H : 3 * H], shift[2 * H : 3 * H] = 2, -1  # tanh(x) = 2 sigmoid(2x) - 1 for g
         return LSTMWorkspace(*super().workspace(batch_size), scale=scale, shift=shift)
 
-    def recurrent_forward(self, c, work):
+    def recurrent_forward(self, c, work=None):
+        work = work or self.workspace(len(c.h_prev))
         H = self.hidden_size
         a = c.gates  # holds a_x * gate_factors on entry
         a += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = (a_x + W_hh h_prev) * factors
@@ -97,7 +98,9 @@ class LSTM(Cell):
         dh_dc *= o
         return (dh_dc,)
 
-    def recurrent_backward(self, c, local, dstate, da_x, da_h, dh_prev, work):
+    def recurrent_backward(self, c, dstate, da_x, da_h, local=None, dh_prev=None, work=None):
+        if local is None:  # a step on its own: prepare what the sweep would have
+            local, dh_prev, work = self.prepare_backward_step(c, da_x, da_h, dh_prev, work)
         dh, dc = dstate
         H = self.hidden_size
         (dc_total,) = local  # holds dh/dc on entry
@@ -112,3 +115,51 @@ class LSTM(Cell):
         f = c.gates[:, H : 2 * H]
         dc_prev = np.multiply(dc_total, f, out=work.hidden)  # through c = f * c_prev + i * g
         return dh_prev, dc_prev
+
+    # ----------------------------------------------------------------- tangent rules
+    def recurrent_tangent(self, c, c_dot, a_x_dot, a_h_dot):
+        H = self.hidden_size
+        a = c.gates
+        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        a_dot = a_x_dot + a_h_dot  # a = a_x + a_h
+        gd = c_dot.gates
+        gd[..., :H] = i * (1 - i) * a_dot[..., :H]  # sigmoid' = s (1 - s)
+        gd[..., H : 2 * H] = f * (1 - f) * a_dot[..., H : 2 * H]
+        gd[..., 2 * H : 3 * H] = (1 - g * g) * a_dot[..., 2 * H : 3 * H]  # tanh' = 1 - g^2
+        gd[..., 3 * H :] = o * (1 - o) * a_dot[..., 3 * H :]
+        i_dot, f_dot, g_dot, o_dot = gd[..., :H], gd[..., H : 2 * H], gd[..., 2 * H : 3 * H], gd[..., 3 * H :]
+        # c = f * c_prev + i * g: product rule on both terms
+        c_dot.c[...] = f_dot * c.c_prev + f * c_dot.c_prev + i_dot * g + i * g_dot
+        c_dot.tanh_c[...] = (1 - c.tanh_c * c.tanh_c) * c_dot.c  # tanh' = 1 - tanh^2
+        c_dot.h[...] = o_dot * c.tanh_c + o * c_dot.tanh_c  # h = o * tanh(c): product rule
+
+    def recurrent_backward_tangent(
+        self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
+    ):
+        (dh, dc), (dh_dot, dc_dot) = dstate, dstate_dot
+        H = self.hidden_size
+        a, ad = c.gates, c_dot.gates
+        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        i_dot, f_dot, g_dot, o_dot = ad[:, :H], ad[:, H : 2 * H], ad[:, 2 * H : 3 * H], ad[:, 3 * H :]
+        t, t_dot = c.tanh_c, c_dot.tanh_c
+        # dao = dh tanh(c) o (1 - o); d(o (1 - o)) = (1 - 2 o) o_dot
+        da_x_dot[:, 3 * H :] = (dh_dot * t + dh * t_dot) * o * (1 - o) + dh * t * (1 - 2 * o) * o_dot
+        # dc_total = dh o (1 - tanh^2) + dc; d(1 - tanh^2) = -2 tanh tanh_dot
+        dc_total = dh * o * (1 - t * t) + dc
+        dc_total_dot = (dh_dot * o + dh * o_dot) * (1 - t * t) - 2 * dh * o * t * t_dot + dc_dot
+        # dai = dc_total g i (1 - i)
+        da_x_dot[:, :H] = (
+            (dc_total_dot * g + dc_total * g_dot) * i * (1 - i) + dc_total * g * (1 - 2 * i) * i_dot
+        )
+        # daf = dc_total c_prev f (1 - f)
+        da_x_dot[:, H : 2 * H] = (
+            (dc_total_dot * c.c_prev + dc_total * c_dot.c_prev) * f * (1 - f)
+            + dc_total * c.c_prev * (1 - 2 * f) * f_dot
+        )
+        # dag = dc_total i (1 - g^2); d(1 - g^2) = -2 g g_dot
+        da_x_dot[:, 2 * H : 3 * H] = (
+            (dc_total_dot * i + dc_total * i_dot) * (1 - g * g) - 2 * dc_total * i * g * g_dot
+        )
+        dh_prev_dot = da_x_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot  # dh_prev = da W_hh
+        dc_prev_dot = dc_total_dot * f + dc_total * f_dot  # dc_prev = dc_total f
+        return dh_prev_dot, dc_prev_dot

@@ -1,0 +1,117 @@
+"""Memory-saving BPTT: keep the state every k steps, recompute each segment's caches on the way back.
+
+The full tape holds every step's cache (inputs, states, gate values): O(T) caches. Here the forward
+pass keeps only the state at the start of each segment of k steps (plus the hidden states hs, which
+the loss needs anyway). The reverse sweep walks the segments last to first; for each it reruns the
+forward pass from its checkpoint to rebuild that segment's caches, sweeps back through them and drops
+them. Peak cache memory is O(T/k + k) states instead of O(T) caches, smallest near k = sqrt(T), for
+one extra forward pass. The gradients are those of `bptt.backward` to float64 round-off (the sums
+over time are formed per segment, so their order differs).
+
+Letters: T time, N batch, D input size, H hidden size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cells.base import Cell
+from .checks import check_positive_int
+from .unroll import Gradients, _check_backward_inputs, _initial_parts
+
+
+@dataclass
+class CheckpointTape:
+    """What the checkpointed reverse sweep needs.
+
+    xs: (T, N, D) the inputs; every: segment length k; checkpoints[s]: the state (tuple of (N, H)
+    arrays) before step s*k; final_state: the state after the last step.
+    """
+
+    xs: np.ndarray
+    every: int
+    checkpoints: list
+    final_state: object
+    cell_type: type
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held between the passes: the checkpoints plus the inputs (counted like `Tape.nbytes`)."""
+        return self.xs.nbytes + sum(part.nbytes for state in self.checkpoints for part in state)
+
+
+def default_every(T: int) -> int:
+    """k = round(sqrt(T)): balances T/k checkpoints against one segment of k caches."""
+    return max(1, round(math.sqrt(T)))
+
+
+def _run_segment(cell: Cell, xs_segment: np.ndarray, state: tuple):
+    caches = cell.allocate(xs_segment, state)
+    for t in range(len(xs_segment)):
+        cell.recurrent_forward(Cell.cache_at(caches, t))
+    return caches
+
+
+def forward_checkpointed(cell: Cell, xs, state0=None, every: int | None = None):
+    """Like `bptt.forward`, keeping one state every `every` steps (default round(sqrt(T))).
+
+    xs (T, N, D). Returns (hs (T, N, H), CheckpointTape).
+    """
+    cell.check_params()
+    xs = cell.check_inputs(xs)
+    T, N, _ = xs.shape
+    every = default_every(T) if every is None else check_positive_int("every", every)
+    state = tuple(part.copy() for part in _initial_parts(cell, state0, N))
+    hs = np.empty((T, N, cell.hidden_size), cell.dtype)
+    checkpoints = []
+    for start in range(0, T, every):
+        checkpoints.append(state)
+        caches = _run_segment(cell, xs[start : start + every], state)  # dropped after this segment
+        hs[start : start + every] = caches.h
+        state = tuple(part.copy() for part in cell.state_after(Cell.cache_at(caches, -1)))
+    return hs, CheckpointTape(xs, every, checkpoints, cell.pack_state(state), type(cell))
+
+
+def backward_checkpointed(cell: Cell, tape: CheckpointTape, dhs, dstate_final=None) -> Gradients:
+    """Reverse sweep over a CheckpointTape; same arguments and result as `bptt.backward`.
+
+    dhs (T, N, H): dL/dh_t from the loss at each step (None: zeros).
+    """
+    if not isinstance(tape, CheckpointTape) or tape.cell_type is not type(cell):
+        raise ValueError(f"tape must come from forward_checkpointed with this {type(cell).__name__}")
+    xs = tape.xs
+    T, N, _ = xs.shape
+    dhs, carry = _check_backward_inputs(cell, T, N, dhs, dstate_final)
+    grads = {name: np.zeros_like(p) for name, p in cell.params.items()}
+    dxs = np.empty_like(xs)
+    dh_norms = np.empty(T)
+    GH = cell.gates * cell.hidden_size
+    for s in range(len(tape.checkpoints) - 1, -1, -1):
+        start = s * tape.every
+        xs_segment = xs[start : start + tape.every]
+        caches = _run_segment(cell, xs_segment, tape.checkpoints[s])  # recompute this segment's caches
+        L = len(xs_segment)
+        da_x = np.empty((L, N, GH), cell.dtype)
+        da_h = np.empty_like(da_x) if cell.separate_hidden_gradient else da_x
+        dh_total = np.empty((L, N, cell.hidden_size), cell.dtype)
+        for t in range(L - 1, -1, -1):
+            # the total dL/dh_t: this step's own loss plus what flowed back from step t+1
+            if dhs is None:
+                dh_total[t] = carry[0]
+            else:
+                np.add(carry[0], dhs[start + t], out=dh_total[t])
+            carry = cell.recurrent_backward(
+                Cell.cache_at(caches, t), (dh_total[t], *carry[1:]), da_x[t], da_h[t]
+            )
+        for name, g in cell.parameter_gradients(xs_segment, caches.h_prev, da_x, da_h).items():
+            grads[name] += g  # shared weights: the segments' gradients add up
+        dxs[start : start + L] = cell.input_gradients(da_x)
+        flat = dh_total.reshape(L, -1)
+        dh_norms[start : start + L] = np.sqrt(np.einsum("ti,ti->t", flat, flat))
+    return Gradients(grads, dxs, cell.pack_state(carry), dh_norms)

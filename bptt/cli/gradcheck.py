@@ -1,0 +1,191 @@
+"""`bptt gradcheck`: one gradient computed every way the package knows, compared against reverse mode.
+
+The loss is the MSE of the hidden states against random targets. With --truncate k the sequence is
+cut into chunks of k steps, each starting from the previous chunk's final state held constant (no
+gradient flows across a cut), and every mode computes that same truncated gradient.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+import click
+import numpy as np
+
+from .. import GRU, LSTM, RNN, backward, backward_checkpointed, forward, forward_checkpointed, rtrl
+from ..finite_diff import central_difference, relative_error
+from . import cli
+
+CELL_CHOICES = {
+    "rnn": lambda D, H, seed: RNN(D, H, "tanh", seed=seed),
+    "rnn-relu": lambda D, H, seed: RNN(D, H, "relu", seed=seed),
+    "lstm": lambda D, H, seed: LSTM(D, H, seed=seed),
+    "gru": lambda D, H, seed: GRU(D, H, seed=seed),
+}
+
+
+def chunk_starts(cell, xs, chunks):
+    """The state each chunk starts from (held constant: no gradient crosses a cut)."""
+    state, starts = None, []
+    for chunk in chunks:
+        starts.append(state)
+        _, tape = forward(cell, xs[chunk], state)
+        state = tape.final_state
+    return starts
+
+
+def reverse_mode(cell, xs, targets, chunks, starts):
+    total = {name: np.zeros_like(p) for name, p in cell.params.items()}
+    scale = 2.0 / targets.size  # mse's gradient factor: dL/dh = 2 (h - target) / size
+    for chunk, state in zip(chunks, starts):
+        hs, tape = forward(cell, xs[chunk], state)
+        for name, g in backward(cell, tape, scale * (hs - targets[chunk])).params.items():
+            total[name] += g
+    return total
+
+
+def checkpointed_mode(cell, xs, targets, chunks, starts):
+    total = {name: np.zeros_like(p) for name, p in cell.params.items()}
+    scale = 2.0 / targets.size  # mse's gradient factor
+    for chunk, state in zip(chunks, starts):
+        hs, tape = forward_checkpointed(cell, xs[chunk], state)
+        for name, g in backward_checkpointed(cell, tape, scale * (hs - targets[chunk])).params.items():
+            total[name] += g
+    return total
+
+
+def forward_mode(cell, xs, targets, chunks, starts):
+    """RTRL, fed the loss gradient online: step t's dL/dh_t as soon as h_t exists."""
+    total = {name: np.zeros_like(p) for name, p in cell.params.items()}
+    scale = 2.0 / targets.size
+    for chunk, state in zip(chunks, starts):
+        chunk_targets = targets[chunk]
+        result = rtrl(cell, xs[chunk], lambda t, h: scale * (h - chunk_targets[t]), state)
+        for name, g in result.params.items():
+            total[name] += g
+    return total
+
+
+def finite_differences(cell, xs, targets, chunks, starts):
+    total = {name: np.zeros_like(p) for name, p in cell.params.items()}
+    scale = 1.0 / targets.size
+    for chunk, state in zip(chunks, starts):
+        def chunk_loss():
+            hs, _ = forward(cell, xs[chunk], state)
+            return scale * np.sum((hs - targets[chunk]) ** 2)  # this chunk's share of the mse
+
+        for name, param in cell.params.items():
+            total[name] += central_difference(chunk_loss, param)
+    return total
+
+
+def pytorch_mode(cell, xs, targets, chunks, starts):
+    """PyTorch autograd on nn.RNN/LSTM/GRU with the same weights, the state detached at each cut."""
+    import torch  # optional: only when installed and asked for (imported before the clock starts)
+
+    kind = {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[type(cell).__name__]
+    kwargs = {"nonlinearity": cell.nonlinearity} if isinstance(cell, RNN) else {}
+    module = kind(cell.input_size, cell.hidden_size, **kwargs).double()
+    with torch.no_grad():
+        for name, value in cell.params.items():
+            getattr(module, name + "_l0").copy_(torch.from_numpy(value))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only contend with each other
+    try:
+        return _pytorch_gradients(torch, module, cell, xs, targets, chunks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pytorch_gradients(torch, module, cell, xs, targets, chunks):
+    state = None
+    for chunk in chunks:
+        out, state = module(torch.from_numpy(xs[chunk]), state)
+        loss = ((out - torch.from_numpy(targets[chunk])) ** 2).sum() / targets.size
+        loss.backward()
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    return {name: getattr(module, name + "_l0").grad.numpy() for name in cell.params}
+
+
+def max_relative_error(grads, reference) -> float:
+    return max(relative_error(grads[name], reference[name]) for name in reference)
+
+
+CELL_HELP = "Cell to check (rnn is the tanh RNN)."
+
+
+@cli.command()
+@click.option("--cell", "cell_name", type=click.Choice(sorted(CELL_CHOICES)), default="lstm",
+              show_default=True, help=CELL_HELP)
+@click.option("--hidden", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Hidden size H.")
+@click.option("--input-size", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Input size D.")
+@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Sequences per batch N.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Sequence length T.")
+@click.option("--truncate", type=click.IntRange(min=1), default=None,
+              help="Truncated BPTT: cut the sequence every k steps (default: the full gradient).")
+@click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
+              help="Largest relative error accepted against reverse mode.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for weights, inputs and targets.")
+@click.option("--torch/--no-torch", "use_torch", default=None,
+              help="Include PyTorch autograd (default: when torch is installed).")
+def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed, use_torch):
+    """Compute one gradient by reverse mode, checkpointed reverse mode, forward mode (RTRL), finite
+    differences and PyTorch; print each one's error against reverse mode and its time.
+
+    Exits with status 1 when any error is above --tol.
+    """
+    torch_installed = importlib.util.find_spec("torch") is not None
+    if use_torch and not torch_installed:
+        raise click.UsageError("--torch asked for, but torch is not installed (pip install torch==2.13.0)")
+    use_torch = torch_installed if use_torch is None else use_torch
+
+    rng = np.random.default_rng(seed)
+    cell = CELL_CHOICES[cell_name](input_size, hidden, seed)
+    xs = rng.standard_normal((seq_len, batch, input_size))
+    targets = rng.standard_normal((seq_len, batch, hidden))
+    k = truncate or seq_len
+    chunks = [slice(start, start + k) for start in range(0, seq_len, k)]
+    starts = chunk_starts(cell, xs, chunks)
+    if use_torch:  # import torch and warm it up outside the clock: its first call costs ~1 s
+        pytorch_mode(cell, xs[:1], targets[:1], [slice(0, 1)], [None])
+
+    modes = [
+        ("reverse (BPTT)", reverse_mode),
+        ("reverse, checkpointed", checkpointed_mode),
+        ("forward (RTRL)", forward_mode),
+        ("finite differences", finite_differences),
+    ]
+    if use_torch:
+        modes.append(("PyTorch autograd", pytorch_mode))
+
+    cut = f"truncated every {truncate} steps" if truncate else "full BPTT"
+    click.echo(
+        f"gradcheck {cell_name}: D={input_size} H={hidden} N={batch} T={seq_len}, {cut}, "
+        f"{cell.num_params} parameters, float64, loss = mse(h, random targets)"
+    )
+    click.echo(f"{'mode':<24}{'max rel. error vs reverse':>27}{'time':>12}")
+    reference, failed = None, []
+    for label, run in modes:
+        begin = time.perf_counter()
+        grads = run(cell, xs, targets, chunks, starts)
+        elapsed = time.perf_counter() - begin
+        if reference is None:
+            reference, error_text = grads, "(reference)"
+        else:
+            error = max_relative_error(grads, reference)
+            error_text = f"{error:.2e}"
+            if not error <= tol:  # NaN fails too
+                failed.append(label)
+        click.echo(f"{label:<24}{error_text:>27}{elapsed * 1e3:>9.1f} ms")
+    if not use_torch:
+        click.echo("(PyTorch not included: install torch==2.13.0 or drop --no-torch)")
+    if failed:
+        click.echo(f"FAIL: {', '.join(failed)} above tolerance {tol:g}")
+        raise SystemExit(1)
+    click.echo(f"PASS: every mode within {tol:g} of reverse mode")

@@ -1,0 +1,30 @@
+"""`bptt plot RUN_DIR`: draw a training run's figures into its folder."""
+
+import os
+
+import click
+
+from . import cli
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, dir_okay=True))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder for the PNG files (default: RUN_DIR itself)")
+def plot(run_dir, out_dir):
+    """Draw RUN_DIR's loss curve, gradient norm before clipping (with the clip threshold and clip
+    events) and the heatmap of ||dL/dh_t|| over (training step, timestep), as PNG files."""
+    from .. import plots
+    from ..runs import read_run
+
+    try:
+        run = read_run(run_dir)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="RUN_DIR") from None
+    figures = plots.run_figures(run)
+    if not figures:
+        raise click.UsageError(f"{run_dir}: metrics.jsonl has neither 'loss' nor a gradient norm to draw")
+    for name, figure in figures.items():
+        click.echo(plots.save_figure(figure, os.path.join(out_dir or run_dir, name)))
+    if run.dh_norms is None:
+        click.echo("no dh_norms.jsonl in the run folder: no per-timestep heatmap", err=True)

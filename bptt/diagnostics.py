@@ -1,0 +1,229 @@
+"""Read vanishing and exploding gradients off a forward pass: Jacobian products through time, the
+quantities theory reads off the recurrent matrix, and the Lyapunov spectrum of the dynamics.
+
+The state s_t is what the cell carries from step to step: h_t for RNN and GRU, the concatenation
+(h_t, c_t) for LSTM (size S = H, or 2H for LSTM). The step Jacobian is J_t = ds_t / ds_{t-1} (S, S),
+and a gradient that flows back from step T to step t is multiplied by the product
+
+    ds_T / ds_t = J_T J_{T-1} ... J_{t+1}.
+
+Everything here is built from the cell's own `recurrent_backward`, the same code the reverse sweep
+runs: feeding it a vector v (dL/ds_t) returns v J_t, the action of the step Jacobian on a row vector.
+So the products are accumulated row by row (R <- R J_t), never as a stack of T matrices, and the
+step Jacobian itself is formed only when asked for (Lyapunov exponents need J_t Q).
+
+Which Jacobian for LSTM: `part="state"` (the default) is the full (h, c) Jacobian, 2H x 2H. It is the
+one that composes under the chain rule (the h -> h blocks alone do not multiply into the h -> h block
+of the product, because most long-range gradient travels through c), and it is the one whose
+Lyapunov exponents describe the dynamics. `part="h"` gives d h_T / d h_t (c_t held fixed), the
+h -> h block of the full product: exactly the factor between a loss on h_T and dL/dh_t, i.e. what
+`Gradients.dh_norms` sees. For RNN and GRU the two are the same.
+
+Time is indexed like `hs`: t = 0 .. T-1 is the output of step t, and the product at t = T-1 is the
+identity. Letters: T time, N batch, H hidden size, S state size, K rows carried.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from .cells.base import Cell
+from .unroll import Tape
+
+PARTS = ("state", "h")
+
+# Pascanu et al. 2013: gamma bounds the derivative of the non-linearity (tanh' <= 1, sigmoid' <= 1/4).
+GATE_GAMMAS = {
+    "RNN": (("h", 1.0),),
+    "LSTM": (("i", 0.25), ("f", 0.25), ("g", 1.0), ("o", 0.25)),
+    "GRU": (("r", 0.25), ("z", 0.25), ("n", 1.0)),
+}
+
+
+def state_size(cell: Cell) -> int:
+    """S: H for RNN and GRU, 2H for LSTM's (h, c)."""
+    return len(cell.state_fields) * cell.hidden_size
+
+
+def _check_tape(cell: Cell, tape) -> None:
+    if not isinstance(tape, Tape) or not isinstance(tape.caches, cell.Cache):
+        raise ValueError(f"tape must come from bptt.forward with this {type(cell).__name__}")
+
+
+def _check_part(part: str) -> None:
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+
+
+# ----------------------------------------------------------------- the action of one step Jacobian
+def step_vjp(cell: Cell, cache, rows: np.ndarray) -> np.ndarray:
+    """rows (N, K, S) of vectors v, one set per sequence -> (N, K, S) v J_t, with J_t = ds_t/ds_{t-1}.
+
+    `cache` is one step's cache (e.g. `tape.step(t)`); its batch is repeated K times so that every
+    row runs through `recurrent_backward` as if it were a sequence of its own.
+    """
+    N, K, S = rows.shape
+    H = cell.hidden_size
+    tiled = type(cache)(*(np.repeat(field, K, axis=0) for field in cache))
+    flat = rows.reshape(N * K, S)
+    dstate = tuple(np.ascontiguousarray(flat[:, i * H : (i + 1) * H]) for i in range(S // H))
+    GH = cell.gates * H
+    da_x = np.empty((N * K, GH), cell.dtype)
+    da_h = np.empty_like(da_x) if cell.separate_hidden_gradient else da_x
+    dprev = cell.recurrent_backward(tiled, dstate, da_x, da_h)
+    return np.concatenate(dprev, axis=1).reshape(N, K, S)
+
+
+def step_jacobians(cell: Cell, cache) -> np.ndarray:
+    """J_t = ds_t / ds_{t-1} for every sequence of one step's cache: (N, S, S), row i = e_i J_t."""
+    N, S = cache.x.shape[0], state_size(cell)
+    eye = np.broadcast_to(np.eye(S, dtype=cell.dtype), (N, S, S))
+    return step_vjp(cell, cache, np.ascontiguousarray(eye))
+
+
+# ----------------------------------------------------------------- products through time
+def iter_jacobian_products(cell: Cell, tape: Tape, part: str = "state") -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (t, P_t) for t = T-1 down to 0, with P_t = d s_{T-1} / d s_t (N, S, S) for part="state"
+    or d h_{T-1} / d h_t (N, H, H) for part="h" (LSTM; the same as "state" for RNN and GRU).
+
+    One (N, K, S) block of rows is carried back through the steps; nothing of size T is stored.
+    """
+    _check_tape(cell, tape)
+    _check_part(part)
+    T, N = tape.caches.x.shape[:2]
+    S, H = state_size(cell), cell.hidden_size
+    K = S if part == "state" else H
+    rows = np.zeros((N, K, S), cell.dtype)
+    rows[:, np.arange(K), np.arange(K)] = 1.0  # the identity, or its h rows [I_H, 0]
+    for t in range(T - 1, -1, -1):
+        yield t, rows[:, :, :K]
+        if t > 0:
+            rows = step_vjp(cell, tape.step(t), rows)  # rows <- rows J_t: back past step t
+
+
+class JacobianNorms(NamedTuple):
+    """Norms of the Jacobian products, indexed like hs. spectral, frobenius: (T, N)."""
+
+    spectral: np.ndarray
+    frobenius: np.ndarray
+
+
+def jacobian_norms(cell: Cell, tape: Tape, part: str = "state") -> JacobianNorms:
+    """||d s_{T-1} / d s_t|| for every t and sequence, spectral (largest singular value) and Frobenius.
+
+    See the module docstring for `part`. The spectral norm takes one small SVD (S x S) per (t, n).
+    """
+    _check_tape(cell, tape)
+    T, N = tape.caches.x.shape[:2]
+    spectral = np.empty((T, N))
+    frobenius = np.empty((T, N))
+    for t, product in iter_jacobian_products(cell, tape, part):
+        frobenius[t] = np.sqrt(np.einsum("nij,nij->n", product, product))
+        spectral[t] = np.linalg.svd(product, compute_uv=False)[:, 0]
+    return JacobianNorms(spectral, frobenius)
+
+
+# ----------------------------------------------------------------- what theory reads off W_hh
+class RecurrentBound(NamedTuple):
+    """One square recurrent block W (H, H) and the bound of Pascanu et al. 2013.
+
+    With |act'| <= gamma, every step Jacobian has norm <= gamma * lambda_1, so lambda_1 < 1/gamma is
+    sufficient for the gradients to vanish and lambda_1 > 1/gamma is necessary for them to explode.
+    """
+
+    name: str
+    spectral_radius: float  # max |eigenvalue|
+    lambda_1: float  # largest singular value
+    gamma: float
+    bound: float  # 1 / gamma
+
+    @property
+    def vanishing_guaranteed(self) -> bool:
+        return self.lambda_1 < self.bound
+
+
+def recurrent_bound(weight: np.ndarray, gamma: float = 1.0, name: str = "W_hh") -> RecurrentBound:
+    """Spectral radius, largest singular value and 1/gamma for a square matrix (H, H)."""
+    weight = np.asarray(weight, np.float64)
+    if weight.ndim != 2 or weight.shape[0] != weight.shape[1]:
+        raise ValueError(f"weight must be a square matrix (H, H), got shape {weight.shape}")
+    if not np.isfinite(weight).all():
+        raise ValueError("weight contains NaN or infinite values")
+    if not gamma > 0:
+        raise ValueError(f"gamma must be positive, got {gamma!r}")
+    radius = float(np.max(np.abs(np.linalg.eigvals(weight))))
+    lambda_1 = float(np.linalg.svd(weight, compute_uv=False)[0])
+    return RecurrentBound(name, radius, lambda_1, float(gamma), 1.0 / gamma)
+
+
+def recurrent_bounds(cell: Cell) -> list[RecurrentBound]:
+    """`recurrent_bound` for each gate's H x H block of cell.params["weight_hh"], in PyTorch's order.
+
+    The theorem is stated for the RNN; for LSTM and GRU each block's numbers say how strongly that
+    gate's pre-activation feeds back, not a bound on the whole step Jacobian.
+    """
+    kind = type(cell).__name__
+    if kind not in GATE_GAMMAS:
+        raise ValueError(f"no gate layout known for {kind}; expected one of {sorted(GATE_GAMMAS)}")
+    H = cell.hidden_size
+    W = cell.params["weight_hh"]
+    return [
+        recurrent_bound(W[k * H : (k + 1) * H], gamma, name=f"W_h{gate}")
+        for k, (gate, gamma) in enumerate(GATE_GAMMAS[kind])
+    ]
+
+
+# ----------------------------------------------------------------- Lyapunov spectrum
+def lyapunov_spectrum(cell: Cell, tape: Tape, warmup: int = 0) -> np.ndarray:
+    """Lyapunov exponents (N, S) of the forward dynamics along each sequence of `tape`, sorted from
+    largest to smallest, in nats per step.
+
+    QR re-orthonormalisation: Q_0 = I, then J_t Q_{t-1} = Q_t R_t at every step, and the exponents are
+    the averages of log |diag R_t| over the steps after the first `warmup` (which only align Q).
+    The largest one is the rate at which ||d s_T / d s_t|| grows (> 0) or shrinks (< 0) per step.
+    A step Jacobian with a zero direction (e.g. dead relu units) gives -inf.
+    """
+    _check_tape(cell, tape)
+    T, N = tape.caches.x.shape[:2]
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < T:
+        raise ValueError(f"warmup must be an integer in [0, T-1={T - 1}], got {warmup!r}")
+    S = state_size(cell)
+    Q = np.broadcast_to(np.eye(S), (N, S, S)).copy()
+    log_growth = np.zeros((N, S))
+    with np.errstate(divide="ignore"):
+        for t in range(T):
+            J = step_jacobians(cell, tape.step(t))
+            Q, R = np.linalg.qr(J @ Q)
+            if t >= warmup:
+                log_growth += np.log(np.abs(np.diagonal(R, axis1=1, axis2=2)))
+    return -np.sort(-log_growth / (T - warmup), axis=1)
+
+
+# ----------------------------------------------------------------- truncation bias
+class GradientAgreement(NamedTuple):
+    """How well an approximate gradient g_k matches the exact one g, over all parameters at once."""
+
+    cosine: float  # <g_k, g> / (||g_k|| ||g||); 1 means the same direction
+    relative_error: float  # ||g_k - g|| / ||g||
+
+
+def gradient_agreement(approximate: dict, exact: dict) -> GradientAgreement:
+    """Compare two gradients keyed like `cell.params` (e.g. TBPTT(k, k) against full BPTT), with every
+    parameter flattened into one vector."""
+    if set(approximate) != set(exact):
+        raise ValueError(f"gradients must have the same keys, got {sorted(approximate)} and {sorted(exact)}")
+    a, e = [], []
+    for name in sorted(exact):
+        ga, ge = np.asarray(approximate[name], np.float64), np.asarray(exact[name], np.float64)
+        if ga.shape != ge.shape:
+            raise ValueError(f"gradient {name!r} has shape {ga.shape} here and {ge.shape} in the exact one")
+        a.append(ga.ravel())
+        e.append(ge.ravel())
+    a, e = np.concatenate(a), np.concatenate(e)
+    norm_a, norm_e = np.linalg.norm(a), np.linalg.norm(e)
+    if norm_e == 0:
+        raise ValueError("the exact gradient is zero: cosine and relative error are undefined")
+    cosine = float(a @ e / (norm_a * norm_e)) if norm_a > 0 else 0.0
+    return GradientAgreement(cosine, float(np.linalg.norm(a - e) / norm_e))

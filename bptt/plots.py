@@ -1,0 +1,289 @@
+"""Figures of gradients through time and of training runs. The only module of bptt that imports
+matplotlib. Every function returns a `matplotlib.figure.Figure` built without pyplot (so no window,
+no global backend state: it renders with Agg); `save_figure` writes it as PNG.
+
+Letters: T time, R recorded steps.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+def color(i: int) -> str:
+    return COLORS[i % len(COLORS)]
+
+
+def save_figure(fig: Figure, path) -> str:
+    """Write `fig` as a PNG (creating the folder) and return the path."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.4, **kw):
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+# ----------------------------------------------------------------- gradients through time
+def gradient_norms_figure(series: list[dict], title: str, jacobian_label: str = r"$\|\partial h_{T}/\partial h_t\|_2$") -> Figure:
+    """Two panels against the timestep t: ||dL/dh_t|| (loss on the last step) and the Jacobian
+    product norm, both on a log axis. Each curve is drawn solid, and the line with the slope its top
+    Lyapunov exponent predicts is drawn dashed beside it (its height is the least-squares fit with
+    that slope held fixed: only the slope is a prediction).
+
+    series: dicts with "label", "t" (T,), "dl_dh" (T,), "jacobian" (T,), "lyapunov" (nats per step).
+    """
+    fig, axes = _figure(ncols=2, width=6.0, height=4.6)
+    panels = [("dl_dh", r"$\|\partial L/\partial h_t\|$ (loss on the last step)"), ("jacobian", jacobian_label)]
+    for ax, (key, ylabel) in zip(axes[0], panels):
+        for i, s in enumerate(series):
+            t = np.asarray(s["t"])
+            values = np.asarray(s[key], float)
+            ax.semilogy(t, values, color=color(i), lw=3.0, alpha=0.75, label=s["label"])
+            distance = t[-1] - t
+            offset = np.mean(np.log(values) - s["lyapunov"] * distance)
+            ax.semilogy(t, np.exp(offset + s["lyapunov"] * distance), color="black", lw=1.0, ls="--", zorder=3)
+        ax.set_xlabel("timestep t")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0, 1].plot([], [], color="black", lw=1.0, ls="--", label=r"slope of top Lyapunov exp. $\lambda_{max}$")
+    axes[0, 1].legend(fontsize=8, loc="best")
+    fig.suptitle(title)
+    return fig
+
+
+def lyapunov_vs_lambda_figure(lambda_1, lyapunov, slopes, title: str) -> Figure:
+    """Top Lyapunov exponent and measured decay slope against lambda_1, with Pascanu's bound log(lambda_1)."""
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    lambda_1 = np.asarray(lambda_1, float)
+    grid = np.linspace(lambda_1.min(), lambda_1.max(), 200)
+    ax.plot(grid, np.log(grid), color="gray", ls=":", label=r"upper bound $\log\lambda_1$ (tanh' $\leq 1$)")
+    ax.plot(lambda_1, lyapunov, "o-", color=color(0), label=r"top Lyapunov exponent $\lambda_{max}$")
+    ax.plot(lambda_1, slopes, "x", ms=9, mew=2, color=color(3), label=r"measured slope of $\log\|\partial h_T/\partial h_t\|$")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel(r"largest singular value $\lambda_1$ of $W_{hh}$")
+    ax.set_ylabel("growth rate per step (nats / step)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------- Pascanu's cliff
+def loss_surface_figure(w, b, loss, trajectories: dict, title: str) -> Figure:
+    """Filled contours of log10 loss over the (w, b) grid, with one path per entry of `trajectories`
+    (label -> (K, 2) array of (w, b) points), starts marked with a circle and ends with a cross.
+
+    w (Nw,), b (Nb,), loss (Nb, Nw).
+    """
+    fig, axes = _figure(width=7.0, height=5.6)
+    ax = axes[0, 0]
+    log_loss = np.log10(np.maximum(loss, 1e-12))
+    filled = ax.contourf(w, b, log_loss, levels=30, cmap="viridis")
+    fig.colorbar(filled, ax=ax, label=r"$\log_{10}$ loss")
+    for i, (label, path) in enumerate(trajectories.items()):
+        path = np.asarray(path)
+        c = ["white", "#ff4040", "#ffb000", "#40c0ff"][i % 4]
+        ax.plot(path[:, 0], path[:, 1], "-", color=c, lw=1.6, marker=".", ms=5, label=label)
+        ax.plot(*path[0], "o", color=c, ms=9, mec="black")
+        ax.plot(*path[-1], "X", color=c, ms=11, mec="black")
+    ax.set_xlim(w[0], w[-1])
+    ax.set_ylim(b[0], b[-1])
+    ax.set_xlabel("recurrent weight w")
+    ax.set_ylabel("bias b")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left", framealpha=0.8)
+    return fig
+
+
+def loss_along_paths_figure(paths: dict, title: str) -> Figure:
+    """Loss against gradient-descent iteration for each path (label -> (K,) losses), log axis."""
+    fig, axes = _figure(height=3.8)
+    ax = axes[0, 0]
+    for i, (label, losses) in enumerate(paths.items()):
+        ax.semilogy(np.arange(len(losses)), np.maximum(losses, 1e-12), "-", color=color(i), label=label)
+    ax.set_xlabel("gradient-descent iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------- training runs
+def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", baseline=None,
+                           baseline_label: str = "baseline", logy: bool = True, markers: dict | None = None,
+                           xlabel: str = "training step") -> Figure:
+    """One line per entry of `curves` (label -> (steps (R,), values (R,))), an optional baseline.
+
+    markers: label -> matplotlib marker for curves drawn with markers (e.g. sparse evaluations).
+    """
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    markers = markers or {}
+    for i, (label, (steps, values)) in enumerate(curves.items()):
+        ax.plot(steps, values, color=color(i), lw=1.5, label=label, marker=markers.get(label), ms=4)
+    if baseline is not None:
+        ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def grad_norm_figure(steps, norms, clipped, threshold, title: str, clip_label: str = "clipped") -> Figure:
+    """Gradient norm before clipping against step (log axis), the clip threshold and clip events.
+
+    steps, norms (R,), clipped (R,) booleans, threshold: the max norm, or None (no line drawn).
+    """
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    steps = np.asarray(steps)
+    norms = np.asarray(norms, float)
+    clipped = np.asarray(clipped, bool)
+    ax.semilogy(steps, norms, color=color(0), lw=1.0, label="global gradient norm before clipping")
+    if threshold is not None:
+        ax.axhline(threshold, color="black", ls="--", lw=1.0, label=f"clip threshold {threshold:g}")
+    if clipped.any():
+        ax.plot(steps[clipped], norms[clipped], "v", color=color(3), ms=5,
+                label=f"{clip_label} ({int(clipped.sum())} of {len(steps)} steps)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(r"$\|\nabla_\theta L\|_2$")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def dh_norms_heatmap_figure(steps, dh_norms, title: str, xlabel: str = "timestep t") -> Figure:
+    """||dL/dh_t|| over (training step, timestep t) as a log-coloured heatmap. dh_norms (R, T);
+    NaN cells (no value) are left blank."""
+    fig, axes = _figure(width=7.0, height=4.8)
+    ax = axes[0, 0]
+    values = np.asarray(dh_norms, float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    low, high = (positive.min(), positive.max()) if positive.size else (1e-12, 1.0)
+    steps = np.asarray(steps)
+    T = values.shape[1]
+    image = ax.imshow(
+        np.where(np.isfinite(values) & (values > 0), values, np.nan), aspect="auto", origin="lower", interpolation="nearest",
+        norm=LogNorm(vmin=low, vmax=max(high, low * 10)), cmap="magma",
+        extent=(-0.5, T - 0.5, 0, len(steps)),
+    )
+    ticks = np.linspace(0, len(steps) - 1, min(6, len(steps))).astype(int)
+    ax.set_yticks(ticks + 0.5)
+    ax.set_yticklabels([str(steps[i]) for i in ticks])
+    fig.colorbar(image, ax=ax, label=r"$\|\partial L/\partial h_t\|$")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("training step")
+    ax.set_title(title)
+    return fig
+
+
+def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
+    """Cosine similarity and relative error of the TBPTT(k, k) gradient to full BPTT, against k.
+
+    bias: model label -> {"ks": [...], "cosine": [...], "relative_error": [...]}.
+    """
+    fig, axes = _figure(ncols=2, width=5.4, height=4.4)
+    left, right = axes[0]
+    for i, (label, b) in enumerate(bias.items()):
+        left.plot(b["ks"], b["cosine"], "o-", color=color(i), label=label)
+        errors = np.asarray(b["relative_error"], float)
+        shown = errors > 0  # k = T is exact: log axis
+        right.plot(np.asarray(b["ks"])[shown], errors[shown], "o-", color=color(i), label=label)
+    left.axhline(1.0, color="black", ls="--", lw=0.8)
+    ks = sorted({k for b in bias.values() for k in b["ks"]})
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+        ax.set_xlabel("truncation length k (steps)")
+        ax.grid(True, alpha=0.3)
+    left.set_ylabel("cosine similarity to the full-BPTT gradient")
+    left.set_title("direction")
+    right.set_yscale("log")
+    right.set_ylabel(r"relative error $\|g_k - g\| / \|g\|$")
+    right.set_title("relative error (0 at k = T, not drawn)")
+    left.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{title} (T = {T})")
+    return fig
+
+
+def run_figures(run) -> dict:
+    """The figures of one training run (a `bptt.runs.Run`): {"loss.png", "grad_norm.png",
+    "dh_norms.png"}, each included when the run logged what it needs."""
+    name = os.path.basename(os.path.normpath(run.path))
+    c = run.config
+    if {"task", "cell", "seq_len"} <= set(c):
+        name = f"{c['task']}, {c['cell']}, T = {c['seq_len']} ({name})"
+    steps = run.steps
+    figures = {}
+    loss = run.column("loss")
+    if loss is not None:
+        curves = {"training loss (one batch)": (steps, loss)}
+        held_out = run.column("eval_loss")
+        if held_out is not None and np.isfinite(held_out).any():
+            keep = np.isfinite(held_out)
+            curves["held-out loss"] = (steps[keep], held_out[keep])
+        finite = np.concatenate([v[np.isfinite(v)] for _, v in curves.values()])
+        baseline = run.summary.get("baseline_loss")
+        figures["loss.png"] = learning_curves_figure(
+            curves, f"Loss: {name}", baseline=baseline, baseline_label="task baseline",
+            logy=bool(finite.size and np.all(finite > 0)), markers={"held-out loss": "o"},
+        )
+    norms = run.column("grad_norm")
+    if norms is not None:
+        clipped = run.column("clipped")
+        clipped = np.zeros(len(steps), bool) if clipped is None else np.nan_to_num(clipped) > 0
+        mode, threshold = run.clipping
+        figures["grad_norm.png"] = grad_norm_figure(
+            steps, norms, clipped, threshold if mode == "norm" else None,
+            f"Gradient norm before clipping: {name}",
+            clip_label="clipped" if mode != "value" else f"clipped element-wise at {threshold:g}",
+        )
+    if run.dh_norms is not None:
+        full = run.config.get("k1") is None
+        figures["dh_norms.png"] = dh_norms_heatmap_figure(
+            run.dh_steps, run.dh_norms, f"$\\|\\partial L/\\partial h_t\\|$ during training: {name}",
+            xlabel="timestep t" if full else "timestep within the update's window",
+        )
+    return figures
+
+
+def learning_curves_grid_figure(panels: list, title: str, ylabel: str, baseline=None,
+                                baseline_label: str = "baseline", logy: bool = True) -> Figure:
+    """Side-by-side learning curves sharing the y axis: panels is [(panel title, {label: (steps,
+    values)})], the same labels (and colours) in every panel."""
+    fig, axes = _figure(ncols=len(panels), width=4.6, height=4.2, sharey=True)
+    for ax, (panel_title, curves) in zip(axes[0], panels):
+        for i, (label, (steps, values)) in enumerate(curves.items()):
+            ax.plot(steps, values, color=color(i), lw=1.5, label=label)
+        if baseline is not None:
+            ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(panel_title)
+        ax.set_xlabel("training step")
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize=8)
+    fig.suptitle(title)
+    return fig

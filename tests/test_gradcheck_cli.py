@@ -1,0 +1,107 @@
+"""`bptt gradcheck`: passes on correct gradients, fails (exit 1) on a wrong one or an impossible tolerance."""
+
+import importlib.util
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bptt
+from bptt.cli import cli
+
+SMALL = ["--hidden", "3", "--input-size", "2", "--seq-len", "6", "--batch", "2"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["gradcheck", *SMALL, *args])
+
+
+def table(output):
+    """{mode label: error} from the printed table (the reference row has no number)."""
+    rows = {}
+    for line in output.splitlines():
+        match = re.match(r"(\S.*?)\s{2,}(\S+)\s+[\d.]+ ms$", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn-relu", "lstm", "gru"])
+@pytest.mark.parametrize("truncate", [None, "4"])
+def test_gradcheck_passes_for_every_cell(cell, truncate):
+    args = ["--cell", cell, "--no-torch"] + (["--truncate", truncate] if truncate else [])
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    rows = table(result.output)
+    assert set(rows) == {"reverse (BPTT)", "reverse, checkpointed", "forward (RTRL)", "finite differences"}
+    assert rows["reverse (BPTT)"] == "(reference)"
+    assert float(rows["reverse, checkpointed"]) < 1e-13 and float(rows["forward (RTRL)"]) < 1e-13
+    assert float(rows["finite differences"]) < 1e-6
+    assert "PASS" in result.output
+
+
+@pytest.mark.torch
+def test_gradcheck_includes_pytorch(torch):
+    result = run("--cell", "lstm", "--truncate", "4", "--torch")
+    assert result.exit_code == 0, result.output
+    assert float(table(result.output)["PyTorch autograd"]) < 1e-13
+
+
+def test_an_impossible_tolerance_fails():
+    result = run("--cell", "gru", "--tol", "1e-14", "--no-torch")
+    assert result.exit_code == 1
+    assert "FAIL: finite differences above tolerance 1e-14" in result.output
+
+
+def test_a_corrupted_reverse_sweep_fails(monkeypatch):
+    """Scale dL/dc_prev by 1.01 in LSTM's backward: forward mode and finite differences disagree."""
+    original = bptt.LSTM.recurrent_backward
+
+    def corrupted(self, c, dstate, da_x, da_h, *sweep_args):
+        dh_prev, dc_prev = original(self, c, dstate, da_x, da_h, *sweep_args)
+        return dh_prev, 1.01 * dc_prev
+
+    monkeypatch.setattr(bptt.LSTM, "recurrent_backward", corrupted)
+    result = run("--cell", "lstm", "--no-torch")
+    assert result.exit_code == 1
+    rows = table(result.output)
+    assert float(rows["forward (RTRL)"]) > 1e-6 and float(rows["finite differences"]) > 1e-6
+    assert "FAIL" in result.output
+
+
+def test_truncation_changes_the_gradient():
+    """The truncated gradient really is a different quantity (and every mode agrees on it)."""
+    from bptt.cli.gradcheck import CELL_CHOICES, chunk_starts, reverse_mode
+
+    rng = np.random.default_rng(0)
+    cell = CELL_CHOICES["rnn"](2, 3, 0)
+    xs, targets = rng.standard_normal((8, 1, 2)), rng.standard_normal((8, 1, 3))
+    full = [slice(0, 8)]
+    cut = [slice(0, 4), slice(4, 8)]
+    g_full = reverse_mode(cell, xs, targets, full, chunk_starts(cell, xs, full))
+    g_cut = reverse_mode(cell, xs, targets, cut, chunk_starts(cell, xs, cut))
+    assert not np.allclose(g_full["weight_hh"], g_cut["weight_hh"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cell", "lsm"], "'lsm' is not one of"),
+        (["--hidden", "0"], "--hidden"),
+        (["--truncate", "0"], "--truncate"),
+        (["--tol", "0"], "--tol"),
+    ],
+)
+def test_bad_options_are_usage_errors(args, message):
+    result = CliRunner().invoke(cli, ["gradcheck", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_asking_for_torch_without_it_is_a_usage_error(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    result = run("--torch")
+    assert result.exit_code == 2 and "torch is not installed" in result.output
