@@ -20,7 +20,7 @@ import numpy as np
 
 from .cells.base import Cell
 from .checks import check_positive_int
-from .unroll import Gradients, _check_backward_inputs, _initial_parts
+from .unroll import Gradients, _check_backward_inputs, _initial_parts, backward, forward
 
 
 @dataclass
@@ -51,13 +51,6 @@ def default_every(T: int) -> int:
     return max(1, round(math.sqrt(T)))
 
 
-def _run_segment(cell: Cell, xs_segment: np.ndarray, state: tuple):
-    caches = cell.allocate(xs_segment, state)
-    for t in range(len(xs_segment)):
-        cell.recurrent_forward(Cell.cache_at(caches, t))
-    return caches
-
-
 def forward_checkpointed(cell: Cell, xs, state0=None, every: int | None = None):
     """Like `bptt.forward`, keeping one state every `every` steps (default round(sqrt(T))).
 
@@ -67,15 +60,15 @@ def forward_checkpointed(cell: Cell, xs, state0=None, every: int | None = None):
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape
     every = default_every(T) if every is None else check_positive_int("every", every)
-    state = tuple(part.copy() for part in _initial_parts(cell, state0, N))
+    state = cell.pack_state(_initial_parts(cell, state0, N))
     hs = np.empty((T, N, cell.hidden_size), cell.dtype)
     checkpoints = []
     for start in range(0, T, every):
         checkpoints.append(state)
-        caches = _run_segment(cell, xs[start : start + every], state)  # dropped after this segment
-        hs[start : start + every] = caches.h
-        state = tuple(part.copy() for part in cell.state_after(Cell.cache_at(caches, -1)))
-    return hs, CheckpointTape(xs, every, checkpoints, cell.pack_state(state), type(cell))
+        hs[start : start + every], segment = forward(cell, xs[start : start + every], state)
+        # copy: the final state is a view into the segment's tape, which is dropped here
+        state = cell.pack_state(tuple(part.copy() for part in cell.unpack_state(segment.final_state)))
+    return hs, CheckpointTape(xs, every, checkpoints, state, type(cell))
 
 
 def backward_checkpointed(cell: Cell, tape: CheckpointTape, dhs, dstate_final=None) -> Gradients:
@@ -91,27 +84,12 @@ def backward_checkpointed(cell: Cell, tape: CheckpointTape, dhs, dstate_final=No
     grads = {name: np.zeros_like(p) for name, p in cell.params.items()}
     dxs = np.empty_like(xs)
     dh_norms = np.empty(T)
-    GH = cell.gates * cell.hidden_size
+    dstate = cell.pack_state(carry)
     for s in range(len(tape.checkpoints) - 1, -1, -1):
-        start = s * tape.every
-        xs_segment = xs[start : start + tape.every]
-        caches = _run_segment(cell, xs_segment, tape.checkpoints[s])  # recompute this segment's caches
-        L = len(xs_segment)
-        da_x = np.empty((L, N, GH), cell.dtype)
-        da_h = np.empty_like(da_x) if cell.separate_hidden_gradient else da_x
-        dh_total = np.empty((L, N, cell.hidden_size), cell.dtype)
-        for t in range(L - 1, -1, -1):
-            # the total dL/dh_t: this step's own loss plus what flowed back from step t+1
-            if dhs is None:
-                dh_total[t] = carry[0]
-            else:
-                np.add(carry[0], dhs[start + t], out=dh_total[t])
-            carry = cell.recurrent_backward(
-                Cell.cache_at(caches, t), (dh_total[t], *carry[1:]), da_x[t], da_h[t]
-            )
-        for name, g in cell.parameter_gradients(xs_segment, caches.h_prev, da_x, da_h).items():
+        steps = slice(s * tape.every, (s + 1) * tape.every)
+        _, segment = forward(cell, xs[steps], tape.checkpoints[s])  # recompute this segment's caches
+        swept = backward(cell, segment, None if dhs is None else dhs[steps], dstate)
+        for name, g in swept.params.items():
             grads[name] += g  # shared weights: the segments' gradients add up
-        dxs[start : start + L] = cell.input_gradients(da_x)
-        flat = dh_total.reshape(L, -1)
-        dh_norms[start : start + L] = np.sqrt(np.einsum("ti,ti->t", flat, flat))
-    return Gradients(grads, dxs, cell.pack_state(carry), dh_norms)
+        dxs[steps], dh_norms[steps], dstate = swept.dxs, swept.dh_norms, swept.dstate0
+    return Gradients(grads, dxs, dstate, dh_norms)

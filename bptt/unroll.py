@@ -163,11 +163,12 @@ def backward(cell: Cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
     for t in range(T - 1, -1, -1):
         if dhs is not None:
             dh[t + 1] += dhs[t]
+        dh_prev = dh[t]
         carry = cell.recurrent_backward(
-            steps[t], (dh[t + 1], *carry[1:]), da_x[t], da_h[t], local_steps[t], dh[t], work
+            steps[t], (dh[t + 1], *carry[1:]), da_x[t], da_h[t], local_steps[t], dh_prev, work
         )
-        if carry[0] is not dh[t]:  # a cell that returns dL/dh_prev instead of writing it
-            dh[t] = carry[0]
+        if carry[0] is not dh_prev:  # a cell that returns dL/dh_prev instead of writing it
+            dh_prev[...] = carry[0]
     flat = dh[1:].reshape(T, -1)
     dh_norms = np.sqrt(np.einsum("ti,ti->t", flat, flat)).astype(np.float64)
     return Gradients(
