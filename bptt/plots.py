@@ -284,6 +284,8 @@ def learning_curves_grid_figure(panels: list, title: str, ylabel: str, baseline=
         ax.set_xlabel("training step")
         ax.grid(True, alpha=0.3)
     axes[0, 0].set_ylabel(ylabel)
-    axes[0, -1].legend(fontsize=8)
+    # one legend for all panels, below them: inside a panel it would hide some curve
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
     fig.suptitle(title)
     return fig

@@ -32,6 +32,7 @@ import numpy as np
 
 from .cells import GRU, LSTM, RNN
 from .clipping import clip_grad_norm, clip_grad_value, global_norm, max_abs
+from .init import INITS, initialise
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
 from .readout import Linear
 from .tasks import TASKS, Batch, make_task
@@ -47,6 +48,7 @@ class TrainConfig:
     task: str = "adding"  # one of bptt.tasks.TASKS
     cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
     hidden: int = 32  # hidden size H
+    init: str = "default"  # W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal
     seq_len: int = 30  # sequence length T (copy: the blank's length; reber: the longest string)
     steps: int = 500  # parameter updates
     batch_size: int = 32  # sequences per batch N
@@ -75,7 +77,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad setting; return self."""
         choices = {"task": TASKS, "cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-                   "clip": CLIPS, "dtype": ("float64", "float32"), "on_nonfinite": ("stop", "skip")}
+                   "clip": CLIPS, "init": INITS, "dtype": ("float64", "float32"),
+                   "on_nonfinite": ("stop", "skip")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -182,8 +185,11 @@ class _Run:
         self.config, self.dir = config, run_dir
         self.dtype = np.dtype(config.dtype)
         self.task = make_task(config.task, config.seq_len, config.text)
-        cell_seed, readout_seed, data_seed = np.random.SeedSequence(config.seed).spawn(3)
+        # a fourth child leaves the first three (and so every run without an init) unchanged
+        cell_seed, readout_seed, data_seed, init_seed = np.random.SeedSequence(config.seed).spawn(4)
         self.cell = make_cell(config.cell, self.task.input_size, config.hidden, cell_seed, self.dtype)
+        # deterministic, and `restore` then overwrites every parameter: a resumed run keeps its weights
+        initialise(self.cell, config.init, np.random.default_rng(init_seed))
         self.readout = Linear(config.hidden, self.task.output_size, seed=readout_seed, dtype=self.dtype)
         self.params = model_params(self.cell, self.readout)
         schedule = Schedule(config.schedule, config.lr, config.steps, 0.0, config.lr_step_size, config.lr_gamma)

@@ -35,6 +35,16 @@ def test_resume_continues_and_refuses_other_settings(tmp_path):
     assert result.exit_code == 2 and "--lr" in result.output and "Traceback" not in result.output
 
 
+def test_init_is_saved_and_kept_on_resume(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "--steps", "2", "--cell", "rnn-relu", "--init", "identity", "--out", str(out), *FAST)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["init"] == "identity"
+    result = run("train", "--resume", str(out), "--init", "orthogonal")
+    assert result.exit_code == 2 and "--init" in result.output and "Traceback" not in result.output
+    assert json.loads((out / "config.json").read_text())["init"] == "identity"
+
+
 def test_train_and_sample_chars(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("abcabcabd " * 30)
@@ -49,6 +59,7 @@ def test_train_and_sample_chars(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--task", "sorting"], "Invalid value for '--task'"),
+    (["--init", "bogus"], "Invalid value for '--init'"),
     (["--k1", "5", "--k2", "3"], "k2 >= k1"),
     (["--clip-threshold", "0"], "--clip-threshold"),
     (["--clip-threshold", "-1"], "--clip-threshold"),

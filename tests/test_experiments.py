@@ -170,12 +170,19 @@ def test_cells_adding_trains_every_cell(cells):
     assert_png(cells / "learning_curves.png")
 
 
-def test_identity_init_is_le_et_al():
-    cells_adding = load_experiment("cells_adding")
-    cell = cells_adding.CELLS["relu RNN, identity init"](5, 0)
-    assert cell.nonlinearity == "relu"
-    np.testing.assert_array_equal(cell.params["weight_hh"], np.eye(5))
-    assert not cell.params["bias_ih"].any() and not cell.params["bias_hh"].any()
+def test_cells_adding_runs_are_trainer_runs_with_their_init(cells):
+    result = json.loads((cells / "results.json").read_text())
+    expected = {"tanh RNN": ("rnn", "default"), "relu RNN, identity init": ("rnn-relu", "identity"),
+                "LSTM": ("lstm", "default"), "GRU": ("gru", "default")}
+    for r in result["runs"]:
+        run = cells / r["run"]
+        config = json.loads((run / "config.json").read_text())
+        assert (config["cell"], config["init"]) == expected[r["cell"]]
+        assert config["task"] == "adding" and config["seq_len"] == r["T"]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["eval_loss"] == r["final_mse"] and summary["steps"] == result["setup"]["steps"]
+    relu = next(r for r in result["runs"] if r["cell"] == "relu RNN, identity init")
+    assert relu["final_mse"] < 0.9 * result["setup"]["baseline"]  # leaves the plateau within 40 updates
 
 
 def test_training_gradients_heatmap_is_the_recorded_norms(during_training):

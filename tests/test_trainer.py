@@ -27,11 +27,15 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("cell,stop_at,exc", [("lstm", 7, KeyboardInterrupt), ("gru", 13, Interrupt),
-                                             ("rnn", 10, KeyboardInterrupt)])
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, cell, stop_at, exc):
-    # parity with TBPTT(3, 5) on T = 8: checkpoints fall mid-batch, with a carried state
-    config = TrainConfig(task="parity", cell=cell, steps=17, k1=3, k2=5, optimizer="momentum", **TINY)
+@pytest.mark.parametrize("cell,stop_at,exc,init", [
+    ("lstm", 7, KeyboardInterrupt, "default"), ("gru", 13, Interrupt, "orthogonal"),
+    ("rnn", 10, KeyboardInterrupt, "default"), ("rnn-relu", 12, Interrupt, "identity"),
+])
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, cell, stop_at, exc, init):
+    # parity with TBPTT(3, 5) on T = 8: checkpoints fall mid-batch, with a carried state; a resumed
+    # run takes its weights from the checkpoint, never from a second initialisation
+    config = TrainConfig(task="parity", cell=cell, steps=17, k1=3, k2=5, optimizer="momentum", init=init,
+                         **TINY)
     straight = train(dataclasses.replace(config, out=str(tmp_path / "straight")))
 
     def stop(step, record):

@@ -6,6 +6,7 @@ import dataclasses
 
 import click
 
+from ..init import INITS
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..tasks import TASKS
 from ..sampling import sample
@@ -30,6 +31,9 @@ def _baseline_line(summary: dict) -> str:
 @click.option("--task", type=click.Choice(TASKS), default=DEFAULTS.task, show_default=True, help="Toy task to train on.")
 @click.option("--cell", type=click.Choice(CELLS), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
 @click.option("--hidden", type=POSITIVE, default=DEFAULTS.hidden, show_default=True, help="Hidden size H.")
+@click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
+              help="Recurrent weights W_hh: default (PyTorch's uniform), identity with zero biases "
+                   "(Le et al.'s IRNN, for rnn-relu) or orthogonal (per gate block, from --seed).")
 @click.option("--seq-len", type=POSITIVE, default=DEFAULTS.seq_len, show_default=True,
               help="Sequence length T (copy: blank length; reber: longest string).")
 @click.option("--steps", type=POSITIVE, default=DEFAULTS.steps, show_default=True, help="Parameter updates.")
