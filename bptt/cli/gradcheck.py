@@ -35,24 +35,23 @@ def chunk_starts(cell, xs, chunks):
     return starts
 
 
-def reverse_mode(cell, xs, targets, chunks, starts):
-    total = {name: np.zeros_like(p) for name, p in cell.params.items()}
-    scale = 2.0 / targets.size  # mse's gradient factor: dL/dh = 2 (h - target) / size
-    for chunk, state in zip(chunks, starts):
-        hs, tape = forward(cell, xs[chunk], state)
-        for name, g in backward(cell, tape, scale * (hs - targets[chunk])).params.items():
-            total[name] += g
-    return total
+def _swept(forward_fn, backward_fn):
+    """A reverse-mode gradient of the MSE, chunk by chunk, with the given forward and backward."""
+
+    def mode(cell, xs, targets, chunks, starts):
+        total = {name: np.zeros_like(p) for name, p in cell.params.items()}
+        scale = 2.0 / targets.size  # mse's gradient factor: dL/dh = 2 (h - target) / size
+        for chunk, state in zip(chunks, starts):
+            hs, tape = forward_fn(cell, xs[chunk], state)
+            for name, g in backward_fn(cell, tape, scale * (hs - targets[chunk])).params.items():
+                total[name] += g
+        return total
+
+    return mode
 
 
-def checkpointed_mode(cell, xs, targets, chunks, starts):
-    total = {name: np.zeros_like(p) for name, p in cell.params.items()}
-    scale = 2.0 / targets.size  # mse's gradient factor
-    for chunk, state in zip(chunks, starts):
-        hs, tape = forward_checkpointed(cell, xs[chunk], state)
-        for name, g in backward_checkpointed(cell, tape, scale * (hs - targets[chunk])).params.items():
-            total[name] += g
-    return total
+reverse_mode = _swept(forward, backward)
+checkpointed_mode = _swept(forward_checkpointed, backward_checkpointed)
 
 
 def forward_mode(cell, xs, targets, chunks, starts):
