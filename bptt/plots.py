@@ -246,7 +246,7 @@ def run_figures(run) -> dict:
         finite = np.concatenate([v[np.isfinite(v)] for _, v in curves.values()])
         baseline = run.summary.get("baseline_loss")
         figures["loss.png"] = learning_curves_figure(
-            curves, f"Loss: {name}", baseline=baseline, baseline_label="task baseline",
+            curves, f"Loss\n{name}", baseline=baseline, baseline_label="task baseline",
             logy=bool(finite.size and np.all(finite > 0)), markers={"held-out loss": "o"},
         )
     norms = run.column("grad_norm")
@@ -256,13 +256,13 @@ def run_figures(run) -> dict:
         mode, threshold = run.clipping
         figures["grad_norm.png"] = grad_norm_figure(
             steps, norms, clipped, threshold if mode == "norm" else None,
-            f"Gradient norm before clipping: {name}",
+            f"Gradient norm before clipping\n{name}",
             clip_label="clipped" if mode != "value" else f"clipped element-wise at {threshold:g}",
         )
     if run.dh_norms is not None:
         full = run.config.get("k1") is None
         figures["dh_norms.png"] = dh_norms_heatmap_figure(
-            run.dh_steps, run.dh_norms, f"$\\|\\partial L/\\partial h_t\\|$ during training: {name}",
+            run.dh_steps, run.dh_norms, f"$\\|\\partial L/\\partial h_t\\|$ during training\n{name}",
             xlabel="timestep t" if full else "timestep within the update's window",
         )
     return figures
