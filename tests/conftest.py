@@ -37,3 +37,15 @@ def torch():
         pytest.skip("torch not installed; install torch==2.13.0 for the cross-checks")
     torch_module.set_default_dtype(torch_module.float64)
     return torch_module
+
+
+def assert_gradients_agree(cell, ours, theirs, tol):
+    """Two `bptt.Gradients` for the same problem agree field by field to relative error `tol`."""
+    from bptt.finite_diff import relative_error
+
+    for name in cell.params:
+        assert relative_error(ours.params[name], theirs.params[name]) < tol, name
+    assert relative_error(ours.dxs, theirs.dxs) < tol
+    for a, b in zip(cell.unpack_state(ours.dstate0), cell.unpack_state(theirs.dstate0)):
+        assert relative_error(a, b) < tol
+    assert relative_error(ours.dh_norms, theirs.dh_norms) < tol

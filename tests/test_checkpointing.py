@@ -6,7 +6,7 @@ import pytest
 import bptt
 from bptt.finite_diff import central_difference, relative_error
 
-from conftest import CELLS, random_state
+from conftest import CELLS, assert_gradients_agree, random_state
 
 T, N, D, H = 10, 3, 5, 4
 
@@ -29,11 +29,7 @@ def test_checkpointed_equals_full_tape(cell_name, every):
     assert np.array_equal(hs_c, hs)
     for ours, theirs in zip(cell.unpack_state(ctape.final_state), cell.unpack_state(tape.final_state)):
         assert np.array_equal(ours, theirs)
-    for name in cell.params:
-        assert relative_error(ckpt.params[name], full.params[name]) < 1e-14, name
-    assert relative_error(ckpt.dxs, full.dxs) < 1e-14
-    for ours, theirs in zip(cell.unpack_state(ckpt.dstate0), cell.unpack_state(full.dstate0)):
-        assert relative_error(ours, theirs) < 1e-14
+    assert_gradients_agree(cell, ckpt, full, 1e-14)
     np.testing.assert_allclose(ckpt.dh_norms, full.dh_norms, rtol=1e-14)
 
 
