@@ -51,10 +51,14 @@ import numpy as np  # noqa: E402
 import bptt  # noqa: E402
 from bptt.finite_diff import relative_error  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/, also when the tests load this file
+import naive_numpy  # noqa: E402
+
 GRID = [(100, 32, 16, 64), (100, 64, 64, 128), (100, 64, 128, 256), (200, 128, 256, 512), (1000, 16, 8, 32)]
 QUICK = [(20, 8, 8, 16)]
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+PEER_ORDER = ["torch", "jax", "naive"]
 GRADIENT_TOLERANCE = {"float32": 1e-3, "float64": 1e-9}  # norm-wise relative error
 GEMM_SIZE = 1024  # square matrix product that measures the machine's rate
 GEMM_SAMPLES = 3  # timed products per repetition
@@ -133,6 +137,18 @@ def torch_runner(problem: dict, cell_name: str):
     best = min(candidates, key=lambda k: min(time_once(candidates[k]) for _ in range(tries)))
     problem.setdefault("notes", {})["torch_onednn"] = best
     return candidates[best]
+
+
+def naive_runner(problem: dict, cell_name: str):
+    """The issue's reference: a plain numpy loop with temporaries (scripts/naive_numpy.py)."""
+    loop = naive_numpy.LOOPS[cell_name]
+    params, xs, state0, G = problem["cell"].params, problem["xs"], problem["state0"], problem["G"]
+
+    def run() -> dict:
+        with np.errstate(over="ignore"):  # exp(-a) may overflow to inf, which gives sigmoid's limit 0
+            return loop(params, xs, state0, G)
+
+    return run
 
 
 def jax_step(cell_name: str, jnp):
@@ -287,6 +303,8 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
     median_cpu = {name: statistics.median(cpu for _, cpu in ts) for name, ts in times.items()}
 
     _, tape = bptt.forward(cell, problem["xs"], cell.pack_state(problem["state0"]))
+    row_best = {"cell": cell_name, "T": T, "B": B, "D": D, "H": H,
+                "best_seconds": {name: min(wall for wall, _ in ts) for name, ts in times.items()}}
     state_bytes = B * H * cell.dtype.itemsize * len(cell.state_fields)
     gemm_rate = gemm_flops() / median["gemm"]
     bptt_rate = bptt_flops(cell_name, T, B, D, H) / median["bptt"]
@@ -294,13 +312,14 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
         "cell": cell_name, "T": T, "B": B, "D": D, "H": H, "dtype": dtype, "reps": reps,
         "seconds": median,
         "cpu_seconds": median_cpu,
-        "best_seconds": {name: min(wall for wall, _ in ts) for name, ts in times.items()},
+        "best_seconds": row_best["best_seconds"],
         "ratio": {peer: median["bptt"] / median[peer] for peer in peers},
         "cpu_ratio": {peer: median_cpu["bptt"] / median_cpu[peer] for peer in peers},
         "gradient_error": checks,
         "bptt_gflops": bptt_rate / 1e9,
         "gemm_gflops": gemm_rate / 1e9,
         "fraction_of_gemm": bptt_rate / gemm_rate,  # from medians; the table shows fraction_of_gemm()
+        "peer_fraction_of_gemm": {peer: fraction_of_gemm(row_best, peer) for peer in peers},
         "tape_bytes_per_step": tape.nbytes / T,
         "notes": problem.get("notes", {}),
         "state_bytes_per_step": state_bytes,
@@ -474,40 +493,41 @@ def available_peers(wanted: list[str]) -> dict:
             peers["jax"] = jax_runner
         except ImportError:
             print("jax not installed: no JAX column (pip install jax)")
+    if "naive" in wanted:
+        peers["naive"] = naive_runner
     return peers
 
 
 # --------------------------------------------------------------------------- output
-def fraction_of_gemm(row: dict) -> float:
-    """bptt's matrix-product rate over numpy's GEMM rate, each from its fastest run in the row: on a
-    shared machine the fastest run is the one least disturbed, and the 30 ms GEMM is disturbed most."""
+def fraction_of_gemm(row: dict, runner: str = "bptt") -> float:
+    """A runner's matrix-product rate (bptt's flop count over its time) over numpy's GEMM rate, each
+    from its fastest run in the row: on a shared machine the fastest run is the one least disturbed,
+    and the 30 ms GEMM is disturbed most. A peer at fraction p of the GEMM rate can only be beaten by
+    a factor r if bptt reaches p / r of it."""
     if "best_seconds" not in row:  # records written before best times were kept
         return row["fraction_of_gemm"]
     best = row["best_seconds"]
     flops = bptt_flops(row["cell"], row["T"], row["B"], row["D"], row["H"])
-    return (flops / best["bptt"]) / (gemm_flops() / best["gemm"])
+    return (flops / best[runner]) / (gemm_flops() / best["gemm"])
 
 
 def format_table(rows: list[dict], peers: list[str]) -> str:
-    header = ["cell", "dtype", "T", "B", "D", "H", "bptt ms"]
+    header = ["cell", "dtype", "T", "B", "D", "H", "bptt ms", "bptt of gemm"]
     for peer in peers:
-        header += [f"{peer} ms", f"bptt/{peer}"]
-    for peer in peers:
-        header += [f"bptt/{peer} CPU"]
-    header += ["GFLOP/s", "of gemm", "tape B/step", "/ states", "max grad err"]
+        header += [f"{peer} ms", f"bptt/{peer}", f"{peer} of gemm"]
+    header += ["bptt GFLOP/s", "tape B/step", "/ states", "max grad err"]
     lines = [header]
     for r in rows:
-        line = [r["cell"], r["dtype"], r["T"], r["B"], r["D"], r["H"], f"{1e3 * r['seconds']['bptt']:.2f}"]
+        line = [r["cell"], r["dtype"], r["T"], r["B"], r["D"], r["H"], f"{1e3 * r['seconds']['bptt']:.2f}",
+                f"{100 * fraction_of_gemm(r):.0f}%"]
         for peer in peers:
             if peer in r["ratio"]:
-                line += [f"{1e3 * r['seconds'][peer]:.2f}", f"{r['ratio'][peer]:.2f}"]
+                line += [f"{1e3 * r['seconds'][peer]:.2f}", f"{r['ratio'][peer]:.2f}",
+                         f"{100 * fraction_of_gemm(r, peer):.0f}%" if "best_seconds" in r else "-"]
             else:
-                line += ["-", "-"]
-        for peer in peers:
-            line += [f"{r['cpu_ratio'][peer]:.2f}" if peer in r.get("cpu_ratio", {}) else "-"]
-        fraction = fraction_of_gemm(r)
+                line += ["-", "-", "-"]
         line += [
-            f"{r['bptt_gflops']:.1f}", f"{100 * fraction:.0f}%",
+            f"{r['bptt_gflops']:.1f}",
             f"{r['tape_bytes_per_step']:.0f}", f"{r['tape_bytes_per_step'] / r['state_bytes_per_step']:.1f}",
             f"{max(r['gradient_error'].values()):.1e}",
         ]
@@ -525,10 +545,13 @@ def summary(rows: list[dict], peers: list[str]) -> str:
             chosen = [r for r in rows if r["cell"] == cell and r["dtype"] == dtype]
             for peer in peers:
                 ratios = [r["ratio"][peer] for r in chosen if peer in r["ratio"]]
+                cpu = [r["cpu_ratio"][peer] for r in chosen if peer in r.get("cpu_ratio", {})]
                 if ratios:
                     lines.append(
-                        f"{cell:4s} {dtype}: bptt/{peer} median {statistics.median(ratios):.2f}, "
+                        f"{cell:4s} {dtype}: bptt/{peer:5s} median {statistics.median(ratios):.2f}, "
                         f"worst {max(ratios):.2f} over {len(ratios)} rows"
+                        + (f" (from CPU time: median {statistics.median(cpu):.2f}, worst {max(cpu):.2f})"
+                           if cpu else "")
                     )
     return "\n".join(lines)
 
@@ -540,7 +563,8 @@ def parse_args(argv):
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated float32,float64")
     parser.add_argument("--sizes", default=None,
                         help="comma-separated 1-based indices into the grid " + str(GRID))
-    parser.add_argument("--peers", default="torch,jax", help="comma-separated peers to time, if installed")
+    parser.add_argument("--peers", default="torch,jax,naive",
+                        help="comma-separated peers to time, if installed (naive: scripts/naive_numpy.py)")
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions per row (at least 3)")
     parser.add_argument("--row-budget", type=float, default=20.0,
                         help="seconds per row the repetitions aim at; fewer reps when a row is slow")
@@ -557,9 +581,11 @@ def parse_args(argv):
     args.cells = [c for c in args.cells.split(",") if c]
     args.dtypes = [d for d in args.dtypes.split(",") if d]
     args.peers = [p for p in args.peers.split(",") if p]
-    bad = [c for c in args.cells if c not in CELLS] + [d for d in args.dtypes if d not in GRADIENT_TOLERANCE]
+    bad = ([c for c in args.cells if c not in CELLS] + [d for d in args.dtypes if d not in GRADIENT_TOLERANCE]
+           + [p for p in args.peers if p not in PEER_ORDER])
     if bad:
-        parser.error(f"unknown cell or dtype {bad}; expected cells from {CELLS}, dtypes float32, float64")
+        parser.error(f"unknown cell, dtype or peer {bad}; expected cells from {CELLS}, dtypes float32, "
+                     f"float64, peers from {PEER_ORDER}")
     if args.quick:
         args.sizes, args.reps = QUICK, 3
     elif args.sizes:
@@ -597,7 +623,7 @@ def thread_limits(threads: int):
 def show(path: Path) -> None:
     """Print the tables of the last record in a results file, as the run that wrote it did."""
     record = json.loads(path.read_text().splitlines()[-1])
-    peers = sorted({peer for row in record["rows"] for peer in row["ratio"]}, key=["torch", "jax"].index)
+    peers = sorted({peer for row in record["rows"] for peer in row["ratio"]}, key=PEER_ORDER.index)
     print(f"{record['command']}  ({record['date']}, load {record['machine']['load_average']} before, "
           f"{record['machine'].get('load_average_after')} after, {record.get('threads')} thread(s))")
     print(format_table(record["rows"], peers))

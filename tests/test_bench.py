@@ -33,8 +33,9 @@ def test_quick_runs_without_jax_checks_gradients_and_appends_a_record(bench, tmp
     assert cells == {(c, d) for c in ("rnn", "lstm", "gru") for d in ("float32", "float64")}
     torch_installed = importlib.util.find_spec("torch") is not None
     for row in first["rows"]:
-        assert "stepwise" in row["gradient_error"] and "jax" not in row["gradient_error"]
+        assert {"stepwise", "naive"} <= set(row["gradient_error"]) and "jax" not in row["gradient_error"]
         assert ("torch" in row["gradient_error"]) == torch_installed
+        assert 0 < row["peer_fraction_of_gemm"]["naive"] and row["ratio"]["naive"] > 0
         for error in row["gradient_error"].values():
             assert error <= bench.GRADIENT_TOLERANCE[row["dtype"]]
         assert row["tape_bytes_per_step"] > row["state_bytes_per_step"] > 0
@@ -62,3 +63,19 @@ def test_flop_count_of_an_rnn_row_by_hand(bench):
     T, B, D, H = 3, 2, 5, 7
     assert bench.bptt_flops("rnn", T, B, D, H) == 3 * 2 * T * B * H * D + 3 * 2 * T * B * H * H
     assert bench.bptt_flops("lstm", T, B, D, H) == 4 * bench.bptt_flops("rnn", T, B, D, H)
+
+
+def test_unknown_peer_is_an_error_that_names_the_known_ones(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--peers", "torch,tensorflow"])
+    err = capsys.readouterr().err
+    assert "tensorflow" in err and "naive" in err
+
+
+@pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
+def test_naive_loops_agree_with_bptt_to_float64_roundoff(bench, cell_name):
+    problem = bench.make_problem(cell_name, 7, 3, 4, 5, "float64", seed=1)
+    reference = bench.bptt_runner(problem)()
+    naive = bench.naive_runner(problem, cell_name)()
+    assert set(naive) == set(reference)
+    assert bench.max_gradient_error(reference, naive) < 1e-12
