@@ -264,8 +264,13 @@ def time_wall_cpu(run) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, row_budget: float) -> dict:
-    """Warm up and cross-check every runner, then time them interleaved; medians in seconds."""
+def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, row_budget: float,
+              settle: float = 0.0) -> dict:
+    """Warm up and cross-check every runner, then time them interleaved; medians in seconds.
+
+    settle: seconds to wait before each timed call, so the previous runner's idle worker threads
+    (OpenBLAS and OpenMP spin for a while after their work) have gone to sleep and take no core.
+    """
     T, B, D, H = size
     problem = make_problem(cell_name, T, B, D, H, dtype)
     runners = {"bptt": bptt_runner(problem)}
@@ -298,6 +303,7 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
         for k in range(len(names)):  # rotate the order so no runner always follows another
             name = names[(rep + k) % len(names)]
             for _ in range(GEMM_SAMPLES if name == "gemm" else 1):  # short: sample it more often
+                time.sleep(settle)
                 times[name].append(time_wall_cpu(runners[name]))
     median = {name: statistics.median(wall for wall, _ in ts) for name, ts in times.items()}
     median_cpu = {name: statistics.median(cpu for _, cpu in ts) for name, ts in times.items()}
@@ -392,7 +398,7 @@ def torch_train_runner(dtype: str, settings: dict):
     return candidates[best], best
 
 
-def bench_train(dtype: str, settings: dict, reps: int) -> dict:
+def bench_train(dtype: str, settings: dict, reps: int, settle: float = 0.0) -> dict:
     """Steps per second of both loops, interleaved, medians over `reps` runs of settings["steps"]."""
     import tempfile
 
@@ -408,6 +414,7 @@ def bench_train(dtype: str, settings: dict, reps: int) -> dict:
         rates = {name: [] for name in runners}
         for _ in range(reps):
             for name, run in runners.items():
+                time.sleep(settle)
                 rates[name].append(run(settings["steps"]))
     median = {name: statistics.median(r) for name, r in rates.items()}
     return {"task": "adding", "cell": "lstm", "dtype": dtype, **settings, "reps": reps,
@@ -574,6 +581,9 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for numpy's BLAS, PyTorch and XLA alike (default 1: on a shared "
                              "2-core machine, multi-threaded small products stall when a core is taken)")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds to wait before each timed call (default 0.2 with more than one thread, "
+                             "else 0): lets the previous runner's spinning worker threads go to sleep")
     parser.add_argument("--show", type=Path, default=None,
                         help="print the tables of the last record in this results file, run nothing")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON-lines file results are appended to")
@@ -586,6 +596,8 @@ def parse_args(argv):
     if bad:
         parser.error(f"unknown cell, dtype or peer {bad}; expected cells from {CELLS}, dtypes float32, "
                      f"float64, peers from {PEER_ORDER}")
+    if args.settle is None:
+        args.settle = 0.2 if args.threads > 1 else 0.0
     if args.quick:
         args.sizes, args.reps = QUICK, 3
     elif args.sizes:
@@ -644,11 +656,12 @@ def main(argv=None) -> dict:
 def run(args, peers: dict, argv) -> dict:
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine(), "blas": blas_description(), "versions": versions(),
-            "threads": args.threads}
+            "threads": args.threads, "settle_seconds": args.settle}
     print(f"{info['date']}  {info['machine']['cpu']}, {info['machine']['cores']} cores, "
           f"load {info['machine']['load_average']}")
     print(f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {info['machine']['openblas_env']}")
-    print(f"threads per framework (numpy BLAS, PyTorch, XLA): {args.threads}")
+    print(f"threads per framework (numpy BLAS, PyTorch, XLA): {args.threads}; "
+          f"{args.settle} s pause before each timed call")
     for lib in info["blas"]:
         print(f"{'BLAS' if lib.get('library') in ('openblas', 'mkl', 'blis') else 'thread pool'}: {lib}")
     print("versions:", info["versions"])
@@ -663,14 +676,14 @@ def run(args, peers: dict, argv) -> dict:
     for dtype in args.dtypes:
         for cell_name in args.cells:
             for size in args.sizes:
-                row = bench_row(cell_name, size, dtype, peers, args.reps, args.row_budget)
+                row = bench_row(cell_name, size, dtype, peers, args.reps, args.row_budget, args.settle)
                 rows.append(row)
                 print(format_table([row], list(peers)).splitlines()[-1], flush=True)
     train_rows = []
     if args.train:
         settings = TRAIN_QUICK if args.quick else TRAIN_FULL
         for dtype in args.dtypes:
-            train_rows.append(bench_train(dtype, settings, 1 if args.quick else args.train_reps))
+            train_rows.append(bench_train(dtype, settings, 1 if args.quick else args.train_reps, args.settle))
     table = format_table(rows, list(peers))
     print()
     print(table)
