@@ -309,8 +309,7 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
     median_cpu = {name: statistics.median(cpu for _, cpu in ts) for name, ts in times.items()}
 
     _, tape = bptt.forward(cell, problem["xs"], cell.pack_state(problem["state0"]))
-    row_best = {"cell": cell_name, "T": T, "B": B, "D": D, "H": H,
-                "best_seconds": {name: min(wall for wall, _ in ts) for name, ts in times.items()}}
+    best = {name: min(wall for wall, _ in ts) for name, ts in times.items()}
     state_bytes = B * H * cell.dtype.itemsize * len(cell.state_fields)
     gemm_rate = gemm_flops() / median["gemm"]
     bptt_rate = bptt_flops(cell_name, T, B, D, H) / median["bptt"]
@@ -318,14 +317,15 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
         "cell": cell_name, "T": T, "B": B, "D": D, "H": H, "dtype": dtype, "reps": reps,
         "seconds": median,
         "cpu_seconds": median_cpu,
-        "best_seconds": row_best["best_seconds"],
+        "best_seconds": best,
         "ratio": {peer: median["bptt"] / median[peer] for peer in peers},
         "cpu_ratio": {peer: median_cpu["bptt"] / median_cpu[peer] for peer in peers},
         "gradient_error": checks,
         "bptt_gflops": bptt_rate / 1e9,
         "gemm_gflops": gemm_rate / 1e9,
         "fraction_of_gemm": bptt_rate / gemm_rate,  # from medians; the table shows fraction_of_gemm()
-        "peer_fraction_of_gemm": {peer: fraction_of_gemm(row_best, peer) for peer in peers},
+        "peer_fraction_of_gemm": {peer: gemm_fraction(bptt_flops(cell_name, T, B, D, H), best, peer)
+                                  for peer in peers},
         "tape_bytes_per_step": tape.nbytes / T,
         "notes": problem.get("notes", {}),
         "state_bytes_per_step": state_bytes,
@@ -513,9 +513,12 @@ def fraction_of_gemm(row: dict, runner: str = "bptt") -> float:
     a factor r if bptt reaches p / r of it."""
     if "best_seconds" not in row:  # records written before best times were kept
         return row["fraction_of_gemm"]
-    best = row["best_seconds"]
     flops = bptt_flops(row["cell"], row["T"], row["B"], row["D"], row["H"])
-    return (flops / best[runner]) / (gemm_flops() / best["gemm"])
+    return gemm_fraction(flops, row["best_seconds"], runner)
+
+
+def gemm_fraction(flops: float, best_seconds: dict, runner: str) -> float:
+    return (flops / best_seconds[runner]) / (gemm_flops() / best_seconds["gemm"])
 
 
 def format_table(rows: list[dict], peers: list[str]) -> str:
