@@ -8,15 +8,16 @@
 """
 
 from .cells import GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache
-from .losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
-from .readout import Linear
-from .trainer import TrainConfig, evaluate, train
-from .unroll import Gradients, Tape, backward, backward_stepwise, forward, forward_stepwise
-from .forward_mode import JVPResult, jvp
-from .rtrl import RTRLResult, rtrl
-from .checkpointing import CheckpointTape, backward_checkpointed, forward_checkpointed
-from .hvp import hvp, loss_and_gradient, top_hessian_eigenvalue
-from .uoro import UOROResult, uoro
+from .core.losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from .core.readout import Linear
+from .training.trainer import TrainConfig, evaluate, train
+from .core.unroll import Gradients, Tape, backward, backward_stepwise, forward, forward_stepwise
+from .modes.forward_mode import JVPResult, jvp
+from .modes.rtrl import RTRLResult, rtrl
+from .modes.checkpointing import CheckpointTape, backward_checkpointed, forward_checkpointed
+from .modes.hvp import hvp, loss_and_gradient, top_hessian_eigenvalue
+from .modes.uoro import UOROResult, uoro
+from .core import diagnostics
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,7 @@
 (x_50 - 0.7)^2. For w > 4 the map has two stable fixed points, and x_50 switches from one to the other
 across a thin wall in (w, b): there the gradient is huge. Plain gradient descent that reaches the wall
 takes one enormous step and lands far away; the same descent with the gradient rescaled to a maximum
-norm (global-norm clipping, `bptt.clipping.clip_grad_norm`) steps along the wall and keeps
+norm (global-norm clipping, `bptt.training.clipping.clip_grad_norm`) steps along the wall and keeps
 descending.
 
     python experiments/clipping.py --out DIR [--quick]
@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from bptt import plots
-from bptt.clipping import clip_grad_norm, global_norm
+from bptt.training.clipping import clip_grad_norm, global_norm
 
 from common import parse_args, write_csv, write_json
 

@@ -3,7 +3,7 @@ gradient at fixed weights, as a function of k, and what training with each k lea
 
 Bias: for a batch of adding sequences (loss on the last step only), the cosine similarity and the
 relative error ||g_k - g|| / ||g|| between the cell's parameter gradients from
-`bptt.truncation.tbptt_gradient` with k1 = k2 = k and with k = T (full BPTT; the readout's gradient
+`bptt.core.truncation.tbptt_gradient` with k1 = k2 = k and with k = T (full BPTT; the readout's gradient
 does not depend on k and is left out), for a tanh RNN with W_hh = Q orthogonal (lambda_1 = 1), LSTM and GRU at
 default initialisation and, in the full run, the LSTM trained with full BPTT below. With the loss at
 the last step only, TBPTT(k, k) keeps the gradient paths of the last k steps, so the relative error
@@ -29,10 +29,10 @@ import numpy as np  # noqa: E402
 
 import bptt  # noqa: E402
 from bptt import diagnostics, plots  # noqa: E402
-from bptt.runs import read_run  # noqa: E402
-from bptt.tasks import make_task  # noqa: E402
-from bptt.trainer import load_run  # noqa: E402
-from bptt.truncation import tbptt_gradient  # noqa: E402
+from bptt.training.runs import read_run  # noqa: E402
+from bptt.training.tasks import make_task  # noqa: E402
+from bptt.training.trainer import load_run  # noqa: E402
+from bptt.core.truncation import tbptt_gradient  # noqa: E402
 
 from common import parse_args, write_csv, write_json  # noqa: E402
 

@@ -49,7 +49,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 import bptt  # noqa: E402
-from bptt.finite_diff import relative_error  # noqa: E402
+from bptt.modes.finite_diff import relative_error  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/, also when the tests load this file
 import naive_numpy  # noqa: E402
@@ -334,12 +334,12 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
 
 # --------------------------------------------------------------------------- the training loop
 def bptt_train_runner(dtype: str, settings: dict, workdir: Path):
-    """`bptt train`'s loop (bptt.trainer.train) on adding with LSTM, Adam and global-norm clipping.
+    """`bptt train`'s loop (bptt.training.trainer.train) on adding with LSTM, Adam and global-norm clipping.
 
     Steps per second come from the loop's own per-step `elapsed` stamps, so setup, the first step,
     the final evaluation and checkpoint are left out.
     """
-    from bptt.trainer import TrainConfig, train
+    from bptt.training.trainer import TrainConfig, train
 
     runs = iter(range(10**6))
 
@@ -362,7 +362,7 @@ def torch_train_runner(dtype: str, settings: dict):
     MSE, torch.optim.Adam(lr=1e-2), clip_grad_norm_(1.0), the loss read back every step."""
     import torch
 
-    from bptt.tasks import make_task
+    from bptt.training.tasks import make_task
 
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
     H, B = settings["hidden"], settings["batch_size"]

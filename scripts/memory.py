@@ -71,7 +71,7 @@ def main():
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((T, N, D))
     dhs = rng.standard_normal((T, N, H))
-    k0 = bptt.checkpointing.default_every(T)
+    k0 = bptt.modes.checkpointing.default_every(T)
     runs = [("full tape", full_tape)] + [
         (f"checkpoints, k={k}" + (" (default)" if k == k0 else ""), checkpointed(k))
         for k in sorted({max(1, k0 // 3), k0, 3 * k0})

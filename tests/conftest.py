@@ -41,7 +41,7 @@ def torch():
 
 def assert_gradients_agree(cell, ours, theirs, tol):
     """Two `bptt.Gradients` for the same problem agree field by field to relative error `tol`."""
-    from bptt.finite_diff import relative_error
+    from bptt.modes.finite_diff import relative_error
 
     for name in cell.params:
         assert relative_error(ours.params[name], theirs.params[name]) < tol, name

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.finite_diff import central_difference, relative_error
+from bptt.modes.finite_diff import central_difference, relative_error
 
 from conftest import CELLS, assert_gradients_agree, random_state
 

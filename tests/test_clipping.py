@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bptt.clipping import clip_grad_norm, clip_grad_value, global_norm, max_abs
+from bptt.training.clipping import clip_grad_norm, clip_grad_value, global_norm, max_abs
 
 
 def grads():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt import diagnostics as diag
-from bptt.finite_diff import central_difference, relative_error
+from bptt.core import diagnostics as diag
+from bptt.modes.finite_diff import central_difference, relative_error
 
 from conftest import CELLS, random_state
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptt.finite_diff import central_difference
+from bptt.modes.finite_diff import central_difference
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -143,8 +143,8 @@ def test_truncation_bias_matches_a_direct_computation():
     """One entry of the bias curve, recomputed from tbptt_gradient and gradient_agreement directly."""
     import bptt
     from bptt import diagnostics
-    from bptt.tasks import make_task
-    from bptt.truncation import tbptt_gradient
+    from bptt.training.tasks import make_task
+    from bptt.core.truncation import tbptt_gradient
 
     truncation = load_experiment("truncation")
     batch = make_task("adding", 12).sample(np.random.default_rng(0), 5)

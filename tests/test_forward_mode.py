@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.finite_diff import central_difference, relative_error
-from bptt.rtrl import unflatten_params
+from bptt.modes.finite_diff import central_difference, relative_error
+from bptt.modes.rtrl import unflatten_params
 
 from conftest import CELLS, random_state
 

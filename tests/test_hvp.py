@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.finite_diff import relative_error
-from bptt.hvp import flatten_params
-from bptt.rtrl import unflatten_params
+from bptt.modes.finite_diff import relative_error
+from bptt.modes.hvp import flatten_params
+from bptt.modes.rtrl import unflatten_params
 
 from conftest import CELLS, random_state
 

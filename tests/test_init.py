@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.init import INITS, identity_init, initialise, orthogonal_init, random_orthogonal
-from bptt.trainer import TrainConfig, train
+from bptt.training.init import INITS, identity_init, initialise, orthogonal_init, random_orthogonal
+from bptt.training.trainer import TrainConfig, train
 
 CELLS = [lambda: bptt.RNN(3, 5, "relu", seed=0), lambda: bptt.RNN(3, 5, "tanh", seed=0),
          lambda: bptt.LSTM(3, 5, seed=0), lambda: bptt.GRU(3, 5, seed=0)]

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bptt.optim import SGD, Adam, RMSprop, Schedule, make_optimizer
+from bptt.training.optim import SGD, Adam, RMSprop, Schedule, make_optimizer
 
 
 def problem(seed=0):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.tasks import TASKS, make_task
+from bptt.training.tasks import TASKS, make_task
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.trainer import TrainConfig, TrainingStopped, read_jsonl, train
+from bptt.training.trainer import TrainConfig, TrainingStopped, read_jsonl, train
 
 TINY = dict(hidden=6, seq_len=8, batch_size=4, eval_size=16, eval_every=4, checkpoint_every=5,
             record_every=3)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.cells.base import Cell
-from bptt.finite_diff import central_difference, relative_error
-from bptt.truncation import TBPTT, Window, model_params, tbptt_gradient, window_gradients
+from bptt.cells.cell import Cell
+from bptt.modes.finite_diff import central_difference, relative_error
+from bptt.core.truncation import TBPTT, Window, model_params, tbptt_gradient, window_gradients
 
 from conftest import CELLS, random_state
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import bptt
-from bptt.finite_diff import relative_error
+from bptt.modes.finite_diff import relative_error
 
 from conftest import CELLS, assert_gradients_agree, random_state
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.finite_diff import relative_error
-from bptt.hvp import flatten_params
+from bptt.modes.finite_diff import relative_error
+from bptt.modes.hvp import flatten_params
 
 from conftest import CELLS, random_state
 

@@ -1,8 +1,10 @@
-"""Recurrent cells: Elman RNN (tanh, relu), LSTM and GRU, in PyTorch's parameter layout."""
+"""Recurrent cells: Elman RNN (tanh, relu), LSTM and GRU, in PyTorch's parameter layout, and the
+registry of cells by name."""
 
-from .base import Cell
+from .cell import Cell
 from .gru import GRU, GRUCache
 from .lstm import LSTM, LSTMCache
+from .registry import CELL_NAMES, cell_name, make_cell
 from .rnn import RNN, RNNCache
 
-__all__ = ["Cell", "RNN", "LSTM", "GRU", "RNNCache", "LSTMCache", "GRUCache"]
+__all__ = ["Cell", "RNN", "LSTM", "GRU", "RNNCache", "LSTMCache", "GRUCache", "CELL_NAMES", "make_cell", "cell_name"]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import Cell
+from .cell import Cell
 from .pointwise import tanh
 
 

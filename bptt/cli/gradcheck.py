@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from .. import GRU, LSTM, RNN, backward, backward_checkpointed, forward, forward_checkpointed, rtrl
-from ..finite_diff import central_difference, relative_error
+from ..modes.finite_diff import central_difference, relative_error
 from . import cli
 
 CELL_CHOICES = {

@@ -6,11 +6,11 @@ import dataclasses
 
 import click
 
-from ..init import INITS
-from ..optim import OPTIMIZERS, SCHEDULES
-from ..tasks import TASKS
-from ..sampling import sample
-from ..trainer import (
+from ..training.init import INITS
+from ..training.optim import OPTIMIZERS, SCHEDULES
+from ..training.tasks import TASKS
+from ..training.sampling import sample
+from ..training.trainer import (
     CELLS, CLIPS, TrainConfig, TrainingStopped, default_run_dir, evaluate, load_config, train,
 )
 from . import cli

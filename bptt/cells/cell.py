@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import as_float_dtype, check_array, check_positive_int
+from ..core.checks import as_float_dtype, check_array, check_positive_int
 
 PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells.base import Cell
-from .checks import check_positive_int
-from .unroll import Gradients, _check_backward_inputs, _initial_parts, backward, forward
+from ..cells.cell import Cell
+from ..core.checks import check_positive_int
+from ..core.unroll import Gradients, _check_backward_inputs, _initial_parts, backward, forward
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .cells.base import Cell
+from ..cells.cell import Cell
 from .checks import check_positive_int
 from .readout import Linear
 from .unroll import Tape, backward, forward

@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checks import check_positive_int
-from .losses import mse, softmax_cross_entropy
+from ..core.checks import check_positive_int
+from ..core.losses import mse, softmax_cross_entropy
 
 TASKS = ("adding", "copy", "temporal-order", "reber", "parity", "chars")
 

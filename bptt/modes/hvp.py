@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cells.base import Cell
-from .checks import check_array, check_positive_int
+from ..cells.cell import Cell
+from ..core.checks import check_array, check_positive_int
 from .forward_mode import check_param_tangents
-from .losses import mse
+from ..core.losses import mse
 from .rtrl import unflatten_params
-from .unroll import backward, forward
+from ..core.unroll import backward, forward
 
 
 def _check_targets(cell: Cell, xs, targets):

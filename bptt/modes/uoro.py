@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cells.base import Cell
-from .checks import check_array
+from ..cells.cell import Cell
+from ..core.checks import check_array
 from .rtrl import unflatten_params
 
 EPS = 1e-7  # keeps rho0, rho1 finite when a norm is zero (at t = 0, s~ = theta~ = 0)

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cells.base import Cell
-from .checks import check_array
+from ..cells.cell import Cell
+from ..core.checks import check_array
 
 
 class RTRLResult(NamedTuple):

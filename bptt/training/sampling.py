@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .readout import Linear
-from .trainer import load_config, make_cell
+from ..core.readout import Linear
+from ..cells.registry import make_cell
+from .trainer import load_config
 
 
 def load_char_model(run_dir):
@@ -28,7 +29,7 @@ def load_char_model(run_dir):
     except Exception as exc:
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
     dtype = np.dtype(config.dtype)
-    cell = make_cell(config.cell, len(vocab), config.hidden, 0, dtype)
+    cell = make_cell(config.cell, len(vocab), config.hidden, seed=0, dtype=dtype)
     readout = Linear(config.hidden, len(vocab), seed=0, dtype=dtype)
     cell.load_params({k[len("param/cell."):]: v for k, v in arrays.items() if k.startswith("param/cell.")})
     for name in readout.params:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cells.base import Cell
+from ..cells.cell import Cell
 from .checks import check_array
 
 

@@ -29,7 +29,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from .cells.base import Cell
+from ..cells.cell import Cell
 from .unroll import Tape
 
 PARTS = ("state", "h")

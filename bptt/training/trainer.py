@@ -30,16 +30,16 @@ from typing import Callable
 
 import numpy as np
 
-from .cells import GRU, LSTM, RNN
+from ..cells.registry import CELL_NAMES, make_cell
 from .clipping import clip_grad_norm, clip_grad_value, global_norm, max_abs
 from .init import INITS, initialise
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
-from .readout import Linear
+from ..core.readout import Linear
 from .tasks import TASKS, Batch, make_task
-from .truncation import TBPTT, NonFiniteError, model_params, state_at, window_gradients
-from .unroll import forward
+from ..core.truncation import TBPTT, NonFiniteError, model_params, state_at, window_gradients
+from ..core.unroll import forward
 
-CELLS = ("rnn", "rnn-relu", "lstm", "gru")
+CELLS = CELL_NAMES
 CLIPS = ("norm", "value", "none")
 
 
@@ -103,18 +103,6 @@ class TrainConfig:
         """(k1, k2) for sequences of T steps: None means the whole sequence."""
         k1 = T if self.k1 is None else self.k1
         return k1, (k1 if self.k2 is None else self.k2)
-
-
-def make_cell(name: str, input_size: int, hidden: int, seed, dtype):
-    if name == "rnn":
-        return RNN(input_size, hidden, "tanh", seed=seed, dtype=dtype)
-    if name == "rnn-relu":
-        return RNN(input_size, hidden, "relu", seed=seed, dtype=dtype)
-    if name == "lstm":
-        return LSTM(input_size, hidden, seed=seed, dtype=dtype)
-    if name == "gru":
-        return GRU(input_size, hidden, seed=seed, dtype=dtype)
-    raise ValueError(f"cell must be one of {list(CELLS)}, got {name!r}")
 
 
 class TrainingStopped(RuntimeError):
@@ -187,7 +175,7 @@ class _Run:
         self.task = make_task(config.task, config.seq_len, config.text)
         # a fourth child leaves the first three (and so every run without an init) unchanged
         cell_seed, readout_seed, data_seed, init_seed = np.random.SeedSequence(config.seed).spawn(4)
-        self.cell = make_cell(config.cell, self.task.input_size, config.hidden, cell_seed, self.dtype)
+        self.cell = make_cell(config.cell, self.task.input_size, config.hidden, seed=cell_seed, dtype=self.dtype)
         # deterministic, and `restore` then overwrites every parameter: a resumed run keeps its weights
         initialise(self.cell, config.init, np.random.default_rng(init_seed))
         self.readout = Linear(config.hidden, self.task.output_size, seed=readout_seed, dtype=self.dtype)

@@ -1,0 +1,47 @@
+"""The cells by name: the one registry that `bptt train --cell`, `bptt gradcheck --cell`, the
+benchmark and the tests all read.
+
+    rnn        Elman RNN, tanh (PyTorch's nn.RNN)
+    rnn-relu   Elman RNN, relu (nn.RNN(nonlinearity="relu"))
+    lstm       LSTM (nn.LSTM)
+    gru        GRU (nn.GRU)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .cell import Cell
+from .gru import GRU
+from .lstm import LSTM
+from .rnn import RNN
+
+CELLS: dict[str, Callable[..., Cell]] = {
+    "rnn": lambda input_size, hidden_size, **kw: RNN(input_size, hidden_size, "tanh", **kw),
+    "rnn-relu": lambda input_size, hidden_size, **kw: RNN(input_size, hidden_size, "relu", **kw),
+    "lstm": LSTM,
+    "gru": GRU,
+}
+CELL_NAMES = tuple(CELLS)
+
+
+def make_cell(name: str, input_size: int, hidden_size: int, *, seed=None, dtype=np.float64) -> Cell:
+    """The cell registered as `name` (one of CELL_NAMES), initialised like PyTorch from `seed`.
+
+    Raises ValueError naming the known cells when `name` is not one of them.
+    """
+    if name not in CELLS:
+        raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {name!r}")
+    return CELLS[name](input_size, hidden_size, seed=seed, dtype=dtype)
+
+
+def cell_name(cell: Cell) -> str:
+    """The registry name of a cell instance: the inverse of `make_cell`."""
+    if isinstance(cell, RNN):
+        return "rnn" if cell.nonlinearity == "tanh" else "rnn-relu"
+    for name, kind in (("lstm", LSTM), ("gru", GRU)):
+        if isinstance(cell, kind):
+            return name
+    raise ValueError(f"{type(cell).__name__} is not a registered cell; known: {list(CELL_NAMES)}")
