@@ -23,6 +23,7 @@ import numpy as np
 
 from ..cells.cell import Cell
 from .checks import check_array
+from .results import Result
 
 
 @dataclass
@@ -48,6 +49,17 @@ class Tape:
         """(T, N, H) hidden states h_1 .. h_T."""
         return self.caches.h
 
+    def state_at(self, k: int):
+        """A copy of the state after the first k steps (k = 0: the start state), packed like a state."""
+        if k == 0:
+            parts = (self.caches.h_prev[0],) + tuple(getattr(self.caches, f)[0] for f in
+                                                     type(self.caches)._fields if f in ("c_prev",))
+        else:
+            parts = (self.caches.h[k - 1],) + tuple(getattr(self.caches, f)[k - 1] for f in
+                                                    type(self.caches)._fields if f == "c")
+        parts = tuple(np.array(p, copy=True) for p in parts)
+        return parts[0] if len(parts) == 1 else parts
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the tape, each underlying buffer counted once (inputs included)."""
@@ -58,8 +70,8 @@ class Tape:
         return sum(seen.values())
 
 
-@dataclass
-class Gradients:
+@dataclass(repr=False)
+class Gradients(Result):
     """Result of a reverse sweep.
 
     params: dL/dtheta, keyed like `cell.params`.
