@@ -5,28 +5,37 @@
     hs, tape = bptt.forward(cell, xs)            # xs (T, N, D) -> hs (T, N, H)
     grads = bptt.backward(cell, tape, dhs)        # dhs = dL/dh_t (T, N, H)
     grads.params, grads.dxs, grads.dstate0, grads.dh_norms
+
+The package in four parts: `bptt.cells` (the cells and their step pairs), `bptt.core` (the unroller,
+truncation, readout, losses, diagnostics), `bptt.modes` (forward mode, RTRL, UORO, Hessian-vector
+products, checkpointing, finite differences) and `bptt.training` (the training loop and its run
+folder). The names below are the public API.
 """
 
-from .cells import GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache
+from .cells import CELL_NAMES, GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache, make_cell
+from .core import diagnostics
 from .core.losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from .core.readout import Linear
-from .training.trainer import TrainConfig, evaluate, train
+from .core.truncation import TBPTT, tbptt_gradient
 from .core.unroll import Gradients, Tape, backward, backward_stepwise, forward, forward_stepwise
-from .modes.forward_mode import JVPResult, jvp
-from .modes.rtrl import RTRLResult, rtrl
 from .modes.checkpointing import CheckpointTape, backward_checkpointed, forward_checkpointed
-from .modes.hvp import hvp, loss_and_gradient, top_hessian_eigenvalue
+from .modes.finite_diff import central_difference, relative_error
+from .modes.forward_mode import JVPResult, jvp
+from .modes.hvp import HessianEigen, LossAndGradient, hvp, loss_and_gradient, top_hessian_eigenvalue
+from .modes.rtrl import RTRLResult, rtrl
 from .modes.uoro import UOROResult, uoro
-from .core import diagnostics
+from .training.trainer import TrainConfig, evaluate, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Cell", "RNN", "LSTM", "GRU", "RNNCache", "LSTMCache", "GRUCache",
+    "Cell", "RNN", "LSTM", "GRU", "RNNCache", "LSTMCache", "GRUCache", "CELL_NAMES", "make_cell",
     "forward", "backward", "forward_stepwise", "backward_stepwise", "Tape", "Gradients",
     "Linear", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+    "TBPTT", "tbptt_gradient", "diagnostics",
     "TrainConfig", "train", "evaluate",
-    "jvp", "JVPResult", "rtrl", "RTRLResult",
+    "jvp", "JVPResult", "rtrl", "RTRLResult", "uoro", "UOROResult",
+    "hvp", "loss_and_gradient", "LossAndGradient", "top_hessian_eigenvalue", "HessianEigen",
     "forward_checkpointed", "backward_checkpointed", "CheckpointTape",
-    "hvp", "loss_and_gradient", "top_hessian_eigenvalue", "uoro", "UOROResult",
+    "central_difference", "relative_error",
 ]

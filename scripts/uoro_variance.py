@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 import bptt
-from bptt.modes.hvp import flatten_params
+from bptt.modes.common import flatten_params
 
 CELLS = {"rnn": lambda D, H: bptt.RNN(D, H, seed=0), "lstm": lambda D, H: bptt.LSTM(D, H, seed=0),
          "gru": lambda D, H: bptt.GRU(D, H, seed=0)}

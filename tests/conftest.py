@@ -6,13 +6,8 @@ import pytest
 
 import bptt
 
-# (name, constructor) for every cell the package ships; tests parametrise over these.
-CELLS = {
-    "rnn_tanh": lambda D, H, **kw: bptt.RNN(D, H, "tanh", **kw),
-    "rnn_relu": lambda D, H, **kw: bptt.RNN(D, H, "relu", **kw),
-    "lstm": lambda D, H, **kw: bptt.LSTM(D, H, **kw),
-    "gru": lambda D, H, **kw: bptt.GRU(D, H, **kw),
-}
+# (name, constructor) for every cell the package ships, from its registry; tests parametrise over these.
+CELLS = {name: (lambda D, H, name=name, **kw: bptt.make_cell(name, D, H, **kw)) for name in bptt.CELL_NAMES}
 
 
 @pytest.fixture(params=sorted(CELLS))

@@ -59,7 +59,7 @@ def test_step_jacobian_matches_finite_differences(cell_name):
     S = diag.state_size(cell)
     assert J.shape == (2, S, S)
     for n in range(2):
-        prev = np.concatenate([f[n] for f in cell.state_before(tape.step(t))])
+        prev = np.concatenate([f[n] for f in cell.unpack_state(tape.state_at(t))])
 
         def step(flat_prev):
             state, _ = cell.step_forward(xs[t, n : n + 1], split_state(cell, flat_prev[None]))
@@ -69,7 +69,7 @@ def test_step_jacobian_matches_finite_differences(cell_name):
 
 
 def test_step_jacobian_of_tanh_rnn_is_diag_tanh_prime_times_weight():
-    cell, xs, state0, tape = make_run("rnn_tanh", T=2)
+    cell, xs, state0, tape = make_run("rnn", T=2)
     c = tape.step(1)
     J = diag.step_jacobians(cell, c)
     for n in range(2):
@@ -77,7 +77,7 @@ def test_step_jacobian_of_tanh_rnn_is_diag_tanh_prime_times_weight():
         np.testing.assert_allclose(J[n], expected, rtol=1e-14, atol=1e-15)
 
 
-TORCH_CELLS = {"rnn_tanh": "RNNCell", "rnn_relu": "RNNCell", "lstm": "LSTMCell", "gru": "GRUCell"}
+TORCH_CELLS = {"rnn": "RNNCell", "rnn-relu": "RNNCell", "lstm": "LSTMCell", "gru": "GRUCell"}
 
 
 def test_step_jacobian_matches_torch_autograd(cell_name, torch):
@@ -94,7 +94,7 @@ def test_step_jacobian_matches_torch_autograd(cell_name, torch):
             return torch.cat([h, c], dim=1)[0]
         return module(x, flat_prev[None])[0]
 
-    prev = torch.tensor(np.concatenate([f[0] for f in cell.state_before(tape.step(1))]))
+    prev = torch.tensor(np.concatenate([f[0] for f in cell.unpack_state(tape.state_at(1))]))
     expected = torch.autograd.functional.jacobian(step, prev).numpy()
     assert relative_error(diag.step_jacobians(cell, tape.step(1))[0], expected) < 1e-12
 
@@ -108,7 +108,7 @@ def test_jacobian_products_match_finite_differences(cell_name, part):
     assert sorted(products) == list(range(T))
     for t in (0, 2, T - 1):
         for n in range(2):
-            state_t = np.concatenate([f[t, n] for f in cell.state_after(tape.caches)])
+            state_t = np.concatenate([f[n] for f in cell.unpack_state(tape.state_at(t + 1))])
 
             def final(flat_t, t=t, n=n):
                 if part == "h":  # perturb h_t only, keep c_t, read h_T only
@@ -149,7 +149,7 @@ def test_norms_at_zero_fixed_point_are_powers_of_rho(rho):
 def test_tanh_products_respect_pascanu_bound():
     """||J_t|| <= gamma * lambda_1 with gamma = 1 for tanh, so ||P_t|| <= lambda_1^(T-1-t)."""
     T = 30
-    cell, xs, state0, tape = make_run("rnn_tanh", T=T, N=3, H=8, seed=4)
+    cell, xs, state0, tape = make_run("rnn", T=T, N=3, H=8, seed=4)
     cell.params["weight_hh"] *= 3.0  # lambda_1 well above 1, so the bound is not trivial
     _, tape = bptt.forward(cell, xs, state0)
     (bound,) = diag.recurrent_bounds(cell)
@@ -214,9 +214,9 @@ def test_lyapunov_of_diagonal_weight_is_sorted_log_abs_diagonal():
 def test_lyapunov_sum_is_mean_log_abs_determinant(cell_name):
     """log|det(J Q)| = log|det J| for orthogonal Q, so the exponents sum to the mean log|det J_t|."""
     cell, _, _, tape = make_run(cell_name, T=12, N=2, H=3)
-    if cell_name == "rnn_relu":  # keep every unit alive so that no determinant is zero
+    if cell_name == "rnn-relu":  # keep every unit alive so that no determinant is zero
         cell.params["bias_ih"][:] = 5.0
-        _, tape = bptt.forward(cell, tape.caches.x)
+        _, tape = bptt.forward(cell, np.stack([tape.step(t).x for t in range(len(tape))]))
     exponents = diag.lyapunov_spectrum(cell, tape)
     log_dets = [np.linalg.slogdet(diag.step_jacobians(cell, tape.step(t)))[1] for t in range(12)]
     np.testing.assert_allclose(exponents.sum(axis=1), np.mean(log_dets, axis=0), rtol=1e-10)
@@ -237,7 +237,7 @@ def test_top_lyapunov_exponent_is_growth_rate_of_product_norm():
 
 # ----------------------------------------------------------------- bad input
 def test_bad_arguments_raise_clear_errors():
-    cell, xs, state0, tape = make_run("rnn_tanh")
+    cell, xs, state0, tape = make_run("rnn")
     with pytest.raises(ValueError, match="part must be one of"):
         diag.jacobian_norms(cell, tape, part="c")
     with pytest.raises(ValueError, match="warmup must be an integer"):

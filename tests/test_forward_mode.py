@@ -5,7 +5,7 @@ import pytest
 
 import bptt
 from bptt.modes.finite_diff import central_difference, relative_error
-from bptt.modes.rtrl import unflatten_params
+from bptt.modes.common import affine_tangents, parameter_basis_tangents, unflatten_params
 
 from conftest import CELLS, random_state
 
@@ -172,9 +172,9 @@ def test_parameter_basis_tangents_are_unit_directions():
     rng = np.random.default_rng(0)
     c = bptt.GRUCache(rng.standard_normal((2, 3)), rng.standard_normal((2, 2)), None, None, None)
     c_dot = bptt.GRUCache(np.zeros((2, 3)), np.zeros((2, 2)), None, None, None)
-    basis_x, basis_h = cell.parameter_basis_tangents(c)
+    basis_x, basis_h = parameter_basis_tangents(cell, c)
     for k, e in enumerate(np.eye(cell.num_params)):
-        a_x, a_h = cell.affine_tangents(c, c_dot, unflatten_params(cell, e))
+        a_x, a_h = affine_tangents(cell, c, c_dot.x, c_dot.h_prev, unflatten_params(cell, e))
         assert np.array_equal(basis_x[k], a_x) and np.array_equal(basis_h[k], a_h), k
 
 

@@ -68,7 +68,7 @@ def test_dh_norms_are_norms_of_total_hidden_gradient(cell_name):
     grads = bptt.backward(cell, tape, dhs, dfinal)
     # dL/dh_t for t < T-1 is what the sweep from t+1 onward sees as dL/dstate0 of the tail, plus dhs_t.
     for t in range(T - 1):
-        tail_state0 = cell.pack_state(tuple(getattr(tape.caches, f)[t].copy() for f in cell.state_fields))
+        tail_state0 = tape.state_at(t + 1)
         _, tail = bptt.forward(cell, xs[t + 1 :], tail_state0)
         tail_grads = bptt.backward(cell, tail, dhs[t + 1 :], dfinal)
         dh_t = cell.unpack_state(tail_grads.dstate0)[0] + dhs[t]

@@ -56,13 +56,15 @@ def test_an_impossible_tolerance_fails():
 
 def test_a_corrupted_reverse_sweep_fails(monkeypatch):
     """Scale dL/dc_prev by 1.01 in LSTM's backward: forward mode and finite differences disagree."""
-    original = bptt.LSTM.recurrent_backward
+    from bptt.cells.lstm_fast import LSTMSweep
 
-    def corrupted(self, c, dstate, da_x, da_h, *sweep_args):
-        dh_prev, dc_prev = original(self, c, dstate, da_x, da_h, *sweep_args)
+    original = LSTMSweep.step
+
+    def corrupted(self, t, dstate, out):
+        dh_prev, dc_prev = original(self, t, dstate, out)
         return dh_prev, 1.01 * dc_prev
 
-    monkeypatch.setattr(bptt.LSTM, "recurrent_backward", corrupted)
+    monkeypatch.setattr(LSTMSweep, "step", corrupted)
     result = run("--cell", "lstm", "--no-torch")
     assert result.exit_code == 1
     rows = table(result.output)
@@ -72,10 +74,10 @@ def test_a_corrupted_reverse_sweep_fails(monkeypatch):
 
 def test_truncation_changes_the_gradient():
     """The truncated gradient really is a different quantity (and every mode agrees on it)."""
-    from bptt.cli.gradcheck import CELL_CHOICES, chunk_starts, reverse_mode
+    from bptt.cli.gradcheck import chunk_starts, reverse_mode
 
     rng = np.random.default_rng(0)
-    cell = CELL_CHOICES["rnn"](2, 3, 0)
+    cell = bptt.cells.make_cell("rnn", 2, 3, seed=0)
     xs, targets = rng.standard_normal((8, 1, 2)), rng.standard_normal((8, 1, 3))
     full = [slice(0, 8)]
     cut = [slice(0, 4), slice(4, 8)]

@@ -6,8 +6,7 @@ import pytest
 
 import bptt
 from bptt.modes.finite_diff import relative_error
-from bptt.modes.hvp import flatten_params
-from bptt.modes.rtrl import unflatten_params
+from bptt.modes.common import flatten_params, unflatten_params
 
 from conftest import CELLS, random_state
 
@@ -87,7 +86,7 @@ def test_hvp_matches_pytorch_double_backward(torch, cell_name):
 
 
 def test_bad_arguments_are_rejected():
-    cell, xs, state0, targets, _ = make_problem("rnn_tanh")
+    cell, xs, state0, targets, _ = make_problem("rnn")
     with pytest.raises(ValueError, match="targets"):
         bptt.hvp(cell, xs, targets[:, :, :2], {}, state0)
     with pytest.raises(ValueError, match="unknown parameter tangents"):

@@ -22,9 +22,9 @@ class LinearCache(NamedTuple):
 
 
 class ScalarLinear(Cell):
-    """h_t = w h_{t-1} + x_t, written through the cell contract (weight_ih = 1, biases 0)."""
+    """h_t = w h_{t-1} + x_t: a cell with only a plain step pair, so bptt.forward / backward run it
+    one step at a time (the default Sequence)."""
 
-    gates = 1
     Cache = LinearCache
 
     def __init__(self, w):
@@ -32,20 +32,16 @@ class ScalarLinear(Cell):
         self.params = {"weight_ih": np.ones((1, 1)), "weight_hh": np.full((1, 1), w),
                        "bias_ih": np.zeros(1), "bias_hh": np.zeros(1)}
 
-    def allocate(self, xs, state0):
-        T, N, _ = xs.shape
-        hs = np.empty((T + 1, N, 1))
-        hs[0] = state0[0]
-        self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
-        return LinearCache(xs, hs[:-1], hs[1:])
+    def step_forward(self, x, state):
+        x, (h_prev,) = self.check_step(x, state)
+        h = x + h_prev @ self.params["weight_hh"].T  # h = x + w h_prev
+        return h, LinearCache(x, h_prev, h)
 
-    def recurrent_forward(self, c, work=None):
-        c.h[...] += c.h_prev @ self.params["weight_hh"].T  # h = x + w h_prev
-
-    def recurrent_backward(self, c, dstate, da_x, da_h, local=None, dh_prev=None, work=None):
-        (dh,) = dstate
-        da_x[...] = dh  # the identity "non-linearity"
-        return (da_x @ self.params["weight_hh"],)  # dL/dh_prev = w dL/dh
+    def step_backward(self, dstate, cache):
+        (dh,) = self.check_step_gradient(dstate, cache)
+        grads = {"weight_ih": np.zeros((1, 1)), "weight_hh": dh.T @ cache.h_prev,
+                 "bias_ih": np.zeros(1), "bias_hh": np.zeros(1)}
+        return dh, dh @ self.params["weight_hh"], grads  # dL/dx = dh, dL/dh_prev = w dh
 
 
 def linear_loss(pred, weights):

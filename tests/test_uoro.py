@@ -7,7 +7,7 @@ import pytest
 
 import bptt
 from bptt.modes.finite_diff import relative_error
-from bptt.modes.hvp import flatten_params
+from bptt.modes.common import flatten_params
 
 from conftest import CELLS, random_state
 
@@ -60,7 +60,7 @@ def test_seed_reproduces_and_online_gradients_match():
 
 
 def test_bad_signs_are_rejected():
-    cell, xs, state0, dhs, _ = make_problem("rnn_tanh", T=3)
+    cell, xs, state0, dhs, _ = make_problem("rnn", T=3)
     with pytest.raises(ValueError, match="signs"):
         bptt.uoro(cell, xs, dhs, state0, signs=np.ones((3, 1, 1, 3)))
     with pytest.raises(ValueError, match=r"\+1 and -1"):

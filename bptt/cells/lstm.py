@@ -1,8 +1,11 @@
 """LSTM with PyTorch's gate order (i, f, g, o) and equations (nn.LSTM, one layer):
 
-    i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o),   g = tanh(a_g),   a = a_x + a_h
+    a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh
+    i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o),   g = tanh(a_g)
     c_t = f * c_{t-1} + i * g
     h_t = o * tanh(c_t)
+
+The step pair below is the whole chain rule; `lstm_fast.py` computes the same thing faster.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cell import Cell
-from .pointwise import tanh
+from .cell import Cell, sigmoid
+from .lstm_fast import LSTMSequence
 
 
 class LSTMCache(NamedTuple):
@@ -25,141 +28,88 @@ class LSTMCache(NamedTuple):
     h: np.ndarray  # (N, H)
 
 
-class LSTMWorkspace(NamedTuple):
-    """The base Workspace's fields, and the per-column constants that finish the gates."""
-
-    weight_hh_t: np.ndarray
-    gates: np.ndarray
-    hidden: np.ndarray
-    scale: np.ndarray  # (4H,) 1 for i, f, o; 2 for g
-    shift: np.ndarray  # (4H,) 0 for i, f, o; -1 for g
+def split_gates(gates: np.ndarray) -> tuple:
+    """(..., 4H) -> i, f, g, o, each (..., H) (views)."""
+    H = gates.shape[-1] // 4
+    return gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
 
 
 class LSTM(Cell):
     """LSTM, one layer. State is the tuple (h, c). params: weight_ih (4H, D), weight_hh (4H, H), ..."""
 
-    gates = 4
     Cache = LSTMCache
+    Sequence = LSTMSequence
     state_fields = ("h", "c")
-    prev_state_fields = ("h_prev", "c_prev")
-    # i, f, o = 1 / (1 + exp(-a)) and g = tanh(a) = 2 / (1 + exp(-2a)) - 1: one exp for all four
-    gate_factors = (-1, -1, -2, -1)
+    gate_names = ("i", "f", "g", "o")
+    gate_slope_bounds = (0.25, 0.25, 1.0, 0.25)  # sigmoid' <= 1/4, tanh' <= 1
 
-    def allocate(self, xs, state0):
-        T, N, _ = xs.shape
-        H = self.hidden_size
-        hs = np.empty((T + 1, N, H), self.dtype)
-        cs = np.empty((T + 1, N, H), self.dtype)
-        hs[0], cs[0] = state0
-        gates = np.empty((T, N, 4 * H), self.dtype)
-        self.project_inputs(xs, gates, self.params["bias_ih"] + self.params["bias_hh"])
-        tanh_c = np.empty((T, N, H), self.dtype)
-        return LSTMCache(xs, hs[:-1], cs[:-1], gates, cs[1:], tanh_c, hs[1:])
+    def step_forward(self, x, state):
+        """One timestep. x (N, D), state (h_prev, c_prev) each (N, H) -> ((h, c), LSTMCache)."""
+        x, (h_prev, c_prev) = self.check_step(x, state)
+        p = self.params
+        a = x @ p["weight_ih"].T + p["bias_ih"] + h_prev @ p["weight_hh"].T + p["bias_hh"]  # (N, 4H)
+        a_i, a_f, a_g, a_o = split_gates(a)
+        i, f, g, o = sigmoid(a_i), sigmoid(a_f), np.tanh(a_g), sigmoid(a_o)
+        c = f * c_prev + i * g
+        tanh_c = np.tanh(c)
+        h = o * tanh_c
+        return (h, c), LSTMCache(x, h_prev, c_prev, np.concatenate([i, f, g, o], axis=1), c, tanh_c, h)
 
-    def workspace(self, batch_size):
-        H = self.hidden_size
-        scale, shift = np.ones(4 * H, self.dtype), np.zeros(4 * H, self.dtype)
-        scale[2 * H : 3 * H], shift[2 * H : 3 * H] = 2, -1  # tanh(x) = 2 sigmoid(2x) - 1 for g
-        return LSTMWorkspace(*super().workspace(batch_size), scale=scale, shift=shift)
+    def step_backward(self, dstate, cache):
+        """Backward of `step_forward`. dstate: (dL/dh, dL/dc) each (N, H) ->
+        (dx (N, D), (dL/dh_prev, dL/dc_prev), grads)."""
+        dh, dc = self.check_step_gradient(dstate, cache)
+        x, h_prev, c_prev, gates, c, tanh_c, h = cache
+        i, f, g, o = split_gates(gates)
+        do = dh * tanh_c  # h = o * tanh(c)
+        dc = dc + dh * o * (1 - tanh_c * tanh_c)  # and through tanh(c): tanh' = 1 - tanh^2
+        di, df, dg, dc_prev = dc * g, dc * c_prev, dc * i, dc * f  # c = f * c_prev + i * g
+        da = np.concatenate([
+            di * i * (1 - i),  # backprop through sigmoid: sigmoid' = s (1 - s)
+            df * f * (1 - f),
+            dg * (1 - g * g),  # backprop through tanh: tanh' = 1 - g^2
+            do * o * (1 - o),
+        ], axis=1)
+        p = self.params
+        dx = da @ p["weight_ih"]  # a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh
+        dh_prev = da @ p["weight_hh"]
+        db = da.sum(axis=0)
+        grads = {"weight_ih": da.T @ x, "weight_hh": da.T @ h_prev, "bias_ih": db, "bias_hh": db.copy()}
+        return dx, (dh_prev, dc_prev), grads
 
-    def recurrent_forward(self, c, work=None):
-        work = work or self.workspace(len(c.h_prev))
-        H = self.hidden_size
-        a = c.gates  # holds a_x * gate_factors on entry
-        a += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = (a_x + W_hh h_prev) * factors
-        np.exp(a, out=a)
-        a += 1
-        np.divide(work.scale, a, out=a)  # i, f, o = sigmoid(a); g = 2 sigmoid(2 a_g) ...
-        a += work.shift  # ... - 1 = tanh(a_g): whole rows at once, faster than a strided g slice
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        cell = c.c
-        np.multiply(f, c.c_prev, out=cell)  # c = f * c_prev + i * g
-        cell += np.multiply(i, g, out=work.hidden)
-        tanh(cell, out=c.tanh_c)
-        np.multiply(o, c.tanh_c, out=c.h)  # h = o * tanh(c)
+    # ----------------------------------------------------------------- forward-mode rules
+    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot):
+        h_prev_dot, c_prev_dot = state_prev_dot
+        i, f, g, o = split_gates(cache.gates)
+        a_i, a_f, a_g, a_o = split_gates(a_x_dot + a_h_dot)  # a = a_x + a_h
+        i_dot = i * (1 - i) * a_i  # sigmoid' = s (1 - s)
+        f_dot = f * (1 - f) * a_f
+        g_dot = (1 - g * g) * a_g  # tanh' = 1 - g^2
+        o_dot = o * (1 - o) * a_o
+        c_dot = f_dot * cache.c_prev + f * c_prev_dot + i_dot * g + i * g_dot  # c = f c_prev + i g
+        tanh_c_dot = (1 - cache.tanh_c * cache.tanh_c) * c_dot  # tanh' = 1 - tanh^2
+        h_dot = o_dot * cache.tanh_c + o * tanh_c_dot  # h = o * tanh(c)
+        gates_dot = np.concatenate([i_dot, f_dot, g_dot, o_dot], axis=-1)
+        return LSTMCache(x_dot, h_prev_dot, c_prev_dot, gates_dot, c_dot, tanh_c_dot, h_dot)
 
-    def local_gradients(self, caches, da_x, da_h):
-        H = self.hidden_size
-        a = caches.gates
-        i, g, o = a[..., :H], a[..., 2 * H : 3 * H], a[..., 3 * H :]
-        dai, daf, dag, dao = (da_x[..., k * H : (k + 1) * H] for k in range(4))
-        # each gate's non-linearity, for all T at once: sigmoid' = s (1 - s), tanh' = 1 - g^2
-        np.multiply(a, a, out=da_x)
-        np.subtract(a, da_x, out=da_x)
-        np.multiply(g, g, out=dag)
-        np.subtract(1, dag, out=dag)
-        # times the other factor of the product the gate enters: c = f * c_prev + i * g, h = o * tanh(c)
-        dai *= g  # dc/da_i = g s_i'
-        daf *= caches.c_prev  # dc/da_f = c_prev s_f'
-        dag *= i  # dc/da_g = i tanh'(a_g)
-        dao *= caches.tanh_c  # dh/da_o = tanh(c) s_o'
-        dh_dc = np.multiply(caches.tanh_c, caches.tanh_c)  # dh/dc = o (1 - tanh(c)^2)
-        np.subtract(1, dh_dc, out=dh_dc)
-        dh_dc *= o
-        return (dh_dc,)
-
-    def recurrent_backward(self, c, dstate, da_x, da_h, local=None, dh_prev=None, work=None):
-        if local is None:  # a step on its own: prepare what the sweep would have
-            local, dh_prev, work = self.prepare_backward_step(c, da_x, da_h, dh_prev, work)
-        dh, dc = dstate
-        H = self.hidden_size
-        (dc_total,) = local  # holds dh/dc on entry
-        # total dL/dc_t: through h = o * tanh(c), plus what step t+1 carried back through c_prev
-        dc_total *= dh
-        dc_total += dc
-        # chain rule into the gates: i, f, g act through c, o through h
-        da = da_x.reshape(-1, 4, H)
-        da[:, :3] *= dc_total[:, None]
-        da[:, 3] *= dh
-        np.matmul(da_x, self.params["weight_hh"], out=dh_prev)  # through a_h = W_hh h_prev
-        f = c.gates[:, H : 2 * H]
-        dc_prev = np.multiply(dc_total, f, out=work.hidden)  # through c = f * c_prev + i * g
-        return dh_prev, dc_prev
-
-    # ----------------------------------------------------------------- tangent rules
-    def recurrent_tangent(self, c, c_dot, a_x_dot, a_h_dot):
-        H = self.hidden_size
-        a = c.gates
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        a_dot = a_x_dot + a_h_dot  # a = a_x + a_h
-        gd = c_dot.gates
-        gd[..., :H] = i * (1 - i) * a_dot[..., :H]  # sigmoid' = s (1 - s)
-        gd[..., H : 2 * H] = f * (1 - f) * a_dot[..., H : 2 * H]
-        gd[..., 2 * H : 3 * H] = (1 - g * g) * a_dot[..., 2 * H : 3 * H]  # tanh' = 1 - g^2
-        gd[..., 3 * H :] = o * (1 - o) * a_dot[..., 3 * H :]
-        i_dot, f_dot, g_dot, o_dot = gd[..., :H], gd[..., H : 2 * H], gd[..., 2 * H : 3 * H], gd[..., 3 * H :]
-        # c = f * c_prev + i * g: product rule on both terms
-        c_dot.c[...] = f_dot * c.c_prev + f * c_dot.c_prev + i_dot * g + i * g_dot
-        c_dot.tanh_c[...] = (1 - c.tanh_c * c.tanh_c) * c_dot.c  # tanh' = 1 - tanh^2
-        c_dot.h[...] = o_dot * c.tanh_c + o * c_dot.tanh_c  # h = o * tanh(c): product rule
-
-    def recurrent_backward_tangent(
-        self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
-    ):
+    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, weight_hh_dot):
         (dh, dc), (dh_dot, dc_dot) = dstate, dstate_dot
-        H = self.hidden_size
-        a, ad = c.gates, c_dot.gates
-        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-        i_dot, f_dot, g_dot, o_dot = ad[:, :H], ad[:, H : 2 * H], ad[:, 2 * H : 3 * H], ad[:, 3 * H :]
-        t, t_dot = c.tanh_c, c_dot.tanh_c
-        # dao = dh tanh(c) o (1 - o); d(o (1 - o)) = (1 - 2 o) o_dot
-        da_x_dot[:, 3 * H :] = (dh_dot * t + dh * t_dot) * o * (1 - o) + dh * t * (1 - 2 * o) * o_dot
+        i, f, g, o = split_gates(cache.gates)
+        i_dot, f_dot, g_dot, o_dot = split_gates(cache_dot.gates)
+        t, t_dot, c_prev, c_prev_dot = cache.tanh_c, cache_dot.tanh_c, cache.c_prev, cache_dot.c_prev
         # dc_total = dh o (1 - tanh^2) + dc; d(1 - tanh^2) = -2 tanh tanh_dot
         dc_total = dh * o * (1 - t * t) + dc
         dc_total_dot = (dh_dot * o + dh * o_dot) * (1 - t * t) - 2 * dh * o * t * t_dot + dc_dot
-        # dai = dc_total g i (1 - i)
-        da_x_dot[:, :H] = (
-            (dc_total_dot * g + dc_total * g_dot) * i * (1 - i) + dc_total * g * (1 - 2 * i) * i_dot
-        )
-        # daf = dc_total c_prev f (1 - f)
-        da_x_dot[:, H : 2 * H] = (
-            (dc_total_dot * c.c_prev + dc_total * c_dot.c_prev) * f * (1 - f)
-            + dc_total * c.c_prev * (1 - 2 * f) * f_dot
-        )
-        # dag = dc_total i (1 - g^2); d(1 - g^2) = -2 g g_dot
-        da_x_dot[:, 2 * H : 3 * H] = (
-            (dc_total_dot * i + dc_total * i_dot) * (1 - g * g) - 2 * dc_total * i * g * g_dot
-        )
-        dh_prev_dot = da_x_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot  # dh_prev = da W_hh
+        da_dot = np.concatenate([
+            # dai = dc_total g i (1 - i); d(i (1 - i)) = (1 - 2 i) i_dot
+            (dc_total_dot * g + dc_total * g_dot) * i * (1 - i) + dc_total * g * (1 - 2 * i) * i_dot,
+            # daf = dc_total c_prev f (1 - f)
+            (dc_total_dot * c_prev + dc_total * c_prev_dot) * f * (1 - f) + dc_total * c_prev * (1 - 2 * f) * f_dot,
+            # dag = dc_total i (1 - g^2); d(1 - g^2) = -2 g g_dot
+            (dc_total_dot * i + dc_total * i_dot) * (1 - g * g) - 2 * dc_total * i * g * g_dot,
+            # dao = dh tanh(c) o (1 - o)
+            (dh_dot * t + dh * t_dot) * o * (1 - o) + dh * t * (1 - 2 * o) * o_dot,
+        ], axis=-1)
+        dh_prev_dot = da_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot  # dh_prev = da W_hh
         dc_prev_dot = dc_total_dot * f + dc_total * f_dot  # dc_prev = dc_total f
-        return dh_prev_dot, dc_prev_dot
+        return da_dot, da_dot, (dh_prev_dot, dc_prev_dot)

@@ -1,4 +1,8 @@
-"""Elman RNN: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu (PyTorch's nn.RNN)."""
+"""Elman RNN (PyTorch's nn.RNN, one layer): h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),
+act = tanh or relu.
+
+The step pair below is the whole chain rule; `rnn_fast.py` computes the same thing faster.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .cell import Cell
-from .pointwise import tanh
+from .rnn_fast import RNNSequence
 
 
 class RNNCache(NamedTuple):
@@ -19,8 +23,8 @@ class RNNCache(NamedTuple):
 class RNN(Cell):
     """Elman RNN, one layer. params: weight_ih (H, D), weight_hh (H, H), bias_ih (H,), bias_hh (H,)."""
 
-    gates = 1
     Cache = RNNCache
+    Sequence = RNNSequence
 
     def __init__(self, input_size, hidden_size, nonlinearity="tanh", *, seed=None, dtype=np.float64):
         if nonlinearity not in ("tanh", "relu"):
@@ -28,59 +32,48 @@ class RNN(Cell):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, seed=seed, dtype=dtype)
 
-    def allocate(self, xs, state0):
-        T, N, _ = xs.shape
-        hs = np.empty((T + 1, N, self.hidden_size), self.dtype)
-        hs[0] = state0[0]
-        # h[t] holds the pre-activation until step t overwrites it.
-        self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
-        return RNNCache(x=xs, h_prev=hs[:-1], h=hs[1:])
+    def step_forward(self, x, state):
+        """One timestep. x (N, D), state h_prev (N, H) -> (h (N, H), RNNCache)."""
+        x, (h_prev,) = self.check_step(x, state)
+        p = self.params
+        a = x @ p["weight_ih"].T + p["bias_ih"] + h_prev @ p["weight_hh"].T + p["bias_hh"]  # (N, H)
+        h = np.tanh(a) if self.nonlinearity == "tanh" else np.maximum(a, 0)
+        return h, RNNCache(x, h_prev, h)
 
-    def recurrent_forward(self, c, work=None):
-        work = work or self.workspace(len(c.h_prev))
-        h = c.h  # holds a_x on entry
-        h += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = a_x + W_hh h_prev
+    def step_backward(self, dstate, cache):
+        """Backward of `step_forward`. dstate: dL/dh (N, H) -> (dx (N, D), dL/dh_prev (N, H), grads)."""
+        (dh,) = self.check_step_gradient(dstate, cache)
+        x, h_prev, h = cache
+        p = self.params
         if self.nonlinearity == "tanh":
-            tanh(h, out=h)
+            da = dh * (1 - h * h)  # backprop through tanh: tanh'(a) = 1 - h^2
         else:
-            np.maximum(h, 0, out=h)
+            da = dh * (h > 0)  # backprop through relu: relu'(a) = [h > 0]
+        dx = da @ p["weight_ih"]  # a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh
+        dh_prev = da @ p["weight_hh"]
+        db = da.sum(axis=0)
+        grads = {"weight_ih": da.T @ x, "weight_hh": da.T @ h_prev, "bias_ih": db, "bias_hh": db.copy()}
+        return dx, dh_prev, grads
 
-    def local_gradients(self, caches, da_x, da_h):
-        h = caches.h
+    # ----------------------------------------------------------------- forward-mode rules
+    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot):
+        (h_prev_dot,) = state_prev_dot
+        a_dot = a_x_dot + a_h_dot  # a = a_x + a_h
         if self.nonlinearity == "tanh":
-            np.multiply(h, h, out=da_x)  # tanh'(a) = 1 - h^2, for all T at once
-            np.subtract(1, da_x, out=da_x)
+            h_dot = (1 - cache.h * cache.h) * a_dot  # tanh'(a) = 1 - h^2
         else:
-            np.greater(h, 0, out=da_x)  # relu'(a) = [h > 0]
-        return ()
+            h_dot = (cache.h > 0) * a_dot  # relu'(a) = [h > 0]
+        return RNNCache(x_dot, h_prev_dot, h_dot)
 
-    def recurrent_backward(self, c, dstate, da_x, da_h, local=None, dh_prev=None, work=None):
-        if local is None:  # a step on its own: prepare what the sweep would have
-            local, dh_prev, work = self.prepare_backward_step(c, da_x, da_h, dh_prev, work)
-        (dh,) = dstate
-        da_x *= dh  # backprop through the non-linearity: da = act'(a) * dL/dh
-        np.matmul(da_x, self.params["weight_hh"], out=dh_prev)  # dL/dh_prev = da W_hh
-        return (dh_prev,)
+    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, weight_hh_dot):
+        (dh,), (dh_dot,) = dstate, dstate_dot
+        h, h_dot = cache.h, cache_dot.h
+        if self.nonlinearity == "tanh":
+            da_dot = (1 - h * h) * dh_dot - 2 * h * h_dot * dh  # da = (1 - h^2) dh; d(1 - h^2) = -2 h h_dot
+        else:
+            da_dot = (h > 0) * dh_dot  # relu'' = 0 almost everywhere
+        dh_prev_dot = da_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot  # dh_prev = da W_hh
+        return da_dot, da_dot, (dh_prev_dot,)
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"
-
-    # ----------------------------------------------------------------- tangent rules
-    def recurrent_tangent(self, c, c_dot, a_x_dot, a_h_dot):
-        a_dot = a_x_dot + a_h_dot  # a = a_x + a_h
-        if self.nonlinearity == "tanh":
-            c_dot.h[...] = (1 - c.h * c.h) * a_dot  # tanh'(a) = 1 - h^2
-        else:
-            c_dot.h[...] = (c.h > 0) * a_dot  # relu'(a) = [h > 0]
-
-    def recurrent_backward_tangent(
-        self, c, c_dot, dstate, dstate_dot, da_x, da_h, da_x_dot, da_h_dot, weight_hh_dot
-    ):
-        (dh,), (dh_dot,) = dstate, dstate_dot
-        if self.nonlinearity == "tanh":
-            # da = (1 - h^2) dh: product rule, with d(1 - h^2) = -2 h h_dot
-            da_x_dot[...] = (1 - c.h * c.h) * dh_dot - 2 * c.h * c_dot.h * dh
-        else:
-            da_x_dot[...] = (c.h > 0) * dh_dot  # relu'' = 0 almost everywhere
-        # dh_prev = da W_hh: product rule
-        return (da_x_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot,)

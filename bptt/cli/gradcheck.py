@@ -13,16 +13,13 @@ import time
 import click
 import numpy as np
 
-from .. import GRU, LSTM, RNN, backward, backward_checkpointed, forward, forward_checkpointed, rtrl
+from ..cells import RNN
+from ..cells.registry import CELL_NAMES, make_cell
+from ..core.unroll import backward, forward
+from ..modes.checkpointing import backward_checkpointed, forward_checkpointed
 from ..modes.finite_diff import central_difference, relative_error
+from ..modes.rtrl import rtrl
 from . import cli
-
-CELL_CHOICES = {
-    "rnn": lambda D, H, seed: RNN(D, H, "tanh", seed=seed),
-    "rnn-relu": lambda D, H, seed: RNN(D, H, "relu", seed=seed),
-    "lstm": lambda D, H, seed: LSTM(D, H, seed=seed),
-    "gru": lambda D, H, seed: GRU(D, H, seed=seed),
-}
 
 
 def chunk_starts(cell, xs, chunks):
@@ -54,7 +51,7 @@ reverse_mode = _swept(forward, backward)
 checkpointed_mode = _swept(forward_checkpointed, backward_checkpointed)
 
 
-def forward_mode(cell, xs, targets, chunks, starts):
+def rtrl_mode(cell, xs, targets, chunks, starts):
     """RTRL, fed the loss gradient online: step t's dL/dh_t as soon as h_t exists."""
     total = {name: np.zeros_like(p) for name, p in cell.params.items()}
     scale = 2.0 / targets.size
@@ -115,7 +112,7 @@ CELL_HELP = "Cell to check (rnn is the tanh RNN)."
 
 
 @cli.command()
-@click.option("--cell", "cell_name", type=click.Choice(sorted(CELL_CHOICES)), default="lstm",
+@click.option("--cell", "cell_name", type=click.Choice(CELL_NAMES), default="lstm",
               show_default=True, help=CELL_HELP)
 @click.option("--hidden", type=click.IntRange(min=1), default=8, show_default=True,
               help="Hidden size H.")
@@ -142,10 +139,14 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
     torch_installed = importlib.util.find_spec("torch") is not None
     if use_torch and not torch_installed:
         raise click.UsageError("--torch asked for, but torch is not installed (pip install torch==2.13.0)")
+    torch_declined = use_torch is False and torch_installed
     use_torch = torch_installed if use_torch is None else use_torch
+    if truncate is not None and truncate > seq_len:
+        raise click.BadParameter(f"{truncate} is longer than the sequence (--seq-len {seq_len}): there "
+                                 "is nothing to cut", param_hint="--truncate")
 
     rng = np.random.default_rng(seed)
-    cell = CELL_CHOICES[cell_name](input_size, hidden, seed)
+    cell = make_cell(cell_name, input_size, hidden, seed=seed)
     xs = rng.standard_normal((seq_len, batch, input_size))
     targets = rng.standard_normal((seq_len, batch, hidden))
     k = truncate or seq_len
@@ -157,7 +158,7 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
     modes = [
         ("reverse (BPTT)", reverse_mode),
         ("reverse, checkpointed", checkpointed_mode),
-        ("forward (RTRL)", forward_mode),
+        ("forward (RTRL)", rtrl_mode),
         ("finite differences", finite_differences),
     ]
     if use_torch:
@@ -182,8 +183,10 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
             if not error <= tol:  # NaN fails too
                 failed.append(label)
         click.echo(f"{label:<24}{error_text:>27}{elapsed * 1e3:>9.1f} ms")
-    if not use_torch:
-        click.echo("(PyTorch not included: install torch==2.13.0 or drop --no-torch)")
+    if torch_declined:
+        click.echo("(PyTorch not included: --no-torch)")
+    elif not use_torch:
+        click.echo("(PyTorch not included: it is not installed; pip install torch==2.13.0 adds it)")
     if failed:
         click.echo(f"FAIL: {', '.join(failed)} above tolerance {tol:g}")
         raise SystemExit(1)

@@ -7,8 +7,8 @@ and a gradient that flows back from step T to step t is multiplied by the produc
 
     ds_T / ds_t = J_T J_{T-1} ... J_{t+1}.
 
-Everything here is built from the cell's own `recurrent_backward`, the same code the reverse sweep
-runs: feeding it a vector v (dL/ds_t) returns v J_t, the action of the step Jacobian on a row vector.
+Everything here is built from the cell's vector-Jacobian step (`bptt.core.step.vjp_step`, the same
+fast path the reverse sweep runs): feeding it a vector v (dL/ds_t) returns v J_t, the action of the step Jacobian on a row vector.
 So the products are accumulated row by row (R <- R J_t), never as a stack of T matrices, and the
 step Jacobian itself is formed only when asked for (Lyapunov exponents need J_t Q).
 
@@ -29,27 +29,15 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from ..cells.cell import Cell
-from .unroll import Tape
+from .step import vjp_step
+from .unroll import Tape, check_tape
 
 PARTS = ("state", "h")
 
-# Pascanu et al. 2013: gamma bounds the derivative of the non-linearity (tanh' <= 1, sigmoid' <= 1/4).
-GATE_GAMMAS = {
-    "RNN": (("h", 1.0),),
-    "LSTM": (("i", 0.25), ("f", 0.25), ("g", 1.0), ("o", 0.25)),
-    "GRU": (("r", 0.25), ("z", 0.25), ("n", 1.0)),
-}
 
-
-def state_size(cell: Cell) -> int:
+def state_size(cell) -> int:
     """S: H for RNN and GRU, 2H for LSTM's (h, c)."""
     return len(cell.state_fields) * cell.hidden_size
-
-
-def _check_tape(cell: Cell, tape) -> None:
-    if not isinstance(tape, Tape) or not isinstance(tape.caches, cell.Cache):
-        raise ValueError(f"tape must come from bptt.forward with this {type(cell).__name__}")
 
 
 def _check_part(part: str) -> None:
@@ -58,41 +46,38 @@ def _check_part(part: str) -> None:
 
 
 # ----------------------------------------------------------------- the action of one step Jacobian
-def step_vjp(cell: Cell, cache, rows: np.ndarray) -> np.ndarray:
+def step_vjp(cell, cache, rows: np.ndarray) -> np.ndarray:
     """rows (N, K, S) of vectors v, one set per sequence -> (N, K, S) v J_t, with J_t = ds_t/ds_{t-1}.
 
     `cache` is one step's cache (e.g. `tape.step(t)`); its batch is repeated K times so that every
-    row runs through `recurrent_backward` as if it were a sequence of its own.
+    row runs through the vector-Jacobian step as if it were a sequence of its own.
     """
     N, K, S = rows.shape
     H = cell.hidden_size
     tiled = type(cache)(*(np.repeat(field, K, axis=0) for field in cache))
     flat = rows.reshape(N * K, S)
     dstate = tuple(np.ascontiguousarray(flat[:, i * H : (i + 1) * H]) for i in range(S // H))
-    GH = cell.gates * H
-    da_x = np.empty((N * K, GH), cell.dtype)
-    da_h = np.empty_like(da_x) if cell.separate_hidden_gradient else da_x
-    dprev = cell.recurrent_backward(tiled, dstate, da_x, da_h)
+    dprev = vjp_step(cell, tiled, dstate).dstate_prev
     return np.concatenate(dprev, axis=1).reshape(N, K, S)
 
 
-def step_jacobians(cell: Cell, cache) -> np.ndarray:
+def step_jacobians(cell, cache) -> np.ndarray:
     """J_t = ds_t / ds_{t-1} for every sequence of one step's cache: (N, S, S), row i = e_i J_t."""
-    N, S = cache.x.shape[0], state_size(cell)
+    N, S = cell.state_after(cache)[0].shape[0], state_size(cell)
     eye = np.broadcast_to(np.eye(S, dtype=cell.dtype), (N, S, S))
     return step_vjp(cell, cache, np.ascontiguousarray(eye))
 
 
 # ----------------------------------------------------------------- products through time
-def iter_jacobian_products(cell: Cell, tape: Tape, part: str = "state") -> Iterator[tuple[int, np.ndarray]]:
+def iter_jacobian_products(cell, tape: Tape, part: str = "state") -> Iterator[tuple[int, np.ndarray]]:
     """Yield (t, P_t) for t = T-1 down to 0, with P_t = d s_{T-1} / d s_t (N, S, S) for part="state"
     or d h_{T-1} / d h_t (N, H, H) for part="h" (LSTM; the same as "state" for RNN and GRU).
 
     One (N, K, S) block of rows is carried back through the steps; nothing of size T is stored.
     """
-    _check_tape(cell, tape)
+    check_tape(cell, tape)
     _check_part(part)
-    T, N = tape.caches.x.shape[:2]
+    T, N = len(tape), tape.batch_size
     S, H = state_size(cell), cell.hidden_size
     K = S if part == "state" else H
     rows = np.zeros((N, K, S), cell.dtype)
@@ -110,13 +95,13 @@ class JacobianNorms(NamedTuple):
     frobenius: np.ndarray
 
 
-def jacobian_norms(cell: Cell, tape: Tape, part: str = "state") -> JacobianNorms:
+def jacobian_norms(cell, tape: Tape, part: str = "state") -> JacobianNorms:
     """||d s_{T-1} / d s_t|| for every t and sequence, spectral (largest singular value) and Frobenius.
 
     See the module docstring for `part`. The spectral norm takes one small SVD (S x S) per (t, n).
     """
-    _check_tape(cell, tape)
-    T, N = tape.caches.x.shape[:2]
+    check_tape(cell, tape)
+    T, N = len(tape), tape.batch_size
     spectral = np.empty((T, N))
     frobenius = np.empty((T, N))
     for t, product in iter_jacobian_products(cell, tape, part):
@@ -158,25 +143,22 @@ def recurrent_bound(weight: np.ndarray, gamma: float = 1.0, name: str = "W_hh") 
     return RecurrentBound(name, radius, lambda_1, float(gamma), 1.0 / gamma)
 
 
-def recurrent_bounds(cell: Cell) -> list[RecurrentBound]:
+def recurrent_bounds(cell) -> list[RecurrentBound]:
     """`recurrent_bound` for each gate's H x H block of cell.params["weight_hh"], in PyTorch's order.
 
     The theorem is stated for the RNN; for LSTM and GRU each block's numbers say how strongly that
-    gate's pre-activation feeds back, not a bound on the whole step Jacobian.
+    gate's pre-activation feeds back, not a bound on the whole step Jacobian. Gamma is each gate's
+    `cell.gate_slope_bounds` entry: 1 for tanh, 1/4 for sigmoid (Pascanu et al. 2013).
     """
-    kind = type(cell).__name__
-    if kind not in GATE_GAMMAS:
-        raise ValueError(f"no gate layout known for {kind}; expected one of {sorted(GATE_GAMMAS)}")
-    H = cell.hidden_size
-    W = cell.params["weight_hh"]
+    H, W = cell.hidden_size, cell.params["weight_hh"]
     return [
         recurrent_bound(W[k * H : (k + 1) * H], gamma, name=f"W_h{gate}")
-        for k, (gate, gamma) in enumerate(GATE_GAMMAS[kind])
+        for k, (gate, gamma) in enumerate(zip(cell.gate_names, cell.gate_slope_bounds))
     ]
 
 
 # ----------------------------------------------------------------- Lyapunov spectrum
-def lyapunov_spectrum(cell: Cell, tape: Tape, warmup: int = 0) -> np.ndarray:
+def lyapunov_spectrum(cell, tape: Tape, warmup: int = 0) -> np.ndarray:
     """Lyapunov exponents (N, S) of the forward dynamics along each sequence of `tape`, sorted from
     largest to smallest, in nats per step.
 
@@ -185,8 +167,8 @@ def lyapunov_spectrum(cell: Cell, tape: Tape, warmup: int = 0) -> np.ndarray:
     The largest one is the rate at which ||d s_T / d s_t|| grows (> 0) or shrinks (< 0) per step.
     A step Jacobian with a zero direction (e.g. dead relu units) gives -inf.
     """
-    _check_tape(cell, tape)
-    T, N = tape.caches.x.shape[:2]
+    check_tape(cell, tape)
+    T, N = len(tape), tape.batch_size
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < T:
         raise ValueError(f"warmup must be an integer in [0, T-1={T - 1}], got {warmup!r}")
     S = state_size(cell)

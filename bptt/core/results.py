@@ -1,4 +1,4 @@
-"""What every result object shares: fields by name, unpacking like a tuple, and a one-line repr that
+"""What every result object shares: fields by name, unpacking and indexing like a tuple, and a one-line repr that
 names shapes instead of printing arrays.
 
 The convention for every gradient method: a derivative with respect to the parameters is a dict
@@ -29,10 +29,14 @@ def describe(value) -> str:
 
 
 class Result:
-    """Mixin for result dataclasses: `a, b = result` unpacks the fields in order, repr is one line."""
+    """Mixin for result dataclasses: `a, b = result` unpacks the fields in order and `result[i]` is
+    the i-th field, as for the tuples these results once were; repr is one line."""
 
     def __iter__(self):
         return iter(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+    def __getitem__(self, index):
+        return tuple(self)[index]
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}={describe(getattr(self, f.name))}" for f in dataclasses.fields(self))

@@ -140,13 +140,7 @@ def window_gradients(
 
 def state_at(cell: Cell, tape: Tape, state0, offset: int):
     """A copy of the state after `offset` steps of the window on `tape` (offset 0: its start state)."""
-    if offset == 0:
-        parts = cell.unpack_state(state0) if state0 is not None else cell.unpack_state(
-            cell.initial_state(tape.caches.x.shape[1])
-        )
-    else:
-        parts = cell.state_after(Cell.cache_at(tape.caches, offset - 1))
-    return cell.pack_state(tuple(np.array(p, copy=True) for p in parts))
+    return tape.state_at(offset)
 
 
 class TBPTTGradient(NamedTuple):

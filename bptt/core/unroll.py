@@ -1,76 +1,75 @@
-"""Run a cell over a sequence and sweep back through time.
+"""Run a cell over a sequence, and sweep back through time.
 
-`forward` and `backward` are the fast path: the input projection for all T steps is one matrix
-product before the loop, the loop holds only the recurrent product and the non-linearities, and the
-weight gradients are one matrix product each after the sweep. They rely on the cell's sequence
-contract (`allocate`, `recurrent_forward`, `recurrent_backward`, `parameter_gradients`,
-`input_gradients`) and know nothing else about it.
+`forward` runs the cell's Sequence one step at a time and keeps it as the tape; `backward` runs its
+reverse Sweep from the last step to the first, carrying dL/dstate and adding each step's own loss
+gradient as it goes. Both know the cell only through the contract in `sequence.py`: the built-in
+cells bring a fast path there, any other cell runs its plain step pair.
 
-`forward_stepwise` and `backward_stepwise` are the reference: a plain loop over the per-step API
-(`step_forward`, `step_backward`) that accumulates the shared weights' gradients with `+=`. Both
-paths agree to float64 round-off.
+`forward_stepwise` and `backward_stepwise` are the reference: a plain loop over the cell's plain step
+pair (`step_forward`, `step_backward`) that accumulates the shared weights' gradients with +=,
+nothing of the fast path. A test keeps the two equal to float64 round-off.
 
 Letters: T time, N batch, D input size, H hidden size.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
-from ..cells.cell import Cell
 from .checks import check_array
 from .results import Result
+from .scratch import scratch
+from .sequence import Sequence
 
 
-@dataclass
+@dataclass(frozen=True, repr=False)
 class Tape:
-    """What the reverse sweep needs from one forward pass.
+    """What the reverse sweep needs from one forward pass: the cell's Sequence, run to the end.
 
-    caches: the cell's Cache with a leading time axis on every field (`step(t)` gives step t's).
-    final_state: the state after the last step (array, or tuple for LSTM).
+    `step(t)` is step t's cache as `cell.step_forward` would have returned it.
     """
 
-    caches: NamedTuple
-    final_state: object
+    cell: object
+    sequence: Sequence
 
     def __len__(self) -> int:
-        return len(self.caches.x)
+        return self.sequence.T
 
-    def step(self, t: int) -> NamedTuple:
-        """The cache of step t, as `cell.step_forward` would have returned it (views, no copy)."""
-        return Cell.cache_at(self.caches, t)
+    @property
+    def batch_size(self) -> int:
+        return self.sequence.N
+
+    def step(self, t: int):
+        """The cache of step t (views into the tape, no copy)."""
+        return self.sequence.cache(t)
 
     @property
     def hs(self) -> np.ndarray:
         """(T, N, H) hidden states h_1 .. h_T."""
-        return self.caches.h
+        return self.sequence.outputs
+
+    @property
+    def final_state(self):
+        """The state after the last step (an array, or a tuple for LSTM)."""
+        return self.cell.pack_state(self.sequence.state(len(self)))
 
     def state_at(self, k: int):
         """A copy of the state after the first k steps (k = 0: the start state), packed like a state."""
-        if k == 0:
-            parts = (self.caches.h_prev[0],) + tuple(getattr(self.caches, f)[0] for f in
-                                                     type(self.caches)._fields if f in ("c_prev",))
-        else:
-            parts = (self.caches.h[k - 1],) + tuple(getattr(self.caches, f)[k - 1] for f in
-                                                    type(self.caches)._fields if f == "c")
-        parts = tuple(np.array(p, copy=True) for p in parts)
-        return parts[0] if len(parts) == 1 else parts
+        return self.cell.pack_state(tuple(np.array(part, copy=True) for part in self.sequence.state(k)))
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the tape, each underlying buffer counted once (inputs included)."""
-        seen: dict[int, int] = {}
-        for field in self.caches:
-            base = field if field.base is None else field.base
-            seen[id(base)] = base.nbytes
-        return sum(seen.values())
+        return self.sequence.nbytes
+
+    def __repr__(self) -> str:
+        return (f"Tape({type(self.cell).__name__}, T={len(self)}, N={self.batch_size}, "
+                f"{self.nbytes / 2**20:.2f} MiB)")
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, repr=False)
 class Gradients(Result):
     """Result of a reverse sweep.
 
@@ -87,114 +86,44 @@ class Gradients(Result):
     dh_norms: np.ndarray
 
 
-class _ScratchArrays(threading.local):
-    """The reverse sweep's work arrays, kept from one call to the next (per thread).
-
-    A freshly allocated array of a few MB is returned to the OS when freed, so every call paid a
-    page fault per 4 KB on first touch: about 1000 faults per backward at (T, N, H) = (100, 32, 64).
-    Arrays above MAX_BYTES are not kept: there the products dominate and memory matters more.
-    """
-
-    MAX_BYTES = 64 * 2**20
-
-    def __init__(self):
-        self.arrays: dict[str, np.ndarray] = {}
-
-    def get(self, role: str, shape: tuple, dtype) -> np.ndarray:
-        """An uninitialised array; valid until the next `get` of the same role in this thread."""
-        array = self.arrays.pop(role, None)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = np.empty(shape, dtype)
-        if array.nbytes <= self.MAX_BYTES:
-            self.arrays[role] = array
-        return array
-
-
-_scratch = _ScratchArrays()
-
-
-def _steps(caches: NamedTuple) -> list:
-    """Every step's cache (views into the time-stacked one), built in one pass."""
-    return list(map(type(caches)._make, zip(*caches)))
-
-
-def _initial_parts(cell: Cell, state0, batch_size: int) -> tuple:
-    if state0 is None:
-        return cell.unpack_state(cell.initial_state(batch_size))
-    return cell.check_state(state0, batch_size, name="state0")
-
-
-def forward(cell: Cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
+def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
     """Run `cell` over xs (T, N, D) from state0 (zeros if None). Returns (hs (T, N, H), tape).
 
-    hs is a view into the tape: copy it before modifying it in place.
+    xs is cast to the cell's dtype. hs is a view into the tape: copy it before modifying it in place.
     """
     cell.check_params()
     xs = cell.check_inputs(xs)
-    caches = cell.allocate(xs, _initial_parts(cell, state0, xs.shape[1]))
-    work = cell.workspace(xs.shape[1])
+    sequence = cell.sequence(xs, cell.start_state(state0, xs.shape[1]))
     with np.errstate(over="ignore"):  # exp-based activations reach their limits through inf
-        for step in _steps(caches):
-            cell.recurrent_forward(step, work)
-    final = cell.pack_state(cell.state_after(Cell.cache_at(caches, -1)))
-    return caches.h, Tape(caches, final)
+        for t in range(len(xs)):
+            sequence.step(t)
+    return sequence.outputs, Tape(cell, sequence)
 
 
-def _check_backward_inputs(cell: Cell, T: int, N: int, dhs, dstate_final):
-    H = cell.hidden_size
-    if dhs is not None:
-        dhs = check_array("dhs", dhs, (T, N, H), cell.dtype, names=("T", "N", "H"))
-    if dstate_final is None:
-        carry = tuple(np.zeros((N, H), cell.dtype) for _ in cell.state_fields)
-    else:
-        carry = cell.check_state(dstate_final, N, name="dstate_final")
-    return dhs, carry
-
-
-def backward(cell: Cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
+def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
     """Reverse sweep over `tape`. dhs (T, N, H): dL/dh_t from the loss at each step (None: zeros).
 
     dstate_final: an extra gradient on the final state (array, or (dh, dc) for LSTM).
     """
-    if not isinstance(tape, Tape) or not isinstance(tape.caches, cell.Cache):
-        raise ValueError(f"tape must come from bptt.forward with this {type(cell).__name__}")
-    caches = tape.caches
-    T, N = caches.x.shape[:2]
-    dhs, carry = _check_backward_inputs(cell, T, N, dhs, dstate_final)
-    H, GH = cell.hidden_size, cell.gates * cell.hidden_size
-    da_x = _scratch.get("da_x", (T, N, GH), cell.dtype)
-    da_h = _scratch.get("da_h", (T, N, GH), cell.dtype) if cell.separate_hidden_gradient else da_x
-    local = cell.local_gradients(caches, da_x, da_h)  # what does not depend on dL/dstate, all T at once
-    local_steps = list(zip(*local)) if local else [()] * T
-    steps = _steps(caches)
-    work = cell.workspace(N)
-    # dh[t + 1] is the total dL/dh_t (the loss at step t plus what flowed back from step t+1); each
-    # step writes dL/dh_{t-1} into dh[t], and dh[0] ends as dL/dh_0
-    dh = _scratch.get("dh", (T + 1, N, H), cell.dtype)
-    dh[T] = carry[0]
+    check_tape(cell, tape)
+    T, N, H = len(tape), tape.batch_size, cell.hidden_size
+    dhs, dstate = check_backward_inputs(cell, T, N, dhs, dstate_final)
+    sweep = tape.sequence.reverse()
+    dh = scratch.get("dh", (T + 1, N, H), cell.dtype)  # dh[t + 1] becomes the total dL/dh_t
+    dh[T] = dstate[0]
     for t in range(T - 1, -1, -1):
         if dhs is not None:
-            dh[t + 1] += dhs[t]
-        dh_prev = dh[t]
-        carry = cell.recurrent_backward(
-            steps[t], (dh[t + 1], *carry[1:]), da_x[t], da_h[t], local_steps[t], dh_prev, work
-        )
-        if carry[0] is not dh_prev:  # a cell that returns dL/dh_prev instead of writing it
-            dh_prev[...] = carry[0]
-    flat = dh[1:].reshape(T, -1)
-    dh_norms = np.sqrt(np.einsum("ti,ti->t", flat, flat)).astype(np.float64)
-    return Gradients(
-        params=cell.parameter_gradients(caches.x, caches.h_prev, da_x, da_h),
-        dxs=cell.input_gradients(da_x),
-        dstate0=cell.pack_state(tuple(part.copy() for part in carry)),
-        dh_norms=dh_norms,
-    )
+            dh[t + 1] += dhs[t]  # step t's own loss joins what flowed back from step t + 1
+        dstate = sweep.step(t, (dh[t + 1], *dstate[1:]), out=dh[t])  # dL/dh_{t-1} lands in dh[t]
+    params, dxs = sweep.gradients()
+    dstate0 = cell.pack_state(tuple(part.copy() for part in dstate))
+    return Gradients(params, dxs, dstate0, frobenius_norms(dh[1:]))
 
 
-def forward_stepwise(cell: Cell, xs, state0=None) -> tuple[np.ndarray, list, object]:
+def forward_stepwise(cell, xs, state0=None) -> tuple[np.ndarray, list, object]:
     """Reference forward: `step_forward` T times. Returns (hs (T, N, H), [cache_t], final_state)."""
     xs = cell.check_inputs(xs)
-    state = cell.pack_state(_initial_parts(cell, state0, xs.shape[1]))
+    state = cell.pack_state(cell.start_state(state0, xs.shape[1]))
     hs, caches = [], []
     for x in xs:
         state, cache = cell.step_forward(x, state)
@@ -203,10 +132,13 @@ def forward_stepwise(cell: Cell, xs, state0=None) -> tuple[np.ndarray, list, obj
     return np.stack(hs), caches, state
 
 
-def backward_stepwise(cell: Cell, caches: list, dhs, dstate_final=None) -> Gradients:
-    """Reference reverse sweep over `step_backward`, accumulating shared-weight gradients with +=."""
+def backward_stepwise(cell, caches: list, dhs, dstate_final=None) -> Gradients:
+    """Reference reverse sweep over `step_backward`, accumulating shared-weight gradients with +=.
+
+    caches: the list `forward_stepwise` returns; dhs (T, N, H) or None; dstate_final as in `backward`.
+    """
     T, N = len(caches), caches[0].x.shape[0]
-    dhs, carry = _check_backward_inputs(cell, T, N, dhs, dstate_final)
+    dhs, carry = check_backward_inputs(cell, T, N, dhs, dstate_final)
     grads = {name: np.zeros_like(p) for name, p in cell.params.items()}
     dxs = np.empty((T, N, cell.input_size), cell.dtype)
     dh_norms = np.empty(T)
@@ -218,3 +150,26 @@ def backward_stepwise(cell: Cell, caches: list, dhs, dstate_final=None) -> Gradi
         for name, g in step_grads.items():
             grads[name] += g  # the weights are shared across time: their gradients add up
     return Gradients(grads, dxs, cell.pack_state(carry), dh_norms)
+
+
+# ----------------------------------------------------------------- checks shared by the sweeps
+def check_tape(cell, tape) -> None:
+    """Raise ValueError unless `tape` came from `bptt.forward` with this very cell."""
+    if not isinstance(tape, Tape) or tape.cell is not cell:
+        raise ValueError(f"tape must come from bptt.forward with this {type(cell).__name__}")
+
+
+def check_backward_inputs(cell, T: int, N: int, dhs, dstate_final) -> tuple:
+    """dhs checked as (T, N, H) (or None) and dstate_final's parts (zeros when None)."""
+    H = cell.hidden_size
+    if dhs is not None:
+        dhs = check_array("dhs", dhs, (T, N, H), cell.dtype, names=("T", "N", "H"))
+    if dstate_final is None:
+        return dhs, tuple(np.zeros((N, H), cell.dtype) for _ in cell.state_fields)
+    return dhs, cell.check_state(dstate_final, N, name="dstate_final")
+
+
+def frobenius_norms(arrays: np.ndarray) -> np.ndarray:
+    """(T, ...) -> (T,) the Frobenius norm of each arrays[t], in float64."""
+    flat = arrays.reshape(len(arrays), -1)
+    return np.sqrt(np.einsum("ti,ti->t", flat, flat)).astype(np.float64)

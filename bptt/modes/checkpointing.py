@@ -18,24 +18,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells.cell import Cell
 from ..core.checks import check_positive_int
-from ..core.unroll import Gradients, _check_backward_inputs, _initial_parts, backward, forward
+from ..core.unroll import Gradients, backward, check_backward_inputs, forward
 
 
-@dataclass
+@dataclass(frozen=True, repr=False)
 class CheckpointTape:
     """What the checkpointed reverse sweep needs.
 
     xs: (T, N, D) the inputs; every: segment length k; checkpoints[s]: the state (tuple of (N, H)
-    arrays) before step s*k; final_state: the state after the last step.
+    arrays) before step s*k; final_state: the state after the last step; cell: the cell that ran.
     """
 
     xs: np.ndarray
     every: int
     checkpoints: list
     final_state: object
-    cell_type: type
+    cell: object
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -45,13 +44,17 @@ class CheckpointTape:
         """Bytes held between the passes: the checkpoints plus the inputs (counted like `Tape.nbytes`)."""
         return self.xs.nbytes + sum(part.nbytes for state in self.checkpoints for part in state)
 
+    def __repr__(self) -> str:
+        return (f"CheckpointTape({type(self.cell).__name__}, T={len(self)}, every={self.every}, "
+                f"{len(self.checkpoints)} checkpoints, {self.nbytes / 2**20:.2f} MiB)")
+
 
 def default_every(T: int) -> int:
     """k = round(sqrt(T)): balances T/k checkpoints against one segment of k caches."""
     return max(1, round(math.sqrt(T)))
 
 
-def forward_checkpointed(cell: Cell, xs, state0=None, every: int | None = None):
+def forward_checkpointed(cell, xs, state0=None, every: int | None = None):
     """Like `bptt.forward`, keeping one state every `every` steps (default round(sqrt(T))).
 
     xs (T, N, D). Returns (hs (T, N, H), CheckpointTape).
@@ -60,7 +63,7 @@ def forward_checkpointed(cell: Cell, xs, state0=None, every: int | None = None):
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape
     every = default_every(T) if every is None else check_positive_int("every", every)
-    state = cell.pack_state(_initial_parts(cell, state0, N))
+    state = cell.pack_state(cell.start_state(state0, N))
     hs = np.empty((T, N, cell.hidden_size), cell.dtype)
     checkpoints = []
     for start in range(0, T, every):
@@ -68,19 +71,19 @@ def forward_checkpointed(cell: Cell, xs, state0=None, every: int | None = None):
         hs[start : start + every], segment = forward(cell, xs[start : start + every], state)
         # copy: the final state is a view into the segment's tape, which is dropped here
         state = cell.pack_state(tuple(part.copy() for part in cell.unpack_state(segment.final_state)))
-    return hs, CheckpointTape(xs, every, checkpoints, state, type(cell))
+    return hs, CheckpointTape(xs, every, checkpoints, state, cell)
 
 
-def backward_checkpointed(cell: Cell, tape: CheckpointTape, dhs, dstate_final=None) -> Gradients:
+def backward_checkpointed(cell, tape: CheckpointTape, dhs, dstate_final=None) -> Gradients:
     """Reverse sweep over a CheckpointTape; same arguments and result as `bptt.backward`.
 
     dhs (T, N, H): dL/dh_t from the loss at each step (None: zeros).
     """
-    if not isinstance(tape, CheckpointTape) or tape.cell_type is not type(cell):
+    if not isinstance(tape, CheckpointTape) or tape.cell is not cell:
         raise ValueError(f"tape must come from forward_checkpointed with this {type(cell).__name__}")
     xs = tape.xs
     T, N, _ = xs.shape
-    dhs, carry = _check_backward_inputs(cell, T, N, dhs, dstate_final)
+    dhs, carry = check_backward_inputs(cell, T, N, dhs, dstate_final)
     grads = {name: np.zeros_like(p) for name, p in cell.params.items()}
     dxs = np.empty_like(xs)
     dh_norms = np.empty(T)

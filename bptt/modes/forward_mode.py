@@ -3,22 +3,25 @@
 For a tangent (theta_dot, xs_dot, state0_dot) on the parameters, inputs and initial state, `jvp`
 returns every h_t together with its directional derivative h_t_dot = J_t (theta_dot, xs_dot,
 state0_dot). The tangent is pushed through each step right after the step itself (the cell's
-`recurrent_tangent` rules), so nothing is kept from earlier steps: memory does not grow with T.
+`step_tangent` rule), so nothing is kept from earlier steps: memory does not grow with T.
 
 Letters: T time, N batch, D input size, H hidden size.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells.cell import Cell
 from ..core.checks import check_array
+from ..core.results import Result
+from ..core.step import forward_step
+from .common import affine_tangents, check_param_tangents
 
 
-class JVPResult(NamedTuple):
+@dataclass(frozen=True, repr=False)
+class JVPResult(Result):
     """hs (T, N, H); hs_dot (T, N, H) their tangents; final_state and its tangent (tuples for LSTM)."""
 
     hs: np.ndarray
@@ -27,25 +30,7 @@ class JVPResult(NamedTuple):
     final_state_dot: object
 
 
-def check_param_tangents(cell: Cell, tangents) -> dict:
-    """Validate a dict of parameter tangents (any subset of `cell.params` keys; missing means zero)."""
-    if tangents is None:
-        return {}
-    if not isinstance(tangents, dict):
-        raise ValueError(f"tangents must be a dict keyed like cell.params, got {type(tangents).__name__}")
-    shapes = cell.param_shapes()
-    unknown = set(tangents) - set(shapes)
-    if unknown:
-        raise ValueError(
-            f"unknown parameter tangents {sorted(unknown)}; expected keys among {sorted(shapes)}"
-        )
-    return {
-        name: check_array(f"tangents[{name!r}]", value, shapes[name], cell.dtype)
-        for name, value in tangents.items()
-    }
-
-
-def jvp(cell: Cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_tangent=None) -> JVPResult:
+def jvp(cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_tangent=None) -> JVPResult:
     """Directional derivative of every h_t, computed alongside the forward pass with no tape.
 
     xs (T, N, D); state0 as from `cell.initial_state` (zeros if None); tangents: dict keyed like
@@ -60,8 +45,7 @@ def jvp(cell: Cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_t
         xs_dot = np.zeros_like(xs)
     else:
         xs_dot = check_array("xs_tangent", xs_tangent, xs.shape, cell.dtype, names=("T", "N", "D"))
-    state = (cell.unpack_state(cell.initial_state(N)) if state0 is None
-             else cell.check_state(state0, N, name="state0"))
+    state = cell.start_state(state0, N)
     if state0_tangent is None:
         state_dot = tuple(np.zeros_like(part) for part in state)
     else:
@@ -70,11 +54,9 @@ def jvp(cell: Cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_t
     hs = np.empty((T, N, cell.hidden_size), cell.dtype)
     hs_dot = np.empty_like(hs)
     for t in range(T):
-        # a one-step cache, dropped after the step: forward mode keeps no tape
-        c = Cell.cache_at(cell.allocate(xs[t : t + 1], state), 0)
-        cell.recurrent_forward(c)
-        c_dot = cell.new_tangent_cache(c, xs_dot[t], state_dot)
-        cell.recurrent_tangent(c, c_dot, *cell.affine_tangents(c, c_dot, params_dot))
-        state, state_dot = cell.state_after(c), cell.state_after(c_dot)
+        state, cache = forward_step(cell, xs[t], state)  # a one-step cache, dropped after the step
+        a_x_dot, a_h_dot = affine_tangents(cell, cache, xs_dot[t], state_dot[0], params_dot)
+        cache_dot = cell.step_tangent(cache, xs_dot[t], state_dot, a_x_dot, a_h_dot)
+        state_dot = cell.state_after(cache_dot)
         hs[t], hs_dot[t] = state[0], state_dot[0]
     return JVPResult(hs, hs_dot, cell.pack_state(state), cell.pack_state(state_dot))

@@ -14,33 +14,25 @@ Letters: T time, N batch, D input size, H hidden size, G gates, P number of para
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells.cell import Cell
-from ..core.checks import check_array
+from ..core.results import Result
+from ..core.step import forward_step
+from .common import parameter_basis_tangents, step_loss_gradients, unflatten_params
 
 
-class RTRLResult(NamedTuple):
+@dataclass(frozen=True, repr=False)
+class RTRLResult(Result):
     """params: dL/dtheta keyed like `cell.params`; hs (T, N, H), or None with keep_hs=False; final_state."""
 
     params: dict
-    hs: np.ndarray
+    hs: np.ndarray | None
     final_state: object
 
 
-def unflatten_params(cell: Cell, flat: np.ndarray) -> dict:
-    """A flat (P,) vector, ordered like `cell.params`, as a dict of arrays in the parameters' shapes."""
-    out, off = {}, 0
-    for name, shape in cell.param_shapes().items():
-        size = int(np.prod(shape))
-        out[name] = flat[off : off + size].reshape(shape)
-        off += size
-    return out
-
-
-def rtrl(cell: Cell, xs, dhs, state0=None, dstate_final=None, *, keep_hs: bool = True) -> RTRLResult:
+def rtrl(cell, xs, dhs, state0=None, dstate_final=None, *, keep_hs: bool = True) -> RTRLResult:
     """The exact dL/dtheta for L = sum_t L_t(h_t) (+ a term on the final state), by RTRL.
 
     xs (T, N, D). dhs: dL_t/dh_t (T, N, H), or, to learn online, a callable (t, h_t) -> (N, H) asked
@@ -52,30 +44,21 @@ def rtrl(cell: Cell, xs, dhs, state0=None, dstate_final=None, *, keep_hs: bool =
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape
     H = cell.hidden_size
-    if not callable(dhs):
-        dhs = check_array("dhs", dhs, (T, N, H), cell.dtype, names=("T", "N", "H"))
-    state = (cell.unpack_state(cell.initial_state(N)) if state0 is None
-             else cell.check_state(state0, N, name="state0"))
+    loss_gradient = step_loss_gradients(cell, dhs, T, N)
+    state = cell.start_state(state0, N)
     P = cell.num_params
     sens = tuple(np.zeros((P, N, H), cell.dtype) for _ in state)  # d state_0 / d theta = 0
     grad = np.zeros(P, cell.dtype)
     hs = np.empty((T, N, H), cell.dtype) if keep_hs else None
     w_hh = cell.params["weight_hh"]
     for t in range(T):
-        c = Cell.cache_at(cell.allocate(xs[t : t + 1], state), 0)
-        cell.recurrent_forward(c)
-        a_x_dot, a_h_dot = cell.parameter_basis_tangents(c)  # the immediate term d state_t / d theta
+        state, cache = forward_step(cell, xs[t], state)
+        a_x_dot, a_h_dot = parameter_basis_tangents(cell, cache)  # the immediate term d state_t / d theta
         a_h_dot += sens[0] @ w_hh.T  # and through h_{t-1}: a_h = W_hh h_{t-1}
-        c_dot = cell.new_tangent_cache(c, None, sens, lead=(P,))
-        cell.recurrent_tangent(c, c_dot, a_x_dot, a_h_dot)
-        state, sens = cell.state_after(c), cell.state_after(c_dot)
+        sens = cell.state_after(cell.step_tangent(cache, None, sens, a_x_dot, a_h_dot))
         if keep_hs:
             hs[t] = state[0]
-        if callable(dhs):
-            dh = check_array(f"dhs({t}, h_t)", dhs(t, state[0].copy()), (N, H), cell.dtype, names=("N", "H"))
-        else:
-            dh = dhs[t]
-        grad += np.einsum("pnh,nh->p", sens[0], dh)  # dL_t/dtheta = dL_t/dh_t . dh_t/dtheta
+        grad += np.einsum("pnh,nh->p", sens[0], loss_gradient(t, state[0]))  # dL_t/dh_t . dh_t/dtheta
     if dstate_final is not None:
         for part, s in zip(cell.check_state(dstate_final, N, name="dstate_final"), sens):
             grad += np.einsum("pnh,nh->p", s, part)

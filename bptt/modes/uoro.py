@@ -18,35 +18,37 @@ Letters: T time, N batch, D input size, H hidden size, G gates, P parameters, S 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells.cell import Cell
 from ..core.checks import check_array
-from .rtrl import unflatten_params
+from ..core.results import Result
+from ..core.step import forward_step, vjp_step
+from .common import affine_tangents, step_loss_gradients, unflatten_params
 
 EPS = 1e-7  # keeps rho0, rho1 finite when a norm is zero (at t = 0, s~ = theta~ = 0)
 
 
-class UOROResult(NamedTuple):
+@dataclass(frozen=True, repr=False)
+class UOROResult(Result):
     """params: the gradient estimate keyed like `cell.params`; final_state."""
 
     params: dict
     final_state: object
 
 
-def per_sequence_parameter_gradients(cell: Cell, c, da_x, da_h) -> np.ndarray:
+def per_sequence_parameter_gradients(cache, da_x, da_h) -> np.ndarray:
     """dL/dtheta of one step for each sequence separately, flattened like `cell.params`: (N, P).
 
-    The same outer products as `Cell.parameter_gradients` (dW_ih = da_x^T x, dW_hh = da_h^T h_prev,
+    The outer products of the weight gradients (dW_ih = da_x^T x, dW_hh = da_h^T h_prev,
     db_ih = da_x, db_hh = da_h), without the sum over the batch.
     """
     N = da_x.shape[0]
     return np.concatenate(
         [
-            np.einsum("ng,nd->ngd", da_x, c.x).reshape(N, -1),
-            np.einsum("ng,nh->ngh", da_h, c.h_prev).reshape(N, -1),
+            np.einsum("ng,nd->ngd", da_x, cache.x).reshape(N, -1),
+            np.einsum("ng,nh->ngh", da_h, cache.h_prev).reshape(N, -1),
             da_x,
             da_h,
         ],
@@ -59,7 +61,7 @@ def _norms(parts: tuple) -> np.ndarray:
     return np.sqrt(sum(np.einsum("nh,nh->n", p, p) for p in parts))
 
 
-def uoro(cell: Cell, xs, dhs, state0=None, dstate_final=None, *, seed=None, signs=None) -> UOROResult:
+def uoro(cell, xs, dhs, state0=None, dstate_final=None, *, seed=None, signs=None) -> UOROResult:
     """One UORO estimate of dL/dtheta for L = sum_t L_t(h_t) (+ a term on the final state).
 
     xs (T, N, D); dhs: dL_t/dh_t (T, N, H) or a callable (t, h_t) -> (N, H), as for `bptt.rtrl`.
@@ -70,42 +72,31 @@ def uoro(cell: Cell, xs, dhs, state0=None, dstate_final=None, *, seed=None, sign
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape
     H, S = cell.hidden_size, len(cell.state_fields)
-    if not callable(dhs):
-        dhs = check_array("dhs", dhs, (T, N, H), cell.dtype, names=("T", "N", "H"))
+    loss_gradient = step_loss_gradients(cell, dhs, T, N)
     if signs is None:
         signs = np.random.default_rng(seed).choice(np.array([-1.0, 1.0], cell.dtype), size=(T, S, N, H))
     else:
         signs = check_array("signs", signs, (T, S, N, H), cell.dtype, names=("T", "S", "N", "H"))
         if not np.all(np.abs(signs) == 1):
             raise ValueError("signs must hold only +1 and -1")
-    state = (cell.unpack_state(cell.initial_state(N)) if state0 is None
-             else cell.check_state(state0, N, name="state0"))
+    state = cell.start_state(state0, N)
     s_tilde = tuple(np.zeros((N, H), cell.dtype) for _ in range(S))
     theta_tilde = np.zeros((N, cell.num_params), cell.dtype)
     grad = np.zeros(cell.num_params, cell.dtype)
-    GH = cell.gates * H
     for t in range(T):
-        c = Cell.cache_at(cell.allocate(xs[t : t + 1], state), 0)
-        cell.recurrent_forward(c)
-        # A s~: the step's jvp along s~ on the previous state, parameters held fixed
-        c_dot = cell.new_tangent_cache(c, np.zeros_like(c.x), s_tilde)
-        cell.recurrent_tangent(c, c_dot, *cell.affine_tangents(c, c_dot, {}))
-        a_s = cell.state_after(c_dot)
+        state, cache = forward_step(cell, xs[t], state)
+        # A s~: the step's jvp along s~ on the previous state, parameters and inputs held fixed
+        a_x_dot, a_h_dot = affine_tangents(cell, cache, None, s_tilde[0], {})
+        a_s = cell.state_after(cell.step_tangent(cache, None, s_tilde, a_x_dot, a_h_dot))
         # nu^T B: the step's vjp with cotangent nu, kept per sequence
         nu = tuple(signs[t, i] for i in range(S))
-        da_x = np.empty((N, GH), cell.dtype)
-        da_h = np.empty_like(da_x) if cell.separate_hidden_gradient else da_x
-        cell.recurrent_backward(c, nu, da_x, da_h)
-        nu_b = per_sequence_parameter_gradients(cell, c, da_x, da_h)
+        step = vjp_step(cell, cache, nu)
+        nu_b = per_sequence_parameter_gradients(cache, step.da_x, step.da_h)
         rho0 = np.sqrt((np.linalg.norm(theta_tilde, axis=1) + EPS) / (_norms(a_s) + EPS))[:, None]
         rho1 = np.sqrt((np.linalg.norm(nu_b, axis=1) + EPS) / (_norms(nu) + EPS))[:, None]
         s_tilde = tuple(rho0 * a + rho1 * v for a, v in zip(a_s, nu))
         theta_tilde = theta_tilde / rho0 + nu_b / rho1
-        state = cell.state_after(c)
-        if callable(dhs):
-            dh = check_array(f"dhs({t}, h_t)", dhs(t, state[0].copy()), (N, H), cell.dtype, names=("N", "H"))
-        else:
-            dh = dhs[t]
+        dh = loss_gradient(t, state[0])
         grad += np.einsum("n,np->p", np.einsum("nh,nh->n", dh, s_tilde[0]), theta_tilde)  # dL_t/dh_t S~_t
     if dstate_final is not None:
         weights = sum(np.einsum("nh,nh->n", w, s) for w, s in

@@ -1,0 +1,139 @@
+"""The contract between the unroller and a cell, for a whole batch of sequences.
+
+`bptt.forward` asks the cell for a `Sequence` (`cell.sequence(xs, state0)`), calls `step(t)` for
+t = 0 .. T-1 and keeps the Sequence as the tape. `bptt.backward` asks it for its reverse `Sweep` and
+calls `step(t, ...)` for t = T-1 .. 0, carrying dL/dstate, then collects the weight and input
+gradients. That is all the unroller knows: how a Sequence lays out its caches, which local
+derivatives its Sweep prepares for all T at once and how it forms the weight gradients is the
+cell's business (the built-in cells' fast paths are in bptt/cells/*_fast.py).
+
+A state is a tuple of (N, H) arrays whose first part is the step's output h_t (RNN, GRU: (h,);
+LSTM: (h, c)), as in PyTorch.
+
+`StepwiseSequence` is what a cell gets when it has no fast path of its own: its plain step pair, run
+one step at a time, with the shared weights' gradients accumulated with +=. A cell that writes only
+`step_forward` and `step_backward` works with bptt.forward / backward, truncation and training.
+
+Letters: T time, N batch, D input size, H hidden size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Sequence:
+    """One forward pass over xs (T, N, D) from state0 (a tuple of (N, H) arrays), step by step.
+
+    After `step(t)` for every t it is the tape: `outputs`, `state(k)` and `cache(t)` read it.
+    """
+
+    def __init__(self, cell, xs: np.ndarray, state0: tuple):
+        self.cell = cell
+        self.T, self.N = xs.shape[:2]
+
+    def step(self, t: int) -> None:
+        """Run step t (steps run in order, each once)."""
+        raise NotImplementedError
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """(T, N, H) the outputs h_t of every step."""
+        raise NotImplementedError
+
+    def state(self, k: int) -> tuple:
+        """The state after the first k steps (k = 0: state0), as a tuple of (N, H) arrays (views)."""
+        raise NotImplementedError
+
+    def cache(self, t: int):
+        """Step t's cache, as the cell's `step_forward` returns it."""
+        raise NotImplementedError
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tape holds, each buffer counted once."""
+        raise NotImplementedError
+
+    def reverse(self) -> "Sweep":
+        """The reverse sweep over this tape."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_cache(cls, cell, cache) -> "Sequence":
+        """A one-step Sequence whose step 0 has already run and left `cache` (for single steps)."""
+        raise NotImplementedError(f"{type(cell).__name__} has no fast path for single steps")
+
+
+class Sweep:
+    """The reverse sweep over one Sequence: one vector-Jacobian product per step, last step first."""
+
+    def step(self, t: int, dstate: tuple, out: np.ndarray) -> tuple:
+        """dL/dstate after step t (the total, its loss included) -> dL/dstate before step t.
+
+        The first part of the result, dL/dh_{t-1} (N, H), is written into `out` and returned as it;
+        later parts may be work arrays that the next call overwrites. `dstate` is not modified.
+        """
+        raise NotImplementedError
+
+    def preactivation_gradients(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dL/da_x, dL/da_h) of step t after `step(t)`, each (N, G*H): the gradients of the input
+        and recurrent projections a_x = x W_ih^T + b_ih, a_h = h_prev W_hh^T + b_hh."""
+        raise NotImplementedError("this sweep does not keep the pre-activation gradients")
+
+    def gradients(self) -> tuple[dict, np.ndarray]:
+        """After every step: (dL/dtheta keyed like `cell.params`, dL/dxs (T, N, D))."""
+        raise NotImplementedError
+
+
+class StepwiseSequence(Sequence):
+    """The plain step pair, one step at a time: the default for a cell without a fast path."""
+
+    def __init__(self, cell, xs, state0):
+        super().__init__(cell, xs, state0)
+        self.xs = xs
+        self.states = [tuple(state0)]
+        self.caches = []
+
+    def step(self, t):
+        state, cache = self.cell.step_forward(self.xs[t], self.cell.pack_state(self.states[t]))
+        self.states.append(self.cell.unpack_state(state))
+        self.caches.append(cache)
+
+    @property
+    def outputs(self):
+        return np.stack([state[0] for state in self.states[1:]])
+
+    def state(self, k):
+        return self.states[k]
+
+    def cache(self, t):
+        return self.caches[t]
+
+    @property
+    def nbytes(self):
+        arrays = {id(a): a.nbytes for c in self.caches for a in c if isinstance(a, np.ndarray)}
+        arrays.update({id(a): a.nbytes for state in self.states for a in state})
+        return sum(arrays.values())
+
+    def reverse(self):
+        return StepwiseSweep(self)
+
+
+class StepwiseSweep(Sweep):
+    """`step_backward` one step at a time; the shared weights' gradients add up with +=."""
+
+    def __init__(self, sequence: StepwiseSequence):
+        self.cell, self.caches = sequence.cell, sequence.caches
+        self.params = {name: np.zeros_like(p) for name, p in self.cell.params.items()}
+        self.dxs = np.empty(sequence.xs.shape, sequence.xs.dtype)
+
+    def step(self, t, dstate, out):
+        self.dxs[t], dstate_prev, grads = self.cell.step_backward(self.cell.pack_state(dstate), self.caches[t])
+        for name, g in grads.items():
+            self.params[name] += g  # the weights are shared across time: their gradients add up
+        parts = self.cell.unpack_state(dstate_prev)
+        out[...] = parts[0]
+        return (out, *parts[1:])
+
+    def gradients(self):
+        return self.params, self.dxs
