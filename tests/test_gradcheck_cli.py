@@ -107,3 +107,20 @@ def test_asking_for_torch_without_it_is_a_usage_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
     result = run("--torch")
     assert result.exit_code == 2 and "torch is not installed" in result.output
+
+
+def test_a_cut_longer_than_the_sequence_is_a_usage_error():
+    result = run("--cell", "rnn", "--truncate", "7", "--no-torch")  # SMALL has --seq-len 6
+    assert result.exit_code == 2
+    assert "Invalid value for --truncate: 7 is longer than the sequence (--seq-len 6)" in result.output
+    assert run("--cell", "rnn", "--truncate", "6", "--no-torch").exit_code == 0  # one cut: full BPTT
+
+
+def test_no_torch_says_why_pytorch_is_left_out():
+    result = run("--cell", "gru", "--no-torch")
+    assert result.exit_code == 0
+    if importlib.util.find_spec("torch") is not None:
+        assert "(PyTorch not included: --no-torch)" in result.output
+        assert "install" not in result.output
+    else:
+        assert "it is not installed; pip install torch==2.13.0 adds it" in result.output

@@ -15,7 +15,30 @@ from typing import Callable
 
 import numpy as np
 
+from ..cells.cell import Cell
 from ..core.checks import check_array
+from ..core.sequence import Sequence
+
+RULES = {
+    "step_tangent": "its forward-mode rule (step_tangent)",
+    "backward_tangent": "the R-operator of its backward step (backward_tangent)",
+    "single_steps": "a fast path with single steps (Sequence.from_cache)",
+}
+
+
+def require(cell, method: str, *needs: str) -> None:
+    """Raise NotImplementedError naming what `method` needs and `cell` does not define.
+
+    needs: keys of RULES. A cell written with the plain step pair only runs bptt.forward / backward;
+    the modes also need the rules they differentiate with.
+    """
+    for need in needs:
+        if need == "single_steps":
+            missing = cell.Sequence.from_cache.__func__ is Sequence.from_cache.__func__
+        else:
+            missing = getattr(type(cell), need) is getattr(Cell, need)
+        if missing:
+            raise NotImplementedError(f"{method} needs {RULES[need]}, which {type(cell).__name__} does not define")
 
 
 # ----------------------------------------------------------------- parameter vectors

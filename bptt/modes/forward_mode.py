@@ -17,7 +17,7 @@ import numpy as np
 from ..core.checks import check_array
 from ..core.results import Result
 from ..core.step import forward_step
-from .common import affine_tangents, check_param_tangents
+from .common import affine_tangents, check_param_tangents, require
 
 
 @dataclass(frozen=True, repr=False)
@@ -37,6 +37,7 @@ def jvp(cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_tangent
     `cell.params` (missing keys are zero); xs_tangent (T, N, D) and state0_tangent (a state's
     structure) are the optional tangents on the inputs and initial state (zero if None).
     """
+    require(cell, "bptt.jvp", "step_tangent")
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape

@@ -27,7 +27,7 @@ from ..core.results import Result
 from ..core.step import vjp_step
 from ..core.unroll import backward, forward
 from .common import (
-    affine_tangents, check_param_tangents, flatten_params, parameter_gradients_tangent, unflatten_params,
+    affine_tangents, check_param_tangents, flatten_params, parameter_gradients_tangent, require, unflatten_params,
 )
 
 
@@ -68,6 +68,7 @@ def hvp(cell, xs, targets, vector: dict, state0=None) -> dict:
     xs (T, N, D); targets (T, N, H); vector: dict keyed like `cell.params` (missing keys are zero).
     Returns H v, a dict keyed like `cell.params`.
     """
+    require(cell, "bptt.hvp", "step_tangent", "backward_tangent", "single_steps")
     targets = _check_targets(cell, xs, targets)
     v = check_param_tangents(cell, vector)
     hs, tape = forward(cell, xs, state0)

@@ -25,7 +25,7 @@ import numpy as np
 from ..core.checks import check_array
 from ..core.results import Result
 from ..core.step import forward_step, vjp_step
-from .common import affine_tangents, step_loss_gradients, unflatten_params
+from .common import affine_tangents, require, step_loss_gradients, unflatten_params
 
 EPS = 1e-7  # keeps rho0, rho1 finite when a norm is zero (at t = 0, s~ = theta~ = 0)
 
@@ -68,6 +68,7 @@ def uoro(cell, xs, dhs, state0=None, dstate_final=None, *, seed=None, signs=None
     The sign vectors nu_t are drawn from `seed`, or given as `signs` (T, S, N, H) of +-1 (S = 2 for
     LSTM's (h, c), else 1) to average over chosen draws.
     """
+    require(cell, "bptt.uoro", "step_tangent", "single_steps")
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape
