@@ -33,7 +33,37 @@ def split_gates(gates: np.ndarray) -> tuple:
 
 
 class GRU(Cell):
-    """GRU, one layer. params: weight_ih (3H, D), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,)."""
+    """GRU, one layer, as PyTorch's nn.GRU, gates in its order r, z, n.
+
+    Run it over a sequence with `bptt.forward` / `bptt.backward`, or one step at a time with
+    `step_forward` / `step_backward` (the plain chain rule, below in this file). The state is h (N, H).
+
+    Parameters
+    ----------
+    input_size : int
+        D, the size of each input x_t.
+    hidden_size : int
+        H, the size of the state.
+    seed : int or numpy.random.SeedSequence, optional
+        Seeds the initial weights, drawn like PyTorch's: uniform in +-1/sqrt(H).
+    dtype : float64 (default) or float32
+        The dtype of the weights and of everything computed.
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        weight_ih (3H, D), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,): PyTorch's names and
+        shapes without the `_l0` suffix; `cell.load_params(module.state_dict())` loads its weights.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.GRU(input_size=3, hidden_size=4, seed=0)
+    >>> h, cache = cell.step_forward(np.ones((2, 3)), cell.initial_state(2))
+    >>> dx, dh_prev, grads = cell.step_backward(np.ones((2, 4)), cache)
+    >>> cache._fields
+    ('x', 'h_prev', 'gates', 'hn', 'h')
+    """
 
     Cache = GRUCache
     Sequence = GRUSequence

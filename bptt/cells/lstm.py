@@ -35,7 +35,38 @@ def split_gates(gates: np.ndarray) -> tuple:
 
 
 class LSTM(Cell):
-    """LSTM, one layer. State is the tuple (h, c). params: weight_ih (4H, D), weight_hh (4H, H), ..."""
+    """LSTM, one layer, as PyTorch's nn.LSTM, gates in its order i, f, g, o.
+
+    Run it over a sequence with `bptt.forward` / `bptt.backward`, or one step at a time with
+    `step_forward` / `step_backward` (the plain chain rule, below in this file). The state is the
+    tuple (h, c), each (N, H).
+
+    Parameters
+    ----------
+    input_size : int
+        D, the size of each input x_t.
+    hidden_size : int
+        H, the size of the state.
+    seed : int or numpy.random.SeedSequence, optional
+        Seeds the initial weights, drawn like PyTorch's: uniform in +-1/sqrt(H).
+    dtype : float64 (default) or float32
+        The dtype of the weights and of everything computed.
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        weight_ih (4H, D), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,): PyTorch's names and
+        shapes without the `_l0` suffix; `cell.load_params(module.state_dict())` loads its weights.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(input_size=3, hidden_size=4, seed=0)
+    >>> (h, c), cache = cell.step_forward(np.ones((2, 3)), cell.initial_state(2))
+    >>> dx, (dh_prev, dc_prev), grads = cell.step_backward((np.ones((2, 4)), np.zeros((2, 4))), cache)
+    >>> cache._fields
+    ('x', 'h_prev', 'c_prev', 'gates', 'c', 'tanh_c', 'h')
+    """
 
     Cache = LSTMCache
     Sequence = LSTMSequence

@@ -21,7 +21,38 @@ class RNNCache(NamedTuple):
 
 
 class RNN(Cell):
-    """Elman RNN, one layer. params: weight_ih (H, D), weight_hh (H, H), bias_ih (H,), bias_hh (H,)."""
+    """Elman RNN, one layer, as PyTorch's nn.RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+
+    Run it over a sequence with `bptt.forward` / `bptt.backward`, or one step at a time with
+    `step_forward` / `step_backward` (the plain chain rule, below in this file). The state is h (N, H).
+
+    Parameters
+    ----------
+    input_size : int
+        D, the size of each input x_t.
+    hidden_size : int
+        H, the size of the state.
+    nonlinearity : "tanh" (default) or "relu"
+    seed : int or numpy.random.SeedSequence, optional
+        Seeds the initial weights, drawn like PyTorch's: uniform in +-1/sqrt(H).
+    dtype : float64 (default) or float32
+        The dtype of the weights and of everything computed.
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        weight_ih (H, D), weight_hh (H, H), bias_ih (H,), bias_hh (H,): PyTorch's names and
+        shapes without the `_l0` suffix; `cell.load_params(module.state_dict())` loads its weights.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.RNN(input_size=3, hidden_size=4, seed=0)
+    >>> h, cache = cell.step_forward(np.ones((2, 3)), cell.initial_state(2))
+    >>> dx, dh_prev, grads = cell.step_backward(np.ones((2, 4)), cache)
+    >>> cache._fields, dx.shape, grads["weight_hh"].shape
+    (('x', 'h_prev', 'h'), (2, 3), (4, 4))
+    """
 
     Cache = RNNCache
     Sequence = RNNSequence

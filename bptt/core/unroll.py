@@ -28,7 +28,9 @@ from .sequence import Sequence
 class Tape:
     """What the reverse sweep needs from one forward pass: the cell's Sequence, run to the end.
 
-    `step(t)` is step t's cache as `cell.step_forward` would have returned it.
+    `tape.step(t)` is step t's cache as `cell.step_forward` would have returned it, `tape.hs` the
+    hidden states, `tape.final_state` the state after the last step, `tape.state_at(k)` a copy of
+    the state after k steps, `tape.nbytes` the memory it holds, `len(tape)` the number of steps.
     """
 
     cell: object
@@ -73,11 +75,17 @@ class Tape:
 class Gradients(Result):
     """Result of a reverse sweep.
 
-    params: dL/dtheta, keyed like `cell.params`.
-    dxs: (T, N, D) dL/dx_t.
-    dstate0: dL/dstate_0, same structure as a state.
-    dh_norms: (T,) Frobenius norm over the batch of the total dL/dh_t reaching step t (its own loss
-        plus everything from later steps).
+    Attributes
+    ----------
+    params : dict of ndarray
+        dL/dtheta, keyed like `cell.params`.
+    dxs : ndarray, shape (T, N, D)
+        dL/dx_t.
+    dstate0 : array (N, H), or tuple for LSTM
+        dL/dstate_0, structured like a state.
+    dh_norms : ndarray, shape (T,)
+        Frobenius norm over the batch of the total dL/dh_t reaching step t: its own loss plus
+        everything that flowed back from later steps (for LSTM, the h part).
     """
 
     params: dict[str, np.ndarray]
@@ -87,9 +95,36 @@ class Gradients(Result):
 
 
 def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
-    """Run `cell` over xs (T, N, D) from state0 (zeros if None). Returns (hs (T, N, H), tape).
+    """Run a cell over a batch of sequences and keep the tape for the reverse sweep.
 
-    xs is cast to the cell's dtype. hs is a view into the tape: copy it before modifying it in place.
+    Parameters
+    ----------
+    cell : Cell
+        Any cell (`bptt.RNN`, `bptt.LSTM`, `bptt.GRU` or your own).
+    xs : array_like, shape (T, N, D)
+        Inputs, time-major; cast to the cell's dtype (float64 input to a float32 cell is rounded).
+    state0 : array (N, H), or tuple of them for LSTM's (h, c), optional
+        The state before the first step; zeros if None.
+
+    Returns
+    -------
+    hs : ndarray, shape (T, N, H)
+        The hidden states h_1 .. h_T, a view into the tape: copy it before changing it in place.
+    tape : Tape
+        Every step's cache, for `backward`; `tape.step(t)` is step t's.
+
+    Raises
+    ------
+    ValueError
+        If xs, state0 or the cell's parameters have the wrong shape or hold NaN or inf.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(input_size=3, hidden_size=5, seed=0)
+    >>> hs, tape = bptt.forward(cell, np.ones((7, 2, 3)))
+    >>> hs.shape, len(tape)
+    ((7, 2, 5), 7)
     """
     cell.check_params()
     xs = cell.check_inputs(xs)
@@ -101,9 +136,41 @@ def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
 
 
 def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
-    """Reverse sweep over `tape`. dhs (T, N, H): dL/dh_t from the loss at each step (None: zeros).
+    """The reverse sweep: gradients of the shared weights, the inputs and the initial state.
 
-    dstate_final: an extra gradient on the final state (array, or (dh, dc) for LSTM).
+    Parameters
+    ----------
+    cell : Cell
+        The cell that ran `forward` (the same object).
+    tape : Tape
+        From `forward(cell, ...)`.
+    dhs : array_like, shape (T, N, H), or None
+        dL/dh_t from the loss at each step (None: no loss on the outputs).
+    dstate_final : array (N, H), or tuple for LSTM's (dh, dc), optional
+        An extra gradient on the final state: a loss on it, or what a later chunk carries back.
+
+    Returns
+    -------
+    Gradients
+        `params` (dL/dtheta keyed like `cell.params`), `dxs` (T, N, D), `dstate0` and `dh_norms`
+        (T,), the norm over the batch of the total dL/dh_t reaching each step.
+
+    Raises
+    ------
+    ValueError
+        If the tape came from another cell, or dhs / dstate_final have the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.RNN(input_size=2, hidden_size=4, seed=0)
+    >>> hs, tape = bptt.forward(cell, np.ones((10, 1, 2)))
+    >>> dhs = np.zeros_like(hs); dhs[-1] = 1.0          # a loss on the last step only
+    >>> grads = bptt.backward(cell, tape, dhs)
+    >>> grads.params["weight_hh"].shape, grads.dh_norms.shape
+    ((4, 4), (10,))
+    >>> bool(grads.dh_norms[0] < grads.dh_norms[-1])     # the gradient shrinks going back in time
+    True
     """
     check_tape(cell, tape)
     T, N, H = len(tape), tape.batch_size, cell.hidden_size
@@ -121,7 +188,31 @@ def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
 
 
 def forward_stepwise(cell, xs, state0=None) -> tuple[np.ndarray, list, object]:
-    """Reference forward: `step_forward` T times. Returns (hs (T, N, H), [cache_t], final_state)."""
+    """The reference forward pass: the cell's plain `step_forward`, T times, nothing of the fast path.
+
+    Parameters
+    ----------
+    cell : Cell
+    xs : array_like, shape (T, N, D)
+    state0 : array (N, H), or tuple of them for LSTM, optional
+        Zeros if None.
+
+    Returns
+    -------
+    hs : ndarray, shape (T, N, H)
+    caches : list of T caches
+        What each `step_forward` returned, for `backward_stepwise`.
+    final_state : array (N, H), or tuple for LSTM
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.GRU(3, 4, seed=0)
+    >>> xs = np.random.default_rng(0).standard_normal((6, 2, 3))
+    >>> hs, caches, final = bptt.forward_stepwise(cell, xs)
+    >>> bool(np.allclose(hs, bptt.forward(cell, xs)[0], rtol=1e-13, atol=0))
+    True
+    """
     xs = cell.check_inputs(xs)
     state = cell.pack_state(cell.start_state(state0, xs.shape[1]))
     hs, caches = [], []
@@ -133,9 +224,22 @@ def forward_stepwise(cell, xs, state0=None) -> tuple[np.ndarray, list, object]:
 
 
 def backward_stepwise(cell, caches: list, dhs, dstate_final=None) -> Gradients:
-    """Reference reverse sweep over `step_backward`, accumulating shared-weight gradients with +=.
+    """The reference reverse sweep: the cell's plain `step_backward` from the last step to the
+    first, the shared weights' gradients accumulated with +=.
 
-    caches: the list `forward_stepwise` returns; dhs (T, N, H) or None; dstate_final as in `backward`.
+    Parameters
+    ----------
+    cell : Cell
+    caches : list of T caches
+        From `forward_stepwise`.
+    dhs : array_like, shape (T, N, H), or None
+    dstate_final : array (N, H), or tuple for LSTM, optional
+        As for `backward`.
+
+    Returns
+    -------
+    Gradients
+        The same quantities as `backward`, to float64 round-off.
     """
     T, N = len(caches), caches[0].x.shape[0]
     dhs, carry = check_backward_inputs(cell, T, N, dhs, dstate_final)
