@@ -22,8 +22,6 @@ import numpy as np  # noqa: E402
 
 import bptt  # noqa: E402
 
-CELLS = {"rnn": lambda D, H: bptt.RNN(D, H, seed=0), "lstm": lambda D, H: bptt.LSTM(D, H, seed=0),
-         "gru": lambda D, H: bptt.GRU(D, H, seed=0)}
 
 
 def full_tape(cell, xs, dhs):
@@ -58,7 +56,7 @@ def _timed(run, cell, xs, dhs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", choices=sorted(CELLS), default="lstm")
+    parser.add_argument("--cell", choices=bptt.CELL_NAMES, default="lstm")
     parser.add_argument("--seq-len", type=int, default=1000)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--input-size", type=int, default=16)
@@ -67,7 +65,7 @@ def main():
     args = parser.parse_args()
 
     T, N, D, H = args.seq_len, args.batch, args.input_size, args.hidden
-    cell = CELLS[args.cell](D, H)
+    cell = bptt.make_cell(args.cell, D, H, seed=0)
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((T, N, D))
     dhs = rng.standard_normal((T, N, H))

@@ -21,8 +21,6 @@ import numpy as np  # noqa: E402
 
 import bptt  # noqa: E402
 
-CELLS = {"rnn": lambda D, H: bptt.RNN(D, H, seed=0), "lstm": lambda D, H: bptt.LSTM(D, H, seed=0),
-         "gru": lambda D, H: bptt.GRU(D, H, seed=0)}
 D, N = 4, 1
 
 
@@ -49,7 +47,7 @@ def measure(run, cell, xs, dhs, repeats):
 
 
 def row(cell_name, T, H, repeats):
-    cell = CELLS[cell_name](D, H)
+    cell = bptt.make_cell(cell_name, D, H, seed=0)
     rng = np.random.default_rng(0)
     xs, dhs = rng.standard_normal((T, N, D)), rng.standard_normal((T, N, H))
     t_b, m_b = measure(run_bptt, cell, xs, dhs, repeats)
@@ -64,7 +62,7 @@ def row(cell_name, T, H, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", choices=sorted(CELLS), default="rnn")
+    parser.add_argument("--cell", choices=bptt.CELL_NAMES, default="rnn")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     header = (f"{'T':>6}{'H':>5}{'P':>7}{'BPTT ms':>11}{'RTRL ms':>11}{'ratio':>9}"

@@ -16,8 +16,6 @@ import numpy as np
 import bptt
 from bptt.modes.common import flatten_params
 
-CELLS = {"rnn": lambda D, H: bptt.RNN(D, H, seed=0), "lstm": lambda D, H: bptt.LSTM(D, H, seed=0),
-         "gru": lambda D, H: bptt.GRU(D, H, seed=0)}
 
 
 def best_time(run, repeats=3):
@@ -31,11 +29,11 @@ def best_time(run, repeats=3):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", choices=sorted(CELLS), default="rnn")
+    parser.add_argument("--cell", choices=bptt.CELL_NAMES, default="rnn")
     parser.add_argument("--hidden", type=int, default=8)
     parser.add_argument("--samples", type=int, default=400)
     args = parser.parse_args()
-    cell = CELLS[args.cell](4, args.hidden)
+    cell = bptt.make_cell(args.cell, 4, args.hidden, seed=0)
     print(f"{args.cell}: H={args.hidden}, P={cell.num_params}, N=1, D=4, {args.samples} UORO samples per row")
     print(f"{'T':>5}{'rel. variance':>15}{'mean cosine':>13}{'mean rel. err':>15}{'sqrt(var/M)':>13}"
           f"{'UORO ms':>10}{'RTRL ms':>10}")
