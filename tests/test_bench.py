@@ -1,5 +1,6 @@
 """scripts/bench.py --quick as a smoke test: it runs without JAX, checks every row's gradients (so a
-wrong gradient fails it), and appends a result record. No time is asserted."""
+wrong gradient fails it), and appends a result record. No time is asserted. Also: --show on every
+stored record, and the split modules loading by path as bench.py does."""
 
 import importlib.util
 import json
@@ -9,18 +10,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+SCRIPT = SCRIPTS / "bench.py"
+REPO = SCRIPTS.parent
+SPLIT_MODULES = ["bench_harness", "bench_machine", "bench_peers", "bench_report", "bench_timing",
+                 "bench_train"]
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+def load(name: str, path: Path):
+    """Import the file at `path` as module `name` (importlib's recipe for a source file)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it runs
     spec.loader.exec_module(module)
     return module
 
 
-def test_quick_runs_without_jax_checks_gradients_and_appends_a_record(bench, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def bench():
+    return load("bench", SCRIPT)
+
+
+@pytest.fixture(scope="module")
+def harness(bench):
+    return bench.bench_harness
+
+
+@pytest.fixture(scope="module")
+def peers(bench):
+    return bench.bench_peers
+
+
+def test_quick_runs_without_jax_checks_gradients_and_appends_a_record(bench, harness, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", None)  # `import jax` now fails as if it were not installed
     out = tmp_path / "results.jsonl"
     out.write_text('{"earlier": "run"}\n')
@@ -37,15 +58,15 @@ def test_quick_runs_without_jax_checks_gradients_and_appends_a_record(bench, tmp
         assert ("torch" in row["gradient_error"]) == torch_installed
         assert 0 < row["peer_fraction_of_gemm"]["naive"] and row["ratio"]["naive"] > 0
         for error in row["gradient_error"].values():
-            assert error <= bench.GRADIENT_TOLERANCE[row["dtype"]]
+            assert error <= harness.GRADIENT_TOLERANCE[row["dtype"]]
         assert row["tape_bytes_per_step"] > row["state_bytes_per_step"] > 0
     assert [r["dtype"] for r in first["train_rows"]] == ["float32", "float64"]
     assert all(r["steps_per_second"]["bptt"] > 0 for r in first["train_rows"])
 
 
-def test_a_peer_with_a_wrong_gradient_fails_its_row(bench):
+def test_a_peer_with_a_wrong_gradient_fails_its_row(harness, peers):
     def broken_peer(problem, cell_name):
-        right = bench.bptt_runner(problem)
+        right = peers.bptt_runner(problem)
 
         def run():
             grads = right()
@@ -54,15 +75,15 @@ def test_a_peer_with_a_wrong_gradient_fails_its_row(bench):
 
         return run
 
-    with pytest.raises(bench.GradientMismatch, match="broken"):
-        bench.bench_row("lstm", (5, 2, 3, 4), "float64", {"broken": broken_peer}, reps=3, row_budget=1.0)
+    with pytest.raises(harness.GradientMismatch, match="broken"):
+        harness.bench_row("lstm", (5, 2, 3, 4), "float64", {"broken": broken_peer}, reps=3, row_budget=1.0)
 
 
-def test_flop_count_of_an_rnn_row_by_hand(bench):
+def test_flop_count_of_an_rnn_row_by_hand(harness):
     # forward: x W_ih^T and h W_hh^T; backward: dh_prev, dW_hh, dx, dW_ih: 6 products of 2 T B H (D + H)
     T, B, D, H = 3, 2, 5, 7
-    assert bench.bptt_flops("rnn", T, B, D, H) == 3 * 2 * T * B * H * D + 3 * 2 * T * B * H * H
-    assert bench.bptt_flops("lstm", T, B, D, H) == 4 * bench.bptt_flops("rnn", T, B, D, H)
+    assert harness.bptt_flops("rnn", T, B, D, H) == 3 * 2 * T * B * H * D + 3 * 2 * T * B * H * H
+    assert harness.bptt_flops("lstm", T, B, D, H) == 4 * harness.bptt_flops("rnn", T, B, D, H)
 
 
 def test_unknown_peer_is_an_error_that_names_the_known_ones(bench, capsys):
@@ -73,9 +94,31 @@ def test_unknown_peer_is_an_error_that_names_the_known_ones(bench, capsys):
 
 
 @pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
-def test_naive_loops_agree_with_bptt_to_float64_roundoff(bench, cell_name):
-    problem = bench.make_problem(cell_name, 7, 3, 4, 5, "float64", seed=1)
-    reference = bench.bptt_runner(problem)()
-    naive = bench.naive_runner(problem, cell_name)()
+def test_naive_loops_agree_with_bptt_to_float64_roundoff(harness, peers, cell_name):
+    problem = harness.make_problem(cell_name, 7, 3, 4, 5, "float64", seed=1)
+    reference = peers.bptt_runner(problem)()
+    naive = peers.naive_runner(problem, cell_name)()
     assert set(naive) == set(reference)
-    assert bench.max_gradient_error(reference, naive) < 1e-12
+    assert harness.max_gradient_error(reference, naive) < 1e-12
+
+
+def test_show_prints_every_stored_record(bench, tmp_path, capsys):
+    for line in (REPO / "benchmarks" / "results.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        path = tmp_path / "one.jsonl"
+        path.write_text(line + "\n")
+        bench.main(["--show", str(path)])
+        printed = capsys.readouterr().out
+        assert record["command"] in printed
+        for peer in {peer for row in record["rows"] for peer in row["ratio"]}:
+            assert f"{peer} ms" in printed and f"bptt/{peer}" in printed
+        assert len([r for r in printed.splitlines() if r.startswith("| ") and "float" in r]) == len(
+            record["rows"]) + len(record.get("train_rows", []))
+
+
+@pytest.mark.parametrize("name", SPLIT_MODULES)
+def test_each_split_module_loads_by_path_as_bench_does(name, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # as when bench.py runs: its folder is on the path
+    monkeypatch.setitem(sys.modules, f"{name}_by_path", None)  # removed again after the test
+    module = load(f"{name}_by_path", SCRIPTS / f"{name}.py")
+    assert module.__doc__.strip()
