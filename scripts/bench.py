@@ -1,4 +1,4 @@
-"""Time bptt's forward + full backward against PyTorch, JAX and a plain numpy loop, in one process.
+"""Time bptt's forward + full backward against PyTorch, JAX and bptt's own stepwise path, in one process.
 
     python scripts/bench.py                 # the full grid, both dtypes, every cell
     python scripts/bench.py --quick         # one small row per cell (the CI smoke test)
@@ -12,7 +12,7 @@ repetitions, and the bytes the tape holds per timestep against the states alone.
 appended as one JSON line to benchmarks/results.jsonl.
 
 This file is the command line; the work is in its siblings:
-    bench_peers.py     the runners: bptt, torch, jax, naive (a plain numpy loop), numpy's GEMM
+    bench_peers.py     the runners: bptt, stepwise, torch, jax, numpy's GEMM
     bench_harness.py   problems, flop counts, gradient checks, one row
     bench_timing.py    timing one call, and many runners interleaved
     bench_train.py     the training-loop row
@@ -66,7 +66,8 @@ def parse_args(argv):
     parser.add_argument("--sizes", default=None,
                         help="comma-separated 1-based indices into the grid " + str(GRID))
     parser.add_argument("--peers", default=",".join(bench_peers.PEERS),
-                        help="comma-separated peers to time, if installed (naive: scripts/naive_numpy.py)")
+                        help="comma-separated peers to time, if installed (stepwise: bptt.forward_stepwise "
+                             f"+ backward_stepwise, on rows up to {bench_harness.STEPWISE_MAX_FLOPS:.0e} flops)")
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions per row (at least 3)")
     parser.add_argument("--row-budget", type=float, default=20.0,
                         help="seconds per row the repetitions aim at; fewer reps when a row is slow")
@@ -118,7 +119,8 @@ def main(argv=None) -> dict:
 def run(args, peers: dict, argv) -> dict:
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": bench_machine.machine(), "blas": bench_machine.blas_description(),
-            "versions": bench_machine.versions(), "threads": args.threads, "settle_seconds": args.settle}
+            "versions": bench_machine.versions(), "threads": args.threads, "settle_seconds": args.settle,
+            "stepwise_max_flops": bench_harness.STEPWISE_MAX_FLOPS}
     print(bench_report.header(info))
     for dtype in args.dtypes:
         gemm = bench_peers.gemm_runner(dtype)

@@ -6,9 +6,10 @@ L = sum_t <h_t, G_t> as a dict: the four parameters by name, "dxs" (T, B, D) and
 tuple of (B, H) arrays, one per state part).
 
     bptt       the working tree's bptt.forward + bptt.backward: the fast sequence path
+    stepwise   bptt.forward_stepwise + bptt.backward_stepwise: the cells' plain step pair, one
+               step at a time, shared-weight gradients accumulated with +=
     torch      torch.nn.RNN / LSTM / GRU and .backward(), CPU
     jax        lax.scan under jit(grad)
-    naive      a plain numpy loop with temporaries (scripts/naive_numpy.py)
 
 gemm_runner is the yardstick: one large numpy matrix product, the rate the machine's BLAS reaches.
 """
@@ -18,10 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 import bptt
-import naive_numpy
 from bench_timing import time_once
 
-PEERS = ("torch", "jax", "naive")
+PEERS = ("torch", "jax", "stepwise")
 GEMM_SIZE = 1024  # square matrix product that measures the machine's rate
 
 
@@ -40,14 +40,14 @@ def bptt_runner(problem: dict):
     return run
 
 
-def naive_runner(problem: dict, cell_name: str):
-    """The issue's reference: a plain numpy loop with temporaries (scripts/naive_numpy.py)."""
-    loop = naive_numpy.LOOPS[cell_name]
-    params, xs, state0, G = problem["cell"].params, problem["xs"], problem["state0"], problem["G"]
+def stepwise_runner(problem: dict, cell_name: str):
+    """bptt's reference path: the cell's step pair T times forward, then T times backward."""
+    cell, xs, G = problem["cell"], problem["xs"], problem["G"]
+    state0 = cell.pack_state(problem["state0"])
 
     def run() -> dict:
-        with np.errstate(over="ignore"):  # exp(-a) may overflow to inf, which gives sigmoid's limit 0
-            return loop(params, xs, state0, G)
+        _, caches, _ = bptt.forward_stepwise(cell, xs, state0)
+        return gradients_dict(cell, bptt.backward_stepwise(cell, caches, G))
 
     return run
 
@@ -162,8 +162,8 @@ def available_peers(wanted: list[str]) -> dict:
             peers["jax"] = jax_runner
         except ImportError:
             print("jax not installed: no JAX column (pip install jax)")
-    if "naive" in wanted:
-        peers["naive"] = naive_runner
+    if "stepwise" in wanted:
+        peers["stepwise"] = stepwise_runner
     return peers
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from bench_harness import CELLS, bptt_flops, gemm_fraction
 from bench_peers import GEMM_SIZE
 
-PEER_ORDER = ["torch", "jax", "naive"]  # column order
+# Column order. naive (a textbook numpy loop, since replaced by stepwise) appears in older records.
+PEER_ORDER = ["torch", "jax", "stepwise", "naive"]
 
 
 def ordered(peers) -> list[str]:
@@ -29,7 +30,7 @@ def fraction_of_gemm(row: dict, runner: str = "bptt") -> float:
 
 
 def format_table(rows: list[dict], peers: list[str]) -> str:
-    """One line per row; '-' where a peer did not run on it."""
+    """One line per row; '-' where a peer did not run on it (not installed, or stepwise on a big row)."""
     header = ["cell", "dtype", "T", "B", "D", "H", "bptt ms", "bptt of gemm"]
     for peer in peers:
         header += [f"{peer} ms", f"bptt/{peer}", f"{peer} of gemm"]
@@ -58,6 +59,7 @@ def format_table(rows: list[dict], peers: list[str]) -> str:
 
 def summary(rows: list[dict], peers: list[str]) -> str:
     """Per cell and dtype, each peer's median and worst ratio over the rows it ran on."""
+    width = max([5, *map(len, peers)])
     lines = []
     for cell in CELLS:
         for dtype in ("float32", "float64"):
@@ -67,7 +69,7 @@ def summary(rows: list[dict], peers: list[str]) -> str:
                 cpu = [r["cpu_ratio"][peer] for r in chosen if peer in r.get("cpu_ratio", {})]
                 if ratios:
                     lines.append(
-                        f"{cell:4s} {dtype}: bptt/{peer:5s} median {statistics.median(ratios):.2f}, "
+                        f"{cell:4s} {dtype}: bptt/{peer:{width}s} median {statistics.median(ratios):.2f}, "
                         f"worst {max(ratios):.2f} over {len(ratios)} rows"
                         + (f" (from CPU time: median {statistics.median(cpu):.2f}, worst {max(cpu):.2f})"
                            if cpu else "")

@@ -1,6 +1,7 @@
 """scripts/bench.py --quick as a smoke test: it runs without JAX, checks every row's gradients (so a
-wrong gradient fails it), and appends a result record. No time is asserted. Also: --show on every
-stored record, and the split modules loading by path as bench.py does."""
+wrong gradient fails it), and appends a result record. No time is asserted. Also: the stepwise
+peer and its flop limit, --show on every stored record, and the split modules loading by path as
+bench.py does."""
 
 import importlib.util
 import json
@@ -54,9 +55,9 @@ def test_quick_runs_without_jax_checks_gradients_and_appends_a_record(bench, har
     assert cells == {(c, d) for c in ("rnn", "lstm", "gru") for d in ("float32", "float64")}
     torch_installed = importlib.util.find_spec("torch") is not None
     for row in first["rows"]:
-        assert {"stepwise", "naive"} <= set(row["gradient_error"]) and "jax" not in row["gradient_error"]
+        assert "stepwise" in row["gradient_error"] and "jax" not in row["gradient_error"]
         assert ("torch" in row["gradient_error"]) == torch_installed
-        assert 0 < row["peer_fraction_of_gemm"]["naive"] and row["ratio"]["naive"] > 0
+        assert 0 < row["peer_fraction_of_gemm"]["stepwise"] and row["ratio"]["stepwise"] > 0
         for error in row["gradient_error"].values():
             assert error <= harness.GRADIENT_TOLERANCE[row["dtype"]]
         assert row["tape_bytes_per_step"] > row["state_bytes_per_step"] > 0
@@ -90,16 +91,31 @@ def test_unknown_peer_is_an_error_that_names_the_known_ones(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--peers", "torch,tensorflow"])
     err = capsys.readouterr().err
-    assert "tensorflow" in err and "naive" in err
+    assert "tensorflow" in err and "stepwise" in err
 
 
 @pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
-def test_naive_loops_agree_with_bptt_to_float64_roundoff(harness, peers, cell_name):
+def test_stepwise_peer_agrees_with_bptt_to_float64_roundoff(harness, peers, cell_name):
     problem = harness.make_problem(cell_name, 7, 3, 4, 5, "float64", seed=1)
     reference = peers.bptt_runner(problem)()
-    naive = peers.naive_runner(problem, cell_name)()
-    assert set(naive) == set(reference)
-    assert harness.max_gradient_error(reference, naive) < 1e-12
+    stepwise = peers.stepwise_runner(problem, cell_name)()
+    assert set(stepwise) == set(reference)
+    assert harness.max_gradient_error(reference, stepwise) < 1e-12
+
+
+def test_above_its_flop_limit_stepwise_is_not_timed_yet_every_row_is_checked(bench, harness, peers, monkeypatch):
+    monkeypatch.setattr(harness, "STEPWISE_MAX_FLOPS", 0.0)  # every row is "big"
+    other = lambda problem, cell_name: peers.bptt_runner(problem)  # noqa: E731  (stands in for torch)
+    row = harness.bench_row("gru", (4, 2, 3, 5), "float64", {"torch": other, "stepwise": peers.stepwise_runner},
+                            reps=3, row_budget=1.0)
+    assert "stepwise" not in row["ratio"] and "stepwise" not in row["gradient_error"]
+    assert "torch" in row["gradient_error"]
+    line = bench.bench_report.format_table([row], ["torch", "stepwise"]).splitlines()[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[11:14] == ["-", "-", "-"]  # the stepwise columns, after bptt's and torch's
+    alone = harness.bench_row("gru", (4, 2, 3, 5), "float64", {"stepwise": peers.stepwise_runner},
+                              reps=3, row_budget=1.0)
+    assert "stepwise" not in alone["ratio"] and "stepwise" in alone["gradient_error"]  # checked untimed
 
 
 def test_show_prints_every_stored_record(bench, tmp_path, capsys):
