@@ -51,17 +51,19 @@ import bench_peers  # noqa: E402
 import bench_report  # noqa: E402
 import bench_timing  # noqa: E402
 import bench_train  # noqa: E402
+from bptt.cells.registry import CELL_NAMES  # noqa: E402
 
 GRID = [(100, 32, 16, 64), (100, 64, 64, 128), (100, 64, 128, 256), (200, 128, 256, 512), (1000, 16, 8, 32)]
 QUICK = [(20, 8, 8, 16)]
+CELLS = ("rnn", "lstm", "gru")  # the default; --cells takes any of the registry's CELL_NAMES
 RESULTS = SCRIPTS.parent / "benchmarks" / "results.jsonl"
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small row per cell (a smoke test)")
-    parser.add_argument("--cells", default=",".join(bench_harness.CELLS),
-                        help="comma-separated subset of rnn,lstm,gru")
+    parser.add_argument("--cells", default=",".join(CELLS),
+                        help=f"comma-separated cells from {','.join(CELL_NAMES)} (default {','.join(CELLS)})")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated float32,float64")
     parser.add_argument("--sizes", default=None,
                         help="comma-separated 1-based indices into the grid " + str(GRID))
@@ -87,11 +89,11 @@ def parse_args(argv):
     args.cells = [c for c in args.cells.split(",") if c]
     args.dtypes = [d for d in args.dtypes.split(",") if d]
     args.peers = [p for p in args.peers.split(",") if p]
-    bad = ([c for c in args.cells if c not in bench_harness.CELLS]
+    bad = ([c for c in args.cells if c not in CELL_NAMES]
            + [d for d in args.dtypes if d not in bench_harness.GRADIENT_TOLERANCE]
            + [p for p in args.peers if p not in bench_peers.PEERS])
     if bad:
-        parser.error(f"unknown cell, dtype or peer {bad}; expected cells from {bench_harness.CELLS}, dtypes float32, "
+        parser.error(f"unknown cell, dtype or peer {bad}; expected cells from {CELL_NAMES}, dtypes float32, "
                      f"float64, peers from {bench_peers.PEERS}")
     if args.settle is None:
         args.settle = 0.2 if args.threads > 1 else 0.0

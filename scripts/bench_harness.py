@@ -16,12 +16,11 @@ import numpy as np
 import bench_peers
 import bench_timing
 import bptt
+from bptt.cells.registry import make_cell
 from bptt.modes.finite_diff import relative_error
 
 GRADIENT_TOLERANCE = {"float32": 1e-3, "float64": 1e-9}  # norm-wise relative error
 GEMM_SAMPLES = 3  # timed products per repetition
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 # Rows above this leave the stepwise peer out: a row calls each runner at least five times, and one
 # stepwise call costs seconds there (10 s for the float64 LSTM at T 200, B 128, H 512). Such rows are
 # checked against torch and jax, and against the stepwise path, untimed, when neither is there.
@@ -34,11 +33,10 @@ class GradientMismatch(RuntimeError):
 
 
 def make_problem(cell_name: str, T: int, B: int, D: int, H: int, dtype: str, seed: int = 0) -> dict:
-    """Weights in PyTorch's layout, inputs xs (T, B, D), initial state, and loss weights G (T, B, H)."""
+    """The registry's cell (weights in PyTorch's layout), inputs xs (T, B, D), initial state parts
+    (B, H) each, and loss weights G (T, B, H)."""
     rng = np.random.default_rng(seed)
-    cell = {"rnn": lambda: bptt.RNN(D, H, seed=seed, dtype=dtype),
-            "lstm": lambda: bptt.LSTM(D, H, seed=seed, dtype=dtype),
-            "gru": lambda: bptt.GRU(D, H, seed=seed, dtype=dtype)}[cell_name]()
+    cell = make_cell(cell_name, D, H, seed=seed, dtype=dtype)
     state0 = tuple(0.5 * rng.standard_normal((B, H)).astype(dtype) for _ in cell.state_fields)
     return {
         "cell": cell,
@@ -54,7 +52,7 @@ def bptt_flops(cell_name: str, T: int, B: int, D: int, H: int) -> float:
     Forward: input and recurrent projections, 2 T B GH (D + H). Backward: dL/dh_prev, dW_hh
     (2 T B GH H each), dL/dx and dW_ih (2 T B GH D each).
     """
-    GH = GATES[cell_name] * H
+    GH = make_cell(cell_name, 1, 1).gates * H
     return 6.0 * T * B * GH * (D + H)
 
 

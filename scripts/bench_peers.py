@@ -1,6 +1,6 @@
 """The runners the bench times, each on the same weights and data.
 
-A runner factory takes a problem (bench_harness.make_problem) and the cell's name and
+A runner factory takes a problem (bench_harness.make_problem) and the cell's registry name and
 returns a no-argument function that runs forward + full backward once and returns the gradients of
 L = sum_t <h_t, G_t> as a dict: the four parameters by name, "dxs" (T, B, D) and "dstate0" (a
 tuple of (B, H) arrays, one per state part).
@@ -52,6 +52,10 @@ def stepwise_runner(problem: dict, cell_name: str):
     return run
 
 
+TORCH_MODULES = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn-relu": ("RNN", {"nonlinearity": "relu"}),
+                 "lstm": ("LSTM", {}), "gru": ("GRU", {})}
+
+
 def torch_runner(problem: dict, cell_name: str):
     """PyTorch in the faster of its two CPU recurrent paths: oneDNN (its default here) or native ATen.
 
@@ -62,8 +66,8 @@ def torch_runner(problem: dict, cell_name: str):
 
     cell = problem["cell"]
     dtype = torch.float32 if cell.dtype == np.float32 else torch.float64
-    module_class = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell_name]
-    module = module_class(cell.input_size, cell.hidden_size, dtype=dtype)
+    kind, options = TORCH_MODULES[cell_name]
+    module = getattr(torch.nn, kind)(cell.input_size, cell.hidden_size, dtype=dtype, **options)
     with torch.no_grad():
         for name, value in cell.params.items():
             getattr(module, name + "_l0").copy_(torch.from_numpy(value))
@@ -76,7 +80,7 @@ def torch_runner(problem: dict, cell_name: str):
             for tensor in (xs, *state0, *module.parameters()):
                 tensor.grad = None
             with torch.backends.mkldnn.flags(enabled=onednn):
-                hs, _ = module(xs, state0[0] if cell_name != "lstm" else tuple(state0))
+                hs, _ = module(xs, state0[0] if len(state0) == 1 else tuple(state0))
                 hs.backward(G)  # d/dtheta of sum_t <h_t, G_t>
             grads = {name: getattr(module, name + "_l0").grad.numpy() for name in cell.params}
             return {**grads, "dxs": xs.grad.numpy(), "dstate0": tuple(s.grad[0].numpy() for s in state0)}
@@ -95,10 +99,13 @@ def jax_step(cell_name: str, jnp):
     """The recurrent part of one step in PyTorch's equations; a_x (B, G*H) is projected beforehand."""
     sigmoid = lambda a: 0.5 * jnp.tanh(0.5 * a) + 0.5  # noqa: E731
 
-    def rnn(p, state, a_x):
-        (h,) = state
-        h = jnp.tanh(a_x + h @ p["weight_hh"].T + p["bias_hh"])
-        return (h,), h
+    def elman(activation):
+        def rnn(p, state, a_x):
+            (h,) = state
+            h = activation(a_x + h @ p["weight_hh"].T + p["bias_hh"])
+            return (h,), h
+
+        return rnn
 
     def lstm(p, state, a_x):
         h, c = state
@@ -118,7 +125,8 @@ def jax_step(cell_name: str, jnp):
         h = (1 - z) * n + z * h
         return (h,), h
 
-    return {"rnn": rnn, "lstm": lstm, "gru": gru}[cell_name]
+    relu = lambda a: jnp.where(a > 0, a, 0)  # noqa: E731  (derivative 0 at 0, as bptt's)
+    return {"rnn": elman(jnp.tanh), "rnn-relu": elman(relu), "lstm": lstm, "gru": gru}[cell_name]
 
 
 def jax_runner(problem: dict, cell_name: str):

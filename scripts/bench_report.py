@@ -7,8 +7,9 @@ import json
 import statistics
 from pathlib import Path
 
-from bench_harness import CELLS, bptt_flops, gemm_fraction
+from bench_harness import bptt_flops, gemm_fraction
 from bench_peers import GEMM_SIZE
+from bptt.cells.registry import CELL_NAMES
 
 # Column order. naive (a textbook numpy loop, since replaced by stepwise) appears in older records.
 PEER_ORDER = ["torch", "jax", "stepwise", "naive"]
@@ -61,7 +62,7 @@ def summary(rows: list[dict], peers: list[str]) -> str:
     """Per cell and dtype, each peer's median and worst ratio over the rows it ran on."""
     width = max([5, *map(len, peers)])
     lines = []
-    for cell in CELLS:
+    for cell in [c for c in CELL_NAMES if any(r["cell"] == c for r in rows)]:
         for dtype in ("float32", "float64"):
             chosen = [r for r in rows if r["cell"] == cell and r["dtype"] == dtype]
             for peer in peers:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bptt.cells.registry import CELL_NAMES
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 SCRIPT = SCRIPTS / "bench.py"
 REPO = SCRIPTS.parent
@@ -94,7 +96,7 @@ def test_unknown_peer_is_an_error_that_names_the_known_ones(bench, capsys):
     assert "tensorflow" in err and "stepwise" in err
 
 
-@pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell_name", CELL_NAMES)
 def test_stepwise_peer_agrees_with_bptt_to_float64_roundoff(harness, peers, cell_name):
     problem = harness.make_problem(cell_name, 7, 3, 4, 5, "float64", seed=1)
     reference = peers.bptt_runner(problem)()
