@@ -23,7 +23,8 @@ from bptt.cells.registry import CELL_NAMES, make_cell  # noqa: E402
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cell", choices=CELL_NAMES)
-    parser.add_argument("sizes", type=int, nargs=4, metavar=("T", "B", "D", "H"))
+    parser.add_argument("sizes", type=int, nargs=4, metavar="SIZE",
+                        help="T B D H: time steps, batch, input size, hidden size")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--reps", type=int, default=100, help="forward + backward passes to run")
     args = parser.parse_args(argv)
