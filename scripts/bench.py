@@ -30,7 +30,6 @@ import json
 import os
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -163,7 +162,6 @@ def run(args, peers: dict, argv) -> dict:
 
 
 if __name__ == "__main__":
-    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
     try:
         main()
     except bench_harness.GradientMismatch as exc:

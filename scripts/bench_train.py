@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_peers import onednn
+
 TRAIN_QUICK = dict(seq_len=20, hidden=16, batch_size=8, steps=6)
 TRAIN_FULL = dict(seq_len=100, hidden=64, batch_size=32, steps=40)  # adding, LSTM: the row
 
@@ -55,10 +57,10 @@ def torch_train_runner(dtype: str, settings: dict):
     optimizer = torch.optim.Adam(params, lr=1e-2)
     rng = np.random.default_rng(0)
 
-    def make_run(onednn: bool):
+    def make_run(enabled: bool):
         def run(steps: int) -> float:
             stamps = []
-            with torch.backends.mkldnn.flags(enabled=onednn):
+            with onednn(enabled):
                 for _ in range(steps):
                     batch = task.sample(rng, B)
                     mask = torch.from_numpy(batch.mask)
@@ -75,7 +77,7 @@ def torch_train_runner(dtype: str, settings: dict):
 
         return run
 
-    candidates = {onednn: make_run(onednn) for onednn in (True, False)}
+    candidates = {enabled: make_run(enabled) for enabled in (True, False)}
     best = max(candidates, key=lambda k: candidates[k](5))
     return candidates[best], best
 
