@@ -106,7 +106,8 @@ def bench_row(cell_name: str, size: tuple, dtype: str, peers: dict, reps: int, r
         if name in peers:
             checks[name] = check_gradients(name, reference, result, dtype)
     reps = bench_timing.repetitions(runners, reps, row_budget)
-    times = bench_timing.interleave(runners, reps, settle, samples={"gemm": GEMM_SAMPLES})
+    times = bench_timing.interleave(runners, reps, settle, samples={"gemm": GEMM_SAMPLES},
+                                   evicting=("gemm",))
     median = {name: statistics.median(wall for wall, _ in ts) for name, ts in times.items()}
     median_cpu = {name: statistics.median(cpu for _, cpu in ts) for name, ts in times.items()}
     best = {name: min(wall for wall, _ in ts) for name, ts in times.items()}

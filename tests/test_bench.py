@@ -120,6 +120,18 @@ def test_above_its_flop_limit_stepwise_is_not_timed_yet_every_row_is_checked(ben
     assert "stepwise" not in alone["ratio"] and "stepwise" in alone["gradient_error"]  # checked untimed
 
 
+def test_interleaving_varies_the_order_and_warms_the_runner_after_the_gemm(bench):
+    calls = []
+    runners = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "gemm")}
+    times = bench.bench_timing.interleave(runners, reps=30, samples={"gemm": 2}, evicting=("gemm",))
+    assert {name: len(t) for name, t in times.items()} == {"a": 30, "b": 30, "gemm": 60}
+    predecessors = {calls[i - 1] for i in range(1, len(calls)) if calls[i] == "a" and calls[i - 1] != "a"}
+    assert predecessors == {"b", "gemm"}  # a fixed rotation would always put the same one before a
+    for i in range(1, len(calls) - 1):
+        if calls[i] == "gemm" and calls[i + 1] != "gemm":
+            assert calls[i + 2] == calls[i + 1]  # one untimed call, then the timed one
+
+
 def test_show_prints_every_stored_record(bench, tmp_path, capsys):
     for line in (REPO / "benchmarks" / "results.jsonl").read_text().splitlines():
         record = json.loads(line)
