@@ -3,6 +3,7 @@
     python scripts/bench.py                 # the full grid, both dtypes, every cell
     python scripts/bench.py --quick         # one small row per cell (the CI smoke test)
     python scripts/bench.py --cells lstm --dtypes float32 --sizes 1,2
+    python scripts/bench.py --quick --against main~3   # the working tree's bptt against main~3's
     python scripts/bench.py --show benchmarks/results.jsonl
 
 Every row runs its runners interleaved (after one warm-up run each, which also checks that their
@@ -12,7 +13,8 @@ repetitions, and the bytes the tape holds per timestep against the states alone.
 appended as one JSON line to benchmarks/results.jsonl.
 
 This file is the command line; the work is in its siblings:
-    bench_peers.py     the runners: bptt, stepwise, torch, jax, numpy's GEMM
+    bench_peers.py     the runners: bptt, stepwise, ref (a revision), torch, jax, numpy's GEMM
+    bench_revision.py  bptt at a git revision, imported under another package name
     bench_harness.py   problems, flop counts, gradient checks, one row
     bench_timing.py    timing one call, and many runners interleaved
     bench_train.py     the training-loop row
@@ -25,6 +27,7 @@ Letters: T time, B batch, D input size, H hidden size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -48,6 +51,7 @@ import bench_harness  # noqa: E402
 import bench_machine  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_report  # noqa: E402
+import bench_revision  # noqa: E402
 import bench_timing  # noqa: E402
 import bench_train  # noqa: E402
 from bptt.cells.registry import CELL_NAMES  # noqa: E402
@@ -69,6 +73,9 @@ def parse_args(argv):
     parser.add_argument("--peers", default=",".join(bench_peers.PEERS),
                         help="comma-separated peers to time, if installed (stepwise: bptt.forward_stepwise "
                              f"+ backward_stepwise, on rows up to {bench_harness.STEPWISE_MAX_FLOPS:.0e} flops)")
+    parser.add_argument("--against", metavar="REV", default=None,
+                        help="also time bptt as it was at git revision REV (a peer named ref), "
+                             "interleaved with the working tree's")
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions per row (at least 3)")
     parser.add_argument("--row-budget", type=float, default=20.0,
                         help="seconds per row the repetitions aim at; fewer reps when a row is slow")
@@ -112,16 +119,22 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.show:
         return bench_report.show(args.show)
-    peers = bench_peers.available_peers(args.peers)
-    with bench_machine.thread_limits(args.threads):
-        return run(args, peers, argv)
+    with contextlib.ExitStack() as stack:
+        revision = stack.enter_context(bench_revision.bptt_at(args.against)) if args.against else None
+        peers = bench_peers.available_peers(args.peers)
+        if revision:
+            peers = {"ref": bench_peers.revision_peer(revision.package), **peers}
+        stack.enter_context(bench_machine.thread_limits(args.threads))
+        return run(args, peers, argv, revision)
 
 
-def run(args, peers: dict, argv) -> dict:
+def run(args, peers: dict, argv, revision=None) -> dict:
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": bench_machine.machine(), "blas": bench_machine.blas_description(),
             "versions": bench_machine.versions(), "threads": args.threads, "settle_seconds": args.settle,
             "stepwise_max_flops": bench_harness.STEPWISE_MAX_FLOPS}
+    if revision:
+        info["against"] = {"revision": revision.name, "commit": revision.commit}
     print(bench_report.header(info))
     for dtype in args.dtypes:
         gemm = bench_peers.gemm_runner(dtype)
@@ -164,5 +177,5 @@ def run(args, peers: dict, argv) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except bench_harness.GradientMismatch as exc:
+    except (bench_harness.GradientMismatch, bench_revision.RevisionError) as exc:
         sys.exit(f"error: {exc}")

@@ -8,6 +8,7 @@ tuple of (B, H) arrays, one per state part).
     bptt       the working tree's bptt.forward + bptt.backward: the fast sequence path
     stepwise   bptt.forward_stepwise + bptt.backward_stepwise: the cells' plain step pair, one
                step at a time, shared-weight gradients accumulated with +=
+    ref        bptt as it was at a git revision (--against, bench_revision), same weights
     torch      torch.nn.RNN / LSTM / GRU and .backward(), CPU
     jax        lax.scan under jit(grad)
 
@@ -24,7 +25,7 @@ import numpy as np
 import bptt
 from bench_timing import time_once
 
-PEERS = ("torch", "jax", "stepwise")
+PEERS = ("torch", "jax", "stepwise")  # the ones --peers chooses from; ref comes from --against
 GEMM_SIZE = 1024  # square matrix product that measures the machine's rate
 
 
@@ -32,15 +33,20 @@ def gradients_dict(cell, grads) -> dict:
     return {**grads.params, "dxs": grads.dxs, "dstate0": cell.unpack_state(grads.dstate0)}
 
 
-def bptt_runner(problem: dict):
-    cell, xs, G = problem["cell"], problem["xs"], problem["G"]
+def unroll_runner(package, cell, problem: dict):
+    """`package.forward` + `package.backward` on `cell`: the API every revision of bptt shares."""
+    xs, G = problem["xs"], problem["G"]
     state0 = cell.pack_state(problem["state0"])
 
     def run() -> dict:
-        _, tape = bptt.forward(cell, xs, state0)
-        return gradients_dict(cell, bptt.backward(cell, tape, G))
+        _, tape = package.forward(cell, xs, state0)
+        return gradients_dict(cell, package.backward(cell, tape, G))
 
     return run
+
+
+def bptt_runner(problem: dict):
+    return unroll_runner(bptt, problem["cell"], problem)
 
 
 def stepwise_runner(problem: dict, cell_name: str):
@@ -53,6 +59,27 @@ def stepwise_runner(problem: dict, cell_name: str):
         return gradients_dict(cell, bptt.backward_stepwise(cell, caches, G))
 
     return run
+
+
+# constructors every revision of bptt has (the registry is newer than some of them)
+REVISION_CELLS = {
+    "rnn": lambda pkg, D, H, **kw: pkg.RNN(D, H, "tanh", **kw),
+    "rnn-relu": lambda pkg, D, H, **kw: pkg.RNN(D, H, "relu", **kw),
+    "lstm": lambda pkg, D, H, **kw: pkg.LSTM(D, H, **kw),
+    "gru": lambda pkg, D, H, **kw: pkg.GRU(D, H, **kw),
+}
+
+
+def revision_peer(package):
+    """The runner factory for `package`, bptt as loaded from another revision (bench_revision)."""
+
+    def make(problem: dict, cell_name: str):
+        cell = problem["cell"]
+        old = REVISION_CELLS[cell_name](package, cell.input_size, cell.hidden_size, dtype=cell.dtype)
+        old.params = {name: value.copy() for name, value in cell.params.items()}
+        return unroll_runner(package, old, problem)
+
+    return make
 
 
 @contextlib.contextmanager

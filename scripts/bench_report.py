@@ -12,7 +12,7 @@ from bench_peers import GEMM_SIZE
 from bptt.cells.registry import CELL_NAMES
 
 # Column order. naive (a textbook numpy loop, since replaced by stepwise) appears in older records.
-PEER_ORDER = ["torch", "jax", "stepwise", "naive"]
+PEER_ORDER = ["ref", "torch", "jax", "stepwise", "naive"]
 
 
 def ordered(peers) -> list[str]:
@@ -91,8 +91,12 @@ def format_train(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def against_line(against: dict) -> str:
+    return f"ref: bptt at {against['revision']} (commit {against['commit'][:12]}), timed beside the working tree's"
+
+
 def header(info: dict) -> str:
-    """The lines a run prints before its rows: machine, thread caps, BLAS, versions."""
+    """The lines a run prints before its rows: machine, thread caps, BLAS, versions, the revision."""
     lines = [f"{info['date']}  {info['machine']['cpu']}, {info['machine']['cores']} cores, "
              f"load {info['machine']['load_average']}",
              f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {info['machine']['openblas_env']}",
@@ -101,6 +105,8 @@ def header(info: dict) -> str:
     for lib in info["blas"]:
         lines.append(f"{'BLAS' if lib.get('library') in ('openblas', 'mkl', 'blis') else 'thread pool'}: {lib}")
     lines.append(f"versions: {info['versions']}")
+    if info.get("against"):
+        lines.append(against_line(info["against"]))
     return "\n".join(lines)
 
 
@@ -114,6 +120,8 @@ def show(path: Path) -> None:
     peers = ordered({peer for row in record["rows"] for peer in row["ratio"]})
     print(f"{record['command']}  ({record['date']}, load {record['machine']['load_average']} before, "
           f"{record['machine'].get('load_average_after')} after, {record.get('threads')} thread(s))")
+    if record.get("against"):
+        print(against_line(record["against"]))
     print(format_table(record["rows"], peers))
     print(summary(record["rows"], peers))
     if record.get("train_rows"):

@@ -1,23 +1,25 @@
 """scripts/bench.py --quick as a smoke test: it runs without JAX, checks every row's gradients (so a
 wrong gradient fails it), and appends a result record. No time is asserted. Also: the stepwise
-peer and its flop limit, --show on every stored record, and the split modules loading by path as
-bench.py does."""
+peer and its flop limit, --against REV (bptt at another revision, timed beside the working tree's),
+--show on every stored record, and the split modules loading by path as bench.py does."""
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import bptt
 from bptt.cells.registry import CELL_NAMES
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 SCRIPT = SCRIPTS / "bench.py"
 REPO = SCRIPTS.parent
-SPLIT_MODULES = ["bench_harness", "bench_machine", "bench_peers", "bench_report", "bench_timing",
-                 "bench_train"]
+SPLIT_MODULES = ["bench_harness", "bench_machine", "bench_peers", "bench_report", "bench_revision",
+                 "bench_timing", "bench_train"]
 
 
 def load(name: str, path: Path):
@@ -42,6 +44,11 @@ def harness(bench):
 @pytest.fixture(scope="module")
 def peers(bench):
     return bench.bench_peers
+
+
+@pytest.fixture(scope="module")
+def revision(bench):
+    return bench.bench_revision
 
 
 def test_quick_runs_without_jax_checks_gradients_and_appends_a_record(bench, harness, tmp_path, monkeypatch):
@@ -118,6 +125,52 @@ def test_above_its_flop_limit_stepwise_is_not_timed_yet_every_row_is_checked(ben
     alone = harness.bench_row("gru", (4, 2, 3, 5), "float64", {"stepwise": peers.stepwise_runner},
                               reps=3, row_budget=1.0)
     assert "stepwise" not in alone["ratio"] and "stepwise" in alone["gradient_error"]  # checked untimed
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="--against needs the git repository")
+def test_against_head_times_that_revision_beside_the_working_tree_and_records_it(bench, tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    record = bench.main(["--quick", "--against", "HEAD", "--cells", "lstm", "--dtypes", "float64",
+                         "--peers", "stepwise", "--no-train", "--out", str(out)])
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert record["against"] == {"revision": "HEAD", "commit": head}
+    assert json.loads(out.read_text())["against"] == record["against"]
+    (row,) = record["rows"]
+    assert row["gradient_error"]["ref"] <= 1e-12 and row["ratio"]["ref"] > 0
+    assert "stepwise" in row["gradient_error"]
+    printed = capsys.readouterr().out
+    assert "ref ms" in printed and "bptt/ref" in printed and f"commit {head[:12]}" in printed
+    bench.main(["--show", str(out)])
+    assert f"ref: bptt at HEAD (commit {head[:12]})" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="--against needs the git repository")
+def test_a_revision_is_its_own_package_and_is_forgotten_afterwards(revision):
+    with revision.bptt_at("HEAD") as rev:
+        name = rev.package.__name__
+        assert name.startswith("bptt_at_") and name in sys.modules
+        assert rev.package.LSTM is not bptt.LSTM
+        assert REPO not in Path(rev.package.__file__).parents  # from the archive, not the working tree
+        assert sys.modules[rev.package.LSTM.__module__].__name__.startswith(name + ".")
+    assert not [k for k in sys.modules if k == name or k.startswith(name + ".")]
+
+
+def test_a_bad_revision_is_an_error_that_names_it(bench, revision, tmp_path):
+    with pytest.raises(revision.RevisionError, match="no-such-revision"):
+        bench.main(["--quick", "--against", "no-such-revision", "--out", str(tmp_path / "r.jsonl")])
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--against", "no-such-revision",
+                           "--out", str(tmp_path / "r.jsonl")], capture_output=True, text=True)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "error: --against 'no-such-revision'" in done.stderr
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_code_importing_bptt_by_its_absolute_name_is_found(revision, tmp_path):
+    package = tmp_path / "bptt"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""import bptt in a docstring is fine"""\nfrom .a import f\n')
+    (package / "a.py").write_text("import numpy\n\n\ndef f():\n    from bptt.cells import LSTM\n")
+    assert revision.absolute_bptt_imports(package) == ["bptt/a.py:5"]
 
 
 def test_interleaving_varies_the_order_and_warms_the_runner_after_the_gemm(bench):
