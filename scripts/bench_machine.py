@@ -67,7 +67,15 @@ def blas_description() -> list[dict]:
     ]
 
 
+def git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def versions() -> dict:
+    """Python, numpy, bptt and the loaded peers; bptt's commit, and whether bptt/ differs from it."""
     import numpy as np
 
     import bptt
@@ -76,12 +84,11 @@ def versions() -> dict:
     for name in ("torch", "jax", "jaxlib"):
         if name in sys.modules:
             found[name] = getattr(sys.modules[name], "__version__", "?")
-    try:
-        found["bptt_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    commit = git("rev-parse", "--short", "HEAD")
+    if commit is not None:
+        found["bptt_commit"] = commit
+        # the timed code is the working tree's: say when it is not the commit's
+        found["bptt_uncommitted_changes"] = bool(git("status", "--porcelain", "--", "bptt"))
     return found
 
 
