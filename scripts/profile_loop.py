@@ -17,19 +17,19 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one thread, as the bench's
 import numpy as np  # noqa: E402
 
 import bptt  # noqa: E402
-
-CELLS = {"rnn": bptt.RNN, "lstm": bptt.LSTM, "gru": bptt.GRU}
+from bptt.cells.registry import CELL_NAMES, make_cell  # noqa: E402
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("cell", choices=sorted(CELLS))
-    parser.add_argument("sizes", type=int, nargs=4, metavar=("T", "B", "D", "H"))
+    parser.add_argument("cell", choices=CELL_NAMES)
+    parser.add_argument("sizes", type=int, nargs=4, metavar="SIZE",
+                        help="T B D H: time steps, batch, input size, hidden size")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--reps", type=int, default=100, help="forward + backward passes to run")
     args = parser.parse_args(argv)
     T, B, D, H = args.sizes
-    cell = CELLS[args.cell](D, H, seed=0, dtype=args.dtype)
+    cell = make_cell(args.cell, D, H, seed=0, dtype=args.dtype)
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((T, B, D)).astype(args.dtype)
     G = rng.standard_normal((T, B, H)).astype(args.dtype)
