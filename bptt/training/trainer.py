@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from ..cells.registry import CELL_NAMES, make_cell
-from .clipping import clip_grad_norm, clip_grad_value, global_norm, max_abs
+from .clipping import CLIPS, clip_gradients
 from .init import INITS, initialise
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
 from ..core.readout import Linear
@@ -40,7 +40,6 @@ from ..core.truncation import TBPTT, NonFiniteError, model_params, state_at, win
 from ..core.unroll import forward
 
 CELLS = CELL_NAMES
-CLIPS = ("norm", "value", "none")
 
 
 @dataclass
@@ -315,7 +314,6 @@ def _loop(run: _Run, callback) -> dict:
     config, cell = run.config, run.cell
     eval_batch = run.cast(run.task.eval_batch(config.eval_size, config.eval_seed))
     started, base_elapsed = time.perf_counter(), run.elapsed
-    clip_fn = {"norm": clip_grad_norm, "value": clip_grad_value}.get(config.clip)
     reached_target = bool(
         config.target_loss is not None and run.last_eval and run.last_eval["loss"] <= config.target_loss
     )
@@ -330,7 +328,7 @@ def _loop(run: _Run, callback) -> dict:
                 _, tape = forward(cell, batch.xs[start:end], run.carry)
                 _advance(run, tape, start)
                 continue
-            record = _update(run, start, mask, clip_fn, dh_log, base_elapsed, started)
+            record = _update(run, start, mask, dh_log, base_elapsed, started)
             run.elapsed = base_elapsed + time.perf_counter() - started
             record["elapsed"] = run.elapsed
             if run.step % config.eval_every == 0 or run.step == config.steps:
@@ -352,7 +350,7 @@ def _loop(run: _Run, callback) -> dict:
     return summary
 
 
-def _update(run: _Run, start: int, mask, clip_fn, dh_log, base_elapsed: float, started: float) -> dict:
+def _update(run: _Run, start: int, mask, dh_log, base_elapsed: float, started: float) -> dict:
     """One parameter update from the current window; returns its metrics record (no elapsed yet)."""
     config, batch, end = run.config, run.batch, run.windows[run.window].end
     record = {"step": run.step + 1}
@@ -378,19 +376,12 @@ def _update(run: _Run, start: int, mask, clip_fn, dh_log, base_elapsed: float, s
         run.batch = None  # the rest of this batch's windows would start from a bad state
         record.update(loss=None, grad_norm=None, clipped=False, lr=None, skipped=True)
     else:
-        peak = max_abs(result.grads)  # before clipping
-        if clip_fn is None:
-            norm = global_norm(result.grads)
-        else:
-            norm = clip_fn(result.grads, config.clip_threshold)
-        clipped = (config.clip == "norm" and norm > config.clip_threshold) or (
-            config.clip == "value" and peak > config.clip_threshold
-        )
-        run.clipped += int(clipped)
+        clipping = clip_gradients(result.grads, config.clip, config.clip_threshold)
+        run.clipped += int(clipping.clipped)
         lr = run.optimizer.step(run.params, result.grads)
         run.step += 1
         _advance(run, result.tape, start)
-        record.update(loss=result.loss, grad_norm=norm, clipped=bool(clipped), lr=lr)
+        record.update(loss=result.loss, grad_norm=clipping.norm, clipped=clipping.clipped, lr=lr)
         if config.record_every and run.step % config.record_every == 0:
             dh_log.write(json.dumps({"step": run.step, "dh_norms": result.dh_norms.tolist()}) + "\n")
             dh_log.flush()
