@@ -44,7 +44,7 @@ def bias_curve(cell, readout, batch, ks) -> dict:
     T = batch.xs.shape[0]
 
     def cell_gradient(k):  # the readout's gradient is the same for every k: compare the cell's only
-        grads = tbptt_gradient(cell, readout, bptt.mse, batch.xs, batch.targets, batch.mask, k, k).grads
+        grads = tbptt_gradient(cell, readout, bptt.mse, batch.xs, batch.targets, batch.mask, k, k).params
         return {name: g for name, g in grads.items() if name.startswith("cell.")}
 
     full = cell_gradient(T)

@@ -36,7 +36,7 @@ from .init import INITS, initialise
 from .optim import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
 from ..core.readout import Linear
 from .tasks import TASKS, Batch, make_task
-from ..core.truncation import TBPTT, NonFiniteError, model_params, state_at, window_gradients
+from ..core.truncation import TBPTT, NonFiniteError, WindowWalk, model_params, window_gradients
 from ..core.unroll import forward
 
 CELLS = CELL_NAMES
@@ -185,8 +185,7 @@ class _Run:
         self.step = 0
         self.batch: Batch | None = None
         self.batch_rng_state = None  # the data RNG's state before the current batch was drawn
-        self.window = 0  # index of the next window in the current batch
-        self.carry = None  # the state at the next window's start
+        self.walk: WindowWalk | None = None  # the current batch's windows: the next one and its start state
         self.elapsed = 0.0
         self.skipped = 0
         self.clipped = 0
@@ -197,12 +196,18 @@ class _Run:
         targets = batch.targets.astype(self.dtype) if batch.targets.dtype.kind == "f" else batch.targets
         return batch._replace(xs=batch.xs.astype(self.dtype), targets=targets)
 
-    def next_batch(self) -> None:
+    def next_batch(self, window: int = 0, carry=None) -> None:
+        """Draw a batch and start its walk (at `window`, from `carry`, when restoring a checkpoint)."""
         self.batch_rng_state = self.rng.bit_generator.state
         self.batch = self.cast(self.task.sample(self.rng, self.config.batch_size))
-        T = self.batch.xs.shape[0]
-        self.windows = TBPTT(*self.config.truncation(T)).windows(T)
-        self.window, self.carry = 0, None
+        plan = TBPTT(*self.config.truncation(self.batch.xs.shape[0]))
+        self.walk = WindowWalk(plan, self.batch.mask, carry, window)
+
+    def advance(self, tape) -> None:
+        """Carry the state to the next window's start, or drop the finished batch."""
+        self.walk.advance(tape)
+        if self.walk.done:
+            self.batch = self.walk = None
 
     def evaluate(self, batch: Batch) -> dict:
         """Held-out loss (mean over every masked entry) and task metrics, full forward, no truncation."""
@@ -219,15 +224,15 @@ class _Run:
         arrays = {f"param/{k}": v for k, v in self.params.items()}
         arrays.update({f"optim/{k}": v for k, v in self.optimizer.state_arrays().items()})
         arrays["step"] = np.array(self.step)
-        arrays["window"] = np.array(self.window if self.batch is not None else -1)
+        arrays["window"] = np.array(self.walk.index if self.walk is not None else -1)
         arrays["elapsed"] = np.array(self.elapsed)
         arrays["skipped"] = np.array(self.skipped)
         arrays["clipped"] = np.array(self.clipped)
         arrays["rng_state"] = np.array(json.dumps(
-            self.batch_rng_state if self.batch is not None else self.rng.bit_generator.state
+            self.batch_rng_state if self.walk is not None else self.rng.bit_generator.state
         ))
-        if self.carry is not None:
-            for i, part in enumerate(self.cell.unpack_state(self.carry)):
+        if self.walk is not None and self.walk.state is not None:
+            for i, part in enumerate(self.cell.unpack_state(self.walk.state)):
                 arrays[f"carry/{i}"] = part
         arrays["last_eval"] = np.array(json.dumps(self.last_eval))
         if hasattr(self.task, "vocab"):
@@ -258,10 +263,8 @@ class _Run:
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"checkpoint {path} does not match its config.json: {exc}") from exc
         if window >= 0:  # mid-batch: draw the same batch again, continue at the saved window
-            self.next_batch()
-            self.window = window
-            if carry_keys:
-                self.carry = self.cell.pack_state(tuple(arrays[k] for k in carry_keys))
+            carry = self.cell.pack_state(tuple(arrays[k] for k in carry_keys)) if carry_keys else None
+            self.next_batch(window, carry)
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -319,16 +322,15 @@ def _loop(run: _Run, callback) -> dict:
     )
     with open(run.dir / "metrics.jsonl", "a") as metrics_log, open(run.dir / "dh_norms.jsonl", "a") as dh_log:
         while run.step < config.steps and not reached_target:
-            if run.batch is None:
+            if run.walk is None:
                 run.next_batch()
-            batch, (start, loss_from, end) = run.batch, run.windows[run.window]
-            mask = batch.mask[start:end].copy()
-            mask[: loss_from - start] = False  # only the losses of the k1 new steps
+            mask = run.walk.loss_mask()
             if not mask.any():  # nothing to learn from here: carry the state, no update
-                _, tape = forward(cell, batch.xs[start:end], run.carry)
-                _advance(run, tape, start)
+                start, _, end = run.walk.window
+                _, tape = forward(cell, run.batch.xs[start:end], run.walk.state)
+                run.advance(tape)
                 continue
-            record = _update(run, start, mask, dh_log, base_elapsed, started)
+            record = _update(run, mask, dh_log, base_elapsed, started)
             run.elapsed = base_elapsed + time.perf_counter() - started
             record["elapsed"] = run.elapsed
             if run.step % config.eval_every == 0 or run.step == config.steps:
@@ -350,17 +352,17 @@ def _loop(run: _Run, callback) -> dict:
     return summary
 
 
-def _update(run: _Run, start: int, mask, dh_log, base_elapsed: float, started: float) -> dict:
+def _update(run: _Run, mask, dh_log, base_elapsed: float, started: float) -> dict:
     """One parameter update from the current window; returns its metrics record (no elapsed yet)."""
-    config, batch, end = run.config, run.batch, run.windows[run.window].end
+    config, batch, (start, _, end) = run.config, run.batch, run.walk.window
     record = {"step": run.step + 1}
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             result = window_gradients(
-                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], run.carry,
+                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], run.walk.state,
                 batch.targets[start:end], mask,
             )
-        bad = [name for name, g in result.grads.items() if not np.isfinite(g).all()]
+        bad = [name for name, g in result.params.items() if not np.isfinite(g).all()]
         if bad:
             raise NonFiniteError(f"gradient of {bad[0]}", f"the gradient of {bad[0]} is not finite")
     except NonFiniteError as exc:
@@ -373,29 +375,19 @@ def _update(run: _Run, start: int, mask, dh_log, base_elapsed: float, started: f
             ) from exc
         run.skipped += 1
         run.step += 1
-        run.batch = None  # the rest of this batch's windows would start from a bad state
+        run.batch = run.walk = None  # the rest of this batch's windows would start from a bad state
         record.update(loss=None, grad_norm=None, clipped=False, lr=None, skipped=True)
     else:
-        clipping = clip_gradients(result.grads, config.clip, config.clip_threshold)
+        clipping = clip_gradients(result.params, config.clip, config.clip_threshold)
         run.clipped += int(clipping.clipped)
-        lr = run.optimizer.step(run.params, result.grads)
+        lr = run.optimizer.step(run.params, result.params)
         run.step += 1
-        _advance(run, result.tape, start)
+        run.advance(result.tape)
         record.update(loss=result.loss, grad_norm=clipping.norm, clipped=clipping.clipped, lr=lr)
         if config.record_every and run.step % config.record_every == 0:
             dh_log.write(json.dumps({"step": run.step, "dh_norms": result.dh_norms.tolist()}) + "\n")
             dh_log.flush()
     return record
-
-
-def _advance(run: _Run, tape, start: int) -> None:
-    """Move to the next window: keep the state at its start, or drop the finished batch."""
-    run.window += 1
-    if run.window == len(run.windows):
-        run.batch = None
-        return
-    next_start = run.windows[run.window].start
-    run.carry = state_at(run.cell, tape, run.carry, next_start - start)
 
 
 def _summary(run: _Run, reached_target: bool) -> dict:
