@@ -10,7 +10,8 @@
 from .cells import GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache
 from .core.losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from .core.readout import Linear
-from .training.trainer import TrainConfig, evaluate, train
+from .training.config import TrainConfig
+from .training.trainer import evaluate, train
 from .core.unroll import Gradients, Tape, backward, backward_stepwise, forward, forward_stepwise
 from .modes.forward_mode import JVPResult, jvp
 from .modes.rtrl import RTRLResult, rtrl

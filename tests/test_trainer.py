@@ -148,8 +148,8 @@ def test_non_finite_steps_can_be_skipped_and_counted(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     (dict(task="sorting"), "task must be one of"),
-    (dict(k1=5, k2=3), "k2 >= k1"),
-    (dict(k2=3), "k2 needs k1"),
+    (dict(k1=5, k2=3), r"k2 must be >= k1 = 5"),
+    (dict(k2=3), "give k1 too"),
     (dict(clip_threshold=0.0), "clip_threshold"),
     (dict(clip_threshold=-1.0), "clip_threshold"),
     (dict(steps=0), "steps"),

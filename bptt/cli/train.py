@@ -6,13 +6,14 @@ import dataclasses
 
 import click
 
+from ..cells.registry import CELL_NAMES
+from ..training.clipping import CLIPS
+from ..training.config import DTYPES, ON_NONFINITE, TrainConfig
 from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
-from ..training.tasks import TASKS
 from ..training.sampling import sample
-from ..training.trainer import (
-    CELLS, CLIPS, TrainConfig, TrainingStopped, default_run_dir, evaluate, load_config, train,
-)
+from ..training.tasks import TASKS
+from ..training.trainer import TrainingStopped, default_run_dir, evaluate, load_config, train
 from . import cli
 
 DEFAULTS = TrainConfig()
@@ -29,7 +30,7 @@ def _baseline_line(summary: dict) -> str:
 
 @cli.command(name="train")
 @click.option("--task", type=click.Choice(TASKS), default=DEFAULTS.task, show_default=True, help="Toy task to train on.")
-@click.option("--cell", type=click.Choice(CELLS), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
+@click.option("--cell", type=click.Choice(CELL_NAMES), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
 @click.option("--hidden", type=POSITIVE, default=DEFAULTS.hidden, show_default=True, help="Hidden size H.")
 @click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
               help="Recurrent weights W_hh: default (PyTorch's uniform), identity with zero biases "
@@ -54,7 +55,7 @@ def _baseline_line(summary: dict) -> str:
               help="Max global norm (or max |element| with --clip value); must be > 0.")
 @click.option("--k1", type=POSITIVE, default=None, help="TBPTT: steps between updates  [default: the whole sequence]")
 @click.option("--k2", type=POSITIVE, default=None, help="TBPTT: steps backpropagated per update, >= k1  [default: k1]")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default=DEFAULTS.dtype, show_default=True,
+@click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
               help="Floating-point type of weights and activations.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the weights and training data.")
 @click.option("--eval-every", type=POSITIVE, default=DEFAULTS.eval_every, show_default=True,
@@ -64,7 +65,7 @@ def _baseline_line(summary: dict) -> str:
               help="Write checkpoint.npz every this many updates.")
 @click.option("--record-every", type=click.IntRange(min=0), default=DEFAULTS.record_every, show_default=True,
               help="Log per-timestep gradient norms (dh_norms.jsonl) every this many updates; 0: never.")
-@click.option("--on-nonfinite", type=click.Choice(["stop", "skip"]), default=DEFAULTS.on_nonfinite, show_default=True,
+@click.option("--on-nonfinite", type=click.Choice(ON_NONFINITE), default=DEFAULTS.on_nonfinite, show_default=True,
               help="On a NaN/inf loss or gradient: stop (checkpointing the last good weights) or skip the step.")
 @click.option("--target-loss", type=float, default=None, help="Stop early once the held-out loss is at or below this.")
 @click.option("--text", type=click.Path(dir_okay=False), default=None, help="Text file for --task chars.")
@@ -76,8 +77,6 @@ def _baseline_line(summary: dict) -> str:
 def train_command(resume, quiet, **options):
     """Train a recurrent cell on a toy sequence task and write a run folder."""
     ctx = click.get_current_context()
-    if options["clip_threshold"] <= 0:
-        raise click.BadParameter(f"must be > 0, got {options['clip_threshold']}", param_hint="--clip-threshold")
     config = TrainConfig(**options)
     if resume is not None:
         given = [name for name in options if name != "steps"
@@ -92,8 +91,7 @@ def train_command(resume, quiet, **options):
         try:
             config.validate()
         except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
-
+            raise _usage_error(exc) from exc
         if config.out is None:
             config = dataclasses.replace(config, out=str(default_run_dir(config)))
     run_dir = resume if resume is not None else config.out
@@ -121,6 +119,15 @@ def train_command(resume, quiet, **options):
     click.echo(f"{summary['task']} / {summary['cell']}: {summary['steps']} steps in {summary['wall_seconds']:.1f} s")
     click.echo(_baseline_line(summary))
     click.echo(f"run folder: {run_dir}")
+
+
+def _usage_error(exc: ValueError) -> click.UsageError:
+    """A bad setting as a usage error on its option (exit code 2); other errors as they are."""
+    ctx = click.get_current_context()
+    param = next((p for p in ctx.command.params if p.name == getattr(exc, "setting", None)), None)
+    if param is None:
+        return click.UsageError(str(exc))
+    return click.BadParameter(exc.problem, ctx=ctx, param=param)
 
 
 class _Null:

@@ -24,84 +24,20 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..cells.registry import CELL_NAMES, make_cell
-from .clipping import CLIPS, clip_gradients
-from .init import INITS, initialise
-from .optim import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
+from ..cells.registry import make_cell
+from .clipping import clip_gradients
+from .config import TrainConfig
+from .init import initialise
+from .optim import Schedule, make_optimizer
 from ..core.readout import Linear
-from .tasks import TASKS, Batch, make_task
+from .tasks import Batch, make_task
 from ..core.truncation import TBPTT, NonFiniteError, WindowWalk, model_params, window_gradients
 from ..core.unroll import forward
-
-CELLS = CELL_NAMES
-
-
-@dataclass
-class TrainConfig:
-    task: str = "adding"  # one of bptt.tasks.TASKS
-    cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
-    hidden: int = 32  # hidden size H
-    init: str = "default"  # W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal
-    seq_len: int = 30  # sequence length T (copy: the blank's length; reber: the longest string)
-    steps: int = 500  # parameter updates
-    batch_size: int = 32  # sequences per batch N
-    lr: float = 1e-2  # (peak) learning rate
-    optimizer: str = "adam"  # sgd, momentum, nesterov, rmsprop or adam
-    momentum: float = 0.9  # for momentum and nesterov
-    schedule: str = "constant"  # learning-rate schedule: constant, cosine (to 0 at `steps`) or step
-    lr_step_size: int = 1000  # step schedule: multiply lr by lr_gamma every this many updates
-    lr_gamma: float = 0.1  # step schedule: the factor
-    clip: str = "norm"  # gradient clipping: norm (global norm), value (element-wise) or none
-    clip_threshold: float = 1.0  # the max norm, or the max |element|
-    k1: int | None = None  # TBPTT: steps between updates (None: the whole sequence)
-    k2: int | None = None  # TBPTT: steps backpropagated per update, >= k1 (None: k1)
-    dtype: str = "float64"  # float64 or float32
-    seed: int = 0  # seeds the weights and the training data
-    eval_every: int = 100  # evaluate on the held-out set every this many updates (and at the end)
-    eval_size: int = 500  # sequences in the held-out set
-    eval_seed: int = 1234  # seed of the held-out set, independent of `seed`
-    checkpoint_every: int = 100  # write checkpoint.npz every this many updates (and at the end)
-    record_every: int = 50  # log dh_norms every this many updates (0: never)
-    on_nonfinite: str = "stop"  # non-finite loss or gradient: stop (after a checkpoint) or skip the step
-    target_loss: float | None = None  # stop early once the held-out loss is at or below this
-    text: str | None = None  # chars: path of the text file
-    out: str | None = None  # run folder (None: runs/<task>-<cell>-<time>)
-
-    def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first bad setting; return self."""
-        choices = {"task": TASKS, "cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-                   "clip": CLIPS, "init": INITS, "dtype": ("float64", "float32"),
-                   "on_nonfinite": ("stop", "skip")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        for name in ("hidden", "seq_len", "steps", "batch_size", "eval_every", "eval_size",
-                     "checkpoint_every", "lr_step_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.record_every, int) or self.record_every < 0:
-            raise ValueError(f"record_every must be a non-negative integer, got {self.record_every!r}")
-        if not (self.clip_threshold > 0 and math.isfinite(self.clip_threshold)):
-            raise ValueError(f"clip_threshold must be a positive number, got {self.clip_threshold!r}")
-        Schedule(self.schedule, self.lr, self.steps, 0.0, self.lr_step_size, self.lr_gamma)
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if self.k1 is None and self.k2 is not None:
-            raise ValueError("k2 needs k1 (give k1 too, or neither for full BPTT)")
-        TBPTT(*self.truncation(self.seq_len))
-        return self
-
-    def truncation(self, T: int) -> tuple[int, int]:
-        """(k1, k2) for sequences of T steps: None means the whole sequence."""
-        k1 = T if self.k1 is None else self.k1
-        return k1, (k1 if self.k2 is None else self.k2)
 
 
 class TrainingStopped(RuntimeError):
