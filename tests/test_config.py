@@ -88,6 +88,15 @@ def test_cli_reports_the_config_check_on_the_option_with_exit_code_2(tmp_path, a
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
+def test_cli_reports_a_bad_saved_config_on_resume(tmp_path):
+    out = tmp_path / "run"
+    assert run("--steps", "1", "--hidden", "4", "--seq-len", "6", "--eval-size", "4", "--out", str(out),
+               "--quiet").exit_code == 0
+    (out / "config.json").write_text((out / "config.json").read_text().replace('"hidden": 4', '"hidden": -4'))
+    result = run("--resume", str(out), "--quiet")
+    assert result.exit_code == 2 and "config.json: hidden must be a positive integer, got -4" in result.output
+
+
 def test_cli_cell_choices_are_the_registry():
     cell = next(p for p in train_command.params if p.name == "cell")
     assert tuple(cell.type.choices) == CELL_NAMES

@@ -11,8 +11,10 @@ import bptt
 from bptt.core.truncation import tbptt_gradient
 from bptt.modes.finite_diff import relative_error
 from bptt.training import trainer
+from bptt.training.config import TrainConfig
 from bptt.training.optim import Optimizer
-from bptt.training.trainer import TrainConfig, TrainingStopped, read_jsonl, train
+from bptt.training.run_folder import read_jsonl
+from bptt.training.trainer import TrainingStopped, train
 
 TINY = dict(hidden=6, seq_len=8, batch_size=4, eval_size=16, eval_every=4, checkpoint_every=5,
             record_every=3)
@@ -204,7 +206,7 @@ def test_training_updates_take_the_windows_of_tbptt_gradient(tmp_path, monkeypat
     monkeypatch.setattr(trainer, "make_optimizer", lambda *args, **kwargs: FrozenWeights(updates))
     config = TrainConfig(task=task, cell="lstm", k1=k1, k2=k2, clip="none", steps=1, out=str(tmp_path / "run"),
                          **TINY)
-    run = trainer._Run(config, tmp_path / "run")  # the weights and data RNG that train() starts from
+    run = trainer.TrainingRun(config, tmp_path / "run")  # the weights and data RNG that train() starts from
     run.next_batch()
     batch = run.batch
     reference = tbptt_gradient(run.cell, run.readout, run.task.loss_fn, batch.xs, batch.targets, batch.mask, k1, k2)

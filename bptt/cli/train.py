@@ -11,9 +11,10 @@ from ..training.clipping import CLIPS
 from ..training.config import DTYPES, ON_NONFINITE, TrainConfig
 from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
+from ..training.run_folder import default_run_dir, load_config
 from ..training.sampling import sample
 from ..training.tasks import TASKS
-from ..training.trainer import TrainingStopped, default_run_dir, evaluate, load_config, train
+from ..training.trainer import TrainingStopped, evaluate, train
 from . import cli
 
 DEFAULTS = TrainConfig()
