@@ -80,6 +80,11 @@ def run(*args):
     (["--k1", "5", "--k2", "3"], "Invalid value for '--k2': must be >= k1 = 5"),
     (["--task", "chars"], "Invalid value for '--text': must be the path of a text file for the chars task"),
     (["--target-loss", "nan"], "Invalid value for '--target-loss': must be a number or None, got nan"),
+    (["--hidden", "0"], "Invalid value for '--hidden': must be a positive integer, got 0"),
+    (["--lr", "0"], "Invalid value for '--lr': must be a positive finite number, got 0.0"),
+    (["--momentum", "1"], "Invalid value for '--momentum': must be a number in [0, 1), got 1.0"),
+    (["--lr-gamma", "1.5"], "Invalid value for '--lr-gamma': must be a number in (0, 1], got 1.5"),
+    (["--record-every", "-1"], "Invalid value for '--record-every': must be a non-negative integer, got -1"),
 ])
 def test_cli_reports_the_config_check_on_the_option_with_exit_code_2(tmp_path, args, message):
     result = run("--steps", "1", "--out", str(tmp_path / "x"), "--quiet", *args)
@@ -95,6 +100,11 @@ def test_cli_reports_a_bad_saved_config_on_resume(tmp_path):
     (out / "config.json").write_text((out / "config.json").read_text().replace('"hidden": 4', '"hidden": -4'))
     result = run("--resume", str(out), "--quiet")
     assert result.exit_code == 2 and "config.json: hidden must be a positive integer, got -4" in result.output
+
+
+def test_cli_checks_steps_given_with_resume(tmp_path):
+    result = run("--resume", str(tmp_path), "--steps", "0")
+    assert result.exit_code == 2 and "Invalid value for '--steps': must be a positive integer, got 0" in result.output
 
 
 def test_cli_cell_choices_are_the_registry():
