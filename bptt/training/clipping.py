@@ -161,6 +161,16 @@ def clip_gradients(grads: dict[str, np.ndarray], mode: str, threshold: float) ->
 
 
 def max_abs(grads: dict[str, np.ndarray]) -> float:
-    """The largest |element| over all gradients (NaN if any element is NaN, 0.0 if all are empty)."""
+    """The largest |element| over all gradients.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+
+    Returns
+    -------
+    float
+        NaN if any element is NaN, 0.0 if every array is empty.
+    """
     peaks = [float(np.max(np.abs(g))) for g in grads.values() if g.size]
     return max(peaks, default=0.0) if not any(math.isnan(p) for p in peaks) else math.nan

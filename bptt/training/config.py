@@ -114,7 +114,8 @@ class TrainConfig:
                 raise SettingError("k2", self.k2, "None when k1 is None (give k1 too, or neither for full BPTT)")
             _integer(self, "k2", low=1, extra=" or None (k1)")
             if self.k2 < self.k1:
-                raise SettingError("k2", self.k2, f">= k1 = {self.k1} (an update backpropagates at least its k1 new steps)")
+                allowed = f">= k1 = {self.k1} (an update backpropagates at least its k1 new steps)"
+                raise SettingError("k2", self.k2, allowed)
         if self.task == "chars" and self.text is None:
             raise SettingError("text", self.text, "the path of a text file for the chars task")
         for name in ("text", "out"):

@@ -1,4 +1,4 @@
-"""The run folder: the one module that knows its files, their formats, and how they are written and read.
+"""The run folder: its files, their formats, and how they are written and read back.
 
     config.json      every setting (a TrainConfig), indented JSON
     metrics.jsonl    one JSON object per update: step, loss, grad_norm (before clipping), clipped,
@@ -150,7 +150,17 @@ def _step_records(path: Path) -> list[dict]:
 
 # ---------------------------------------------------------------------- the folder and its settings
 def default_run_dir(config: TrainConfig) -> Path:
-    """runs/<task>-<cell>-<date>-<time>, the folder of a run whose config gives no `out`."""
+    """The folder of a run whose config gives no `out`.
+
+    Parameters
+    ----------
+    config : TrainConfig
+
+    Returns
+    -------
+    Path
+        runs/<task>-<cell>-<YYYYmmdd>-<HHMMSS>, relative to the working directory.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{config.task}-{config.cell}-{stamp}"
 
@@ -185,7 +195,14 @@ def start_run_folder(run_dir, config: TrainConfig) -> Path:
 
 
 def write_config(run_dir, config: TrainConfig) -> None:
-    """Write config.json: every field of `config`, indented JSON."""
+    """Write config.json (atomically): every field of `config`, indented JSON.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        An existing folder.
+    config : TrainConfig
+    """
     _write_json(Path(run_dir) / CONFIG, dataclasses.asdict(config))
 
 
@@ -220,7 +237,20 @@ def load_config(run_dir) -> TrainConfig:
 
 
 def write_summary(run_dir, summary: dict) -> dict:
-    """Write summary.json; return the summary as written (non-finite numbers as None)."""
+    """Write summary.json (atomically).
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        An existing folder.
+    summary : dict
+        The final held-out metrics, baselines and counters.
+
+    Returns
+    -------
+    dict
+        The summary as written: non-finite numbers as None.
+    """
     summary = json_safe(summary)
     _write_json(Path(run_dir) / SUMMARY, summary)
     return summary
@@ -246,18 +276,38 @@ class Logs:
             raise
 
     def write_metrics(self, record: dict) -> dict:
-        """Append one update's record to metrics.jsonl; return it as written (non-finite as None)."""
+        """Append one update's record to metrics.jsonl as one flushed line.
+
+        Parameters
+        ----------
+        record : dict
+            step, loss, grad_norm, clipped, lr, elapsed, and eval_* or skipped where they apply.
+
+        Returns
+        -------
+        dict
+            The record as written: non-finite numbers as None.
+        """
         record = json_safe(record)
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
         return record
 
     def write_dh_norms(self, step: int, dh_norms: np.ndarray) -> None:
-        """Append {"step", "dh_norms"} to dh_norms.jsonl: dh_norms (W,) of the update's window."""
+        """Append {"step": step, "dh_norms": [...]} to dh_norms.jsonl as one flushed line.
+
+        Parameters
+        ----------
+        step : int
+            The update.
+        dh_norms : ndarray, shape (W,)
+            Norm over the batch of dL/dh_t at each step of the update's window.
+        """
         self._dh_norms.write(json.dumps({"step": step, "dh_norms": json_safe(np.asarray(dh_norms).tolist())}) + "\n")
         self._dh_norms.flush()
 
     def close(self) -> None:
+        """Close both files."""
         self._metrics.close()
         self._dh_norms.close()
 
@@ -354,8 +404,9 @@ class Checkpoint:
         if set(params) != set(self.params):
             raise ValueError(f"{where}: it holds parameters {sorted(self.params)}, the model has {sorted(params)}")
         for name, value in params.items():
-            if self.params[name].shape != value.shape:
-                raise ValueError(f"{where}: parameter {name} has shape {self.params[name].shape}, config expects {value.shape}")
+            saved = self.params[name]
+            if saved.shape != value.shape:
+                raise ValueError(f"{where}: parameter {name} has shape {saved.shape}, config expects {value.shape}")
         for name, value in params.items():
             value[...] = self.params[name]
 
@@ -364,7 +415,15 @@ _REQUIRED = ("optim/t", "step", "window", "elapsed", "skipped", "clipped", "rng_
 
 
 def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
-    """Write checkpoint.npz (atomically) in the schema of `Checkpoint`."""
+    """Write checkpoint.npz (atomically) in the schema of `Checkpoint`.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        An existing folder.
+    checkpoint : Checkpoint
+        Its arrays are written as they are at the call (the live weights may be passed).
+    """
     arrays = {f"param/{k}": v for k, v in checkpoint.params.items()}
     arrays.update({f"optim/{k}": v for k, v in checkpoint.optimizer.items()})
     arrays["step"] = np.array(checkpoint.step)

@@ -92,25 +92,45 @@ class TrainingRun:
 
     # --- model and data
     def cast(self, batch: Batch) -> Batch:
-        """The batch with inputs (and float targets) in the run's dtype."""
+        """The batch with xs (T, N, D) and float targets in the run's dtype (class targets stay int)."""
         targets = batch.targets.astype(self.dtype) if batch.targets.dtype.kind == "f" else batch.targets
         return batch._replace(xs=batch.xs.astype(self.dtype), targets=targets)
 
     def next_batch(self, window: int = 0, carry=None) -> None:
-        """Draw a batch and start walking its windows (at `window` from `carry` when resuming)."""
+        """Draw the next batch from the data RNG and start walking its windows.
+
+        Parameters
+        ----------
+        window : int
+            The window to start at (a checkpoint's, when resuming mid-batch).
+        carry : ndarray (N, H), tuple of them, or None
+            The state at that window's start (None: zeros).
+        """
         self.batch_rng_state = self.rng.bit_generator.state
         self.batch = self.cast(self.task.sample(self.rng, self.config.batch_size))
         plan = TBPTT(*self.config.truncation(self.batch.xs.shape[0]))
         self.walk = WindowWalk(plan, self.batch.mask, carry, window)
 
     def advance(self, tape) -> None:
-        """Carry the state to the next window's start, or drop the finished batch."""
+        """After the current window's forward pass (`tape`), move to the next window or batch."""
         self.walk.advance(tape)
         if self.walk.done:
             self.batch = self.walk = None
 
     def evaluate(self, batch: Batch) -> dict:
-        """Held-out loss (mean over every masked entry) and task metrics, full forward, no truncation."""
+        """Loss and task metrics of the current weights on `batch`: one full forward, no truncation.
+
+        Parameters
+        ----------
+        batch : Batch
+            Usually the held-out set, cast to the run's dtype.
+
+        Returns
+        -------
+        dict
+            "loss" (the mean over every masked entry; NaN if the hidden states are not finite) and
+            the task's metrics, e.g. "accuracy".
+        """
         with np.errstate(over="ignore", invalid="ignore"):
             hs, _ = forward(self.cell, batch.xs)
             if not np.isfinite(hs).all():
