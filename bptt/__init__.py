@@ -24,7 +24,8 @@ from .modes.forward_mode import JVPResult, jvp
 from .modes.hvp import HessianEigen, LossAndGradient, hvp, loss_and_gradient, top_hessian_eigenvalue
 from .modes.rtrl import RTRLResult, rtrl
 from .modes.uoro import UOROResult, uoro
-from .training.trainer import TrainConfig, evaluate, train
+from .training.config import TrainConfig
+from .training.trainer import evaluate, train
 
 __version__ = "0.1.0"
 

@@ -228,8 +228,8 @@ def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
 
 
 def run_figures(run) -> dict:
-    """The figures of one training run (a `bptt.runs.Run`): {"loss.png", "grad_norm.png",
-    "dh_norms.png"}, each included when the run logged what it needs."""
+    """The figures of one training run (a `bptt.training.run_folder.Run`): {"loss.png",
+    "grad_norm.png", "dh_norms.png"}, each included when the run logged what it needs."""
     name = os.path.basename(os.path.normpath(run.path))
     c = run.config
     if {"task", "cell", "seq_len"} <= set(c):

@@ -57,7 +57,7 @@ def descend(threshold: float | None) -> dict:
     for _ in range(ITERATIONS):
         loss, dw, db = loss_and_gradient(*point)
         grads = {"w": np.array(float(dw)), "b": np.array(float(db))}
-        norm = global_norm(grads) if threshold is None else clip_grad_norm(grads, threshold)  # norm before
+        norm = global_norm(grads) if threshold is None else clip_grad_norm(grads, threshold).norm  # before
         losses.append(float(loss))
         norms.append(norm)
         point = point - LEARNING_RATE * np.array([grads["w"], grads["b"]])

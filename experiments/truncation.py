@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import bptt  # noqa: E402
 from bptt import diagnostics, plots  # noqa: E402
-from bptt.training.runs import read_run  # noqa: E402
+from bptt.training.run_folder import read_run  # noqa: E402
 from bptt.training.tasks import make_task  # noqa: E402
 from bptt.training.trainer import load_run  # noqa: E402
 from bptt.core.truncation import tbptt_gradient  # noqa: E402
@@ -44,7 +44,7 @@ def bias_curve(cell, readout, batch, ks) -> dict:
     T = batch.xs.shape[0]
 
     def cell_gradient(k):  # the readout's gradient is the same for every k: compare the cell's only
-        grads = tbptt_gradient(cell, readout, bptt.mse, batch.xs, batch.targets, batch.mask, k, k).grads
+        grads = tbptt_gradient(cell, readout, bptt.mse, batch.xs, batch.targets, batch.mask, k, k).params
         return {name: g for name, g in grads.items() if name.startswith("cell.")}
 
     full = cell_gradient(T)

@@ -60,7 +60,7 @@ def test_train_and_sample_chars(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--task", "sorting"], "Invalid value for '--task'"),
     (["--init", "bogus"], "Invalid value for '--init'"),
-    (["--k1", "5", "--k2", "3"], "k2 >= k1"),
+    (["--k1", "5", "--k2", "3"], "must be >= k1 = 5"),
     (["--clip-threshold", "0"], "--clip-threshold"),
     (["--clip-threshold", "-1"], "--clip-threshold"),
     (["--task", "chars"], "text file"),

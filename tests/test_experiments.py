@@ -150,7 +150,7 @@ def test_truncation_bias_matches_a_direct_computation():
     batch = make_task("adding", 12).sample(np.random.default_rng(0), 5)
     cell, readout = bptt.GRU(2, 3, seed=0), bptt.Linear(3, 1, seed=0)
     curve = truncation.bias_curve(cell, readout, batch, [3, 12])
-    grads = [tbptt_gradient(cell, readout, bptt.mse, batch.xs, batch.targets, batch.mask, k, k).grads
+    grads = [tbptt_gradient(cell, readout, bptt.mse, batch.xs, batch.targets, batch.mask, k, k).params
              for k in (3, 12)]
     cell_only = [{n: g for n, g in gr.items() if n.startswith("cell.")} for gr in grads]
     expected = diagnostics.gradient_agreement(*cell_only)

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import bptt
-from bptt.training.trainer import TrainConfig, TrainingStopped, read_jsonl, train
+from bptt.core.truncation import tbptt_gradient
+from bptt.modes.finite_diff import relative_error
+from bptt.training import trainer
+from bptt.training.config import TrainConfig
+from bptt.training.optim import Optimizer
+from bptt.training.run_folder import read_jsonl
+from bptt.training.trainer import TrainingStopped, train
 
 TINY = dict(hidden=6, seq_len=8, batch_size=4, eval_size=16, eval_every=4, checkpoint_every=5,
             record_every=3)
@@ -144,8 +150,8 @@ def test_non_finite_steps_can_be_skipped_and_counted(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     (dict(task="sorting"), "task must be one of"),
-    (dict(k1=5, k2=3), "k2 >= k1"),
-    (dict(k2=3), "k2 needs k1"),
+    (dict(k1=5, k2=3), r"k2 must be >= k1 = 5"),
+    (dict(k2=3), "give k1 too"),
     (dict(clip_threshold=0.0), "clip_threshold"),
     (dict(clip_threshold=-1.0), "clip_threshold"),
     (dict(steps=0), "steps"),
@@ -175,3 +181,47 @@ def test_clipped_flag_follows_the_rule(tmp_path, clip, threshold, expect):
     assert [r["clipped"] for r in records] == [expect] * 3
     assert summary["clipped_steps"] == 3 * expect
     assert all(r["grad_norm"] > 0 for r in records)
+
+
+class FrozenWeights(Optimizer):
+    """Records the gradient of every update and leaves the weights alone: training at fixed weights."""
+
+    def __init__(self, updates):
+        super().__init__(1.0)
+        self.updates = updates
+
+    def step(self, params, grads):
+        self.updates.append({name: g.copy() for name, g in grads.items()})
+        return super().step(params, grads)
+
+    def _update(self, name, p, g, lr):
+        pass
+
+
+@pytest.mark.parametrize("task,k1,k2", [("parity", 3, 5), ("parity", 4, 4), ("adding", 3, 4), ("adding", 8, 8)])
+def test_training_updates_take_the_windows_of_tbptt_gradient(tmp_path, monkeypatch, task, k1, k2):
+    # At fixed weights, the updates of the first batch are tbptt_gradient's windows: same windows,
+    # loss masks and carried states. Adding's windows before the last carry the state with no update.
+    updates, losses = [], []
+    monkeypatch.setattr(trainer, "make_optimizer", lambda *args, **kwargs: FrozenWeights(updates))
+    config = TrainConfig(task=task, cell="lstm", k1=k1, k2=k2, clip="none", steps=1, out=str(tmp_path / "run"),
+                         **TINY)
+    run = trainer.TrainingRun(config, tmp_path / "run")  # the weights and data RNG that train() starts from
+    run.next_batch()
+    batch = run.batch
+    reference = tbptt_gradient(run.cell, run.readout, run.task.loss_fn, batch.xs, batch.targets, batch.mask, k1, k2)
+    counts = [int(batch.mask[lf:end].sum()) for _, lf, end in reference.windows if batch.mask[lf:end].any()]
+    total = int(batch.mask.sum())
+
+    train(dataclasses.replace(config, steps=len(counts)), callback=lambda step, record: losses.append(record["loss"]))
+    assert len(updates) == len(counts) == {("parity", 3): 3, ("parity", 4): 2}.get((task, k1), 1)
+    first = reference.windows[0].end if task == "parity" else len(batch.xs)  # the first update's steps
+    alone = tbptt_gradient(run.cell, run.readout, run.task.loss_fn, batch.xs[:first], batch.targets[:first],
+                           batch.mask[:first], k1, k2)
+    for name, g in alone.params.items():
+        assert np.array_equal(updates[0][name], g), name  # bitwise: the same computation
+    assert losses[0] == alone.loss
+    for name, g in reference.params.items():  # every window, each weighted as tbptt_gradient weighs it
+        weighted = sum(update[name] * count / total for update, count in zip(updates, counts))
+        assert relative_error(weighted, g) < 1e-13, name
+    assert sum(loss * count / total for loss, count in zip(losses, counts)) == pytest.approx(reference.loss, rel=1e-13)

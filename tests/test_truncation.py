@@ -1,5 +1,5 @@
-"""TBPTT(k1, k2): window plans, the k1 = k2 = T identity, a hand-written closed form on a scalar
-linear RNN, and central differences of the truncated objective for every cell."""
+"""TBPTT(k1, k2): window plans, the window walk, the k1 = k2 = T identity, a hand-written closed form
+on a scalar linear RNN, and central differences of the truncated objective for every cell."""
 
 from typing import NamedTuple
 
@@ -9,7 +9,9 @@ import pytest
 import bptt
 from bptt.cells.cell import Cell
 from bptt.modes.finite_diff import central_difference, relative_error
-from bptt.core.truncation import TBPTT, Window, model_params, tbptt_gradient, window_gradients
+from bptt.core.truncation import (
+    TBPTT, TBPTTGradient, Window, WindowResult, WindowWalk, model_params, tbptt_gradient, window_gradients,
+)
 
 from conftest import CELLS, random_state
 
@@ -88,7 +90,7 @@ def test_scalar_linear_rnn_closed_form(k1, k2):
     mask = np.ones(4, bool)
     got = tbptt_gradient(cell, None, linear_loss, x[:, None, None], c[:, None, None], mask, k1, k2,
                          state0=np.array([[h0]]))
-    assert got.grads["cell.weight_hh"][0, 0] == pytest.approx(expected, rel=1e-14, abs=1e-15)
+    assert got.params["cell.weight_hh"][0, 0] == pytest.approx(expected, rel=1e-14, abs=1e-15)
     assert got.loss == pytest.approx(np.mean(c * np.array(h[1:])), rel=1e-14)
 
 
@@ -109,6 +111,60 @@ def test_window_plan_partitions_losses_and_never_reaches_past_k2():
 def test_bad_truncation_is_a_value_error(k1, k2):
     with pytest.raises(ValueError, match="k"):
         TBPTT(k1, k2)
+
+
+def test_walk_masks_the_new_steps_and_carries_the_state_from_each_tape(cell_name):
+    # TBPTT(2, 3) on T = 5: windows [0, 2), [1, 4) with losses from 2, [2, 5) with losses from 4
+    cell = CELLS[cell_name](2, 3, seed=0)
+    rng = np.random.default_rng(0)
+    xs, mask = rng.standard_normal((5, 2, 2)), rng.random((5, 2)) < 0.8
+    state0 = random_state(cell, 2, rng)
+    _, full = bptt.forward(cell, xs, state0)
+    walk = WindowWalk(TBPTT(2, 3), mask, state0)
+    seen = []
+    while not walk.done:
+        start, loss_from, end = walk.window
+        expected = mask[start:end].copy()
+        expected[: loss_from - start] = False
+        assert np.array_equal(walk.loss_mask(), expected)
+        for a, b in zip(cell.unpack_state(walk.state), cell.unpack_state(full.state_at(start))):
+            assert np.array_equal(a, b)  # the carried state is the full forward's state at `start`
+        _, tape = bptt.forward(cell, xs[start:end], walk.state)
+        seen.append(walk.window)
+        walk.advance(tape)
+    assert seen == walk.windows == [Window(0, 0, 2), Window(1, 2, 4), Window(2, 4, 5)]
+    assert walk.state is None
+    with pytest.raises(ValueError, match="the walk is done"):
+        walk.advance(tape)
+
+
+def test_walk_resumes_at_a_window_and_rejects_bad_positions_and_tapes():
+    cell = bptt.GRU(2, 3, seed=0)
+    xs, mask = np.ones((5, 2, 2)), np.ones((5, 2), bool)
+    carried = np.full((2, 3), 0.25)
+    walk = WindowWalk(TBPTT(2, 2), mask, carried, index=1)
+    assert walk.window == Window(2, 2, 4) and walk.state is carried
+    with pytest.raises(ValueError, match=r"tape must cover the window's 2 steps \[2, 4\), got 3"):
+        walk.advance(bptt.forward(cell, xs[:3])[1])
+    with pytest.raises(ValueError, match=r"window index must lie in \[0, 3\).*TBPTT\(2, 2\); got 3"):
+        WindowWalk(TBPTT(2, 2), mask, index=3)
+    with pytest.raises(ValueError, match=r"loss_mask must have shape \(T, N\), got \(5,\)"):
+        WindowWalk(TBPTT(2, 2), np.ones(5, bool))
+
+
+def test_results_follow_the_result_convention():
+    cell, readout = bptt.LSTM(2, 3, seed=0), bptt.Linear(3, 1, seed=1)
+    xs, targets, mask = np.ones((4, 2, 2)), np.zeros((4, 2, 1)), np.ones((4, 2), bool)
+    got = tbptt_gradient(cell, readout, bptt.mse, xs, targets, mask, 2, 2)
+    assert isinstance(got, TBPTTGradient) and set(got.params) == set(model_params(cell, readout))
+    loss, params, windows, dh_norms = got  # unpacks by field order
+    assert params is got.params and windows == [Window(0, 0, 2), Window(2, 2, 4)] and len(dh_norms) == 2
+    assert "\n" not in repr(got) and "params={cell.weight_ih, " in repr(got)  # names, never values
+    one = window_gradients(cell, readout, bptt.mse, xs, None, targets, mask)
+    assert isinstance(one, WindowResult)
+    loss, count, params, dh_norms, tape = one
+    assert count == 8 and params is one.params and dh_norms.shape == (4,) and len(tape) == 4
+    assert repr(one).startswith("WindowResult(loss=") and "dh_norms=array(4,) float64" in repr(one)
 
 
 def make_model(cell_name, T=9, N=3, D=4, H=5, O=2, seed=0):
@@ -136,9 +192,9 @@ def test_full_window_equals_full_bptt_exactly(cell_name):
     full = bptt.backward(cell, tape, dhs)
     assert got.loss == loss
     for name, g in full.params.items():
-        assert np.array_equal(got.grads[f"cell.{name}"], g)
+        assert np.array_equal(got.params[f"cell.{name}"], g)
     for name, g in readout_grads.items():
-        assert np.array_equal(got.grads[f"readout.{name}"], g)
+        assert np.array_equal(got.params[f"readout.{name}"], g)
 
 
 @pytest.mark.parametrize("k1,k2", [(2, 2), (2, 4), (3, 5)])
@@ -151,7 +207,7 @@ def test_tbptt_gradient_matches_central_differences_of_the_truncated_objective(c
     hs, tape = bptt.forward(cell, xs, state0)
     starts = {0: state0}
     for s in range(1, T):
-        starts[s] = cell.pack_state(tuple(p.copy() for p in cell.state_after(tape.step(s - 1))))
+        starts[s] = tape.state_at(s)
     total = mask.sum()
 
     def truncated_loss():
@@ -166,10 +222,10 @@ def test_tbptt_gradient_matches_central_differences_of_the_truncated_objective(c
     assert got.loss == pytest.approx(truncated_loss(), rel=1e-13)
     for name, param in model_params(cell, readout).items():
         numeric = central_difference(truncated_loss, param)
-        assert relative_error(got.grads[name], numeric) < 1e-7, name
+        assert relative_error(got.params[name], numeric) < 1e-7, name
     if k1 < T:  # and truncation changes the gradient: the test above could fail
         full = tbptt_gradient(cell, readout, bptt.mse, xs, targets, mask, T, T, state0)
-        assert relative_error(got.grads["cell.weight_hh"], full.grads["cell.weight_hh"]) > 1e-4
+        assert relative_error(got.params["cell.weight_hh"], full.params["cell.weight_hh"]) > 1e-4
 
 
 def test_state_is_carried_and_each_backward_spans_at_most_k2_steps(cell_name):
@@ -218,5 +274,5 @@ def test_tbptt_gradient_matches_a_pytorch_loop_with_detach(torch, k1, k2):
         (diff.pow(2).sum() / (total * diff.shape[-1])).backward()
     for name in cell.params:
         ref = getattr(lstm, f"{name}_l0").grad.numpy()
-        assert relative_error(got.grads[f"cell.{name}"], ref) < 1e-12, name
-    assert relative_error(got.grads["readout.weight"], linear.weight.grad.numpy()) < 1e-12
+        assert relative_error(got.params[f"cell.{name}"], ref) < 1e-12, name
+    assert relative_error(got.params["readout.weight"], linear.weight.grad.numpy()) < 1e-12

@@ -15,7 +15,7 @@ def plot(run_dir, out_dir):
     """Draw RUN_DIR's loss curve, gradient norm before clipping (with the clip threshold and clip
     events) and the heatmap of ||dL/dh_t|| over (training step, timestep), as PNG files."""
     from .. import plots
-    from ..training.runs import read_run
+    from ..training.run_folder import read_run
 
     try:
         run = read_run(run_dir)

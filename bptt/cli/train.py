@@ -6,13 +6,15 @@ import dataclasses
 
 import click
 
+from ..cells.registry import CELL_NAMES
+from ..training.clipping import CLIPS
+from ..training.config import DTYPES, ON_NONFINITE, TrainConfig
 from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
-from ..training.tasks import TASKS
+from ..training.run_folder import default_run_dir, load_config
 from ..training.sampling import sample
-from ..training.trainer import (
-    CELLS, CLIPS, TrainConfig, TrainingStopped, default_run_dir, evaluate, load_config, train,
-)
+from ..training.tasks import TASKS
+from ..training.trainer import TrainingStopped, evaluate, train
 from . import cli
 
 DEFAULTS = TrainConfig()
@@ -29,42 +31,42 @@ def _baseline_line(summary: dict) -> str:
 
 @cli.command(name="train")
 @click.option("--task", type=click.Choice(TASKS), default=DEFAULTS.task, show_default=True, help="Toy task to train on.")
-@click.option("--cell", type=click.Choice(CELLS), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
-@click.option("--hidden", type=POSITIVE, default=DEFAULTS.hidden, show_default=True, help="Hidden size H.")
+@click.option("--cell", type=click.Choice(CELL_NAMES), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
+@click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True, help="Hidden size H.")
 @click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
               help="Recurrent weights W_hh: default (PyTorch's uniform), identity with zero biases "
                    "(Le et al.'s IRNN, for rnn-relu) or orthogonal (per gate block, from --seed).")
-@click.option("--seq-len", type=POSITIVE, default=DEFAULTS.seq_len, show_default=True,
+@click.option("--seq-len", type=int, default=DEFAULTS.seq_len, show_default=True,
               help="Sequence length T (copy: blank length; reber: longest string).")
-@click.option("--steps", type=POSITIVE, default=DEFAULTS.steps, show_default=True, help="Parameter updates.")
-@click.option("--batch-size", type=POSITIVE, default=DEFAULTS.batch_size, show_default=True, help="Sequences per batch.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.lr, show_default=True, help="(Peak) learning rate.")
+@click.option("--steps", type=int, default=DEFAULTS.steps, show_default=True, help="Parameter updates.")
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Sequences per batch.")
+@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="(Peak) learning rate, > 0.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=DEFAULTS.optimizer, show_default=True, help="Update rule.")
-@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.momentum, show_default=True,
-              help="Momentum for --optimizer momentum / nesterov.")
+@click.option("--momentum", type=float, default=DEFAULTS.momentum, show_default=True,
+              help="Momentum in [0, 1) for --optimizer momentum / nesterov.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=DEFAULTS.schedule, show_default=True,
               help="Learning-rate schedule (cosine decays to 0 at --steps).")
-@click.option("--lr-step-size", type=POSITIVE, default=DEFAULTS.lr_step_size, show_default=True,
+@click.option("--lr-step-size", type=int, default=DEFAULTS.lr_step_size, show_default=True,
               help="Step schedule: decay every this many updates.")
-@click.option("--lr-gamma", type=click.FloatRange(0, 1, min_open=True), default=DEFAULTS.lr_gamma, show_default=True,
-              help="Step schedule: decay factor.")
+@click.option("--lr-gamma", type=float, default=DEFAULTS.lr_gamma, show_default=True,
+              help="Step schedule: decay factor in (0, 1].")
 @click.option("--clip", type=click.Choice(CLIPS), default=DEFAULTS.clip, show_default=True,
               help="Gradient clipping: global norm, element-wise value, or none.")
 @click.option("--clip-threshold", type=float, default=DEFAULTS.clip_threshold, show_default=True,
               help="Max global norm (or max |element| with --clip value); must be > 0.")
-@click.option("--k1", type=POSITIVE, default=None, help="TBPTT: steps between updates  [default: the whole sequence]")
-@click.option("--k2", type=POSITIVE, default=None, help="TBPTT: steps backpropagated per update, >= k1  [default: k1]")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default=DEFAULTS.dtype, show_default=True,
+@click.option("--k1", type=int, default=None, help="TBPTT: steps between updates  [default: the whole sequence]")
+@click.option("--k2", type=int, default=None, help="TBPTT: steps backpropagated per update, >= k1  [default: k1]")
+@click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
               help="Floating-point type of weights and activations.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the weights and training data.")
-@click.option("--eval-every", type=POSITIVE, default=DEFAULTS.eval_every, show_default=True,
+@click.option("--eval-every", type=int, default=DEFAULTS.eval_every, show_default=True,
               help="Evaluate on the held-out set every this many updates.")
-@click.option("--eval-size", type=POSITIVE, default=DEFAULTS.eval_size, show_default=True, help="Held-out sequences.")
-@click.option("--checkpoint-every", type=POSITIVE, default=DEFAULTS.checkpoint_every, show_default=True,
+@click.option("--eval-size", type=int, default=DEFAULTS.eval_size, show_default=True, help="Held-out sequences.")
+@click.option("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, show_default=True,
               help="Write checkpoint.npz every this many updates.")
-@click.option("--record-every", type=click.IntRange(min=0), default=DEFAULTS.record_every, show_default=True,
+@click.option("--record-every", type=int, default=DEFAULTS.record_every, show_default=True,
               help="Log per-timestep gradient norms (dh_norms.jsonl) every this many updates; 0: never.")
-@click.option("--on-nonfinite", type=click.Choice(["stop", "skip"]), default=DEFAULTS.on_nonfinite, show_default=True,
+@click.option("--on-nonfinite", type=click.Choice(ON_NONFINITE), default=DEFAULTS.on_nonfinite, show_default=True,
               help="On a NaN/inf loss or gradient: stop (checkpointing the last good weights) or skip the step.")
 @click.option("--target-loss", type=float, default=None, help="Stop early once the held-out loss is at or below this.")
 @click.option("--text", type=click.Path(dir_okay=False), default=None, help="Text file for --task chars.")
@@ -76,8 +78,6 @@ def _baseline_line(summary: dict) -> str:
 def train_command(resume, quiet, **options):
     """Train a recurrent cell on a toy sequence task and write a run folder."""
     ctx = click.get_current_context()
-    if options["clip_threshold"] <= 0:
-        raise click.BadParameter(f"must be > 0, got {options['clip_threshold']}", param_hint="--clip-threshold")
     config = TrainConfig(**options)
     if resume is not None:
         given = [name for name in options if name != "steps"
@@ -86,16 +86,15 @@ def train_command(resume, quiet, **options):
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise click.UsageError(f"--resume continues with the run's saved config.json; it cannot change {flags} "
                                    "(only --steps)")
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise _usage_error(exc) from exc
+    if resume is not None:
         steps_given = ctx.get_parameter_source("steps") == click.core.ParameterSource.COMMANDLINE
         config = config if steps_given else None
-    else:
-        try:
-            config.validate()
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from exc
-
-        if config.out is None:
-            config = dataclasses.replace(config, out=str(default_run_dir(config)))
+    elif config.out is None:
+        config = dataclasses.replace(config, out=str(default_run_dir(config)))
     run_dir = resume if resume is not None else config.out
     try:
         total = config.steps if config is not None else load_config(resume).steps
@@ -121,6 +120,15 @@ def train_command(resume, quiet, **options):
     click.echo(f"{summary['task']} / {summary['cell']}: {summary['steps']} steps in {summary['wall_seconds']:.1f} s")
     click.echo(_baseline_line(summary))
     click.echo(f"run folder: {run_dir}")
+
+
+def _usage_error(exc: ValueError) -> click.UsageError:
+    """A bad setting as a usage error on its option (exit code 2); other errors as they are."""
+    ctx = click.get_current_context()
+    param = next((p for p in ctx.command.params if p.name == getattr(exc, "setting", None)), None)
+    if param is None:
+        return click.UsageError(str(exc))
+    return click.BadParameter(exc.problem, ctx=ctx, param=param)
 
 
 class _Null:

@@ -12,24 +12,31 @@ Special cases, same code: k1 = k2 = T is full BPTT (one window); k1 = k2 = k is 
 "chunks of k" truncation. With k2 > k1 the window's forward is re-run from the state stored at its
 start (with the current weights), so windows overlap by k2 - k1 steps.
 
+`WindowWalk` is that walk over one batch, written once: the current window, its loss mask, and the
+state carried to the next window's start. `tbptt_gradient` (all windows at fixed weights) and the
+trainer (one update per window) both take it.
+
 The model is a cell plus an optional readout (`bptt.Linear`); the loss is averaged over the
 (time, sequence) entries selected by a boolean mask. Parameters and gradients are flat dicts keyed
 "cell.<name>" and "readout.<name>" (see `model_params`).
 
-Letters: T time, N batch, D input size, H hidden size, O readout outputs.
+Letters: T time, N batch, D input size, H hidden size, O readout outputs, W window length.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 
-from ..cells.cell import Cell
 from .checks import check_positive_int
 from .readout import Linear
+from .results import Result
 from .unroll import Tape, backward, forward
+
+if TYPE_CHECKING:  # annotations only: the core runs any cell through its contract
+    from ..cells.cell import Cell
 
 LossFn = Callable[[np.ndarray, np.ndarray], tuple]  # (pred (M, O), target (M, ...)) -> (mean loss, dL/dpred)
 
@@ -52,7 +59,20 @@ class Window(NamedTuple):
 
 @dataclass(frozen=True)
 class TBPTT:
-    """k1: steps between updates (losses injected per update); k2 >= k1: steps backpropagated."""
+    """A truncation: an update every k1 steps, each backpropagating k2 >= k1 steps.
+
+    Parameters
+    ----------
+    k1 : int
+        Steps between updates: the new steps whose losses each update injects.
+    k2 : int
+        Steps each update backpropagates, k2 >= k1.
+
+    Raises
+    ------
+    ValueError
+        If k1 or k2 is not a positive integer, or k2 < k1.
+    """
 
     k1: int
     k2: int
@@ -74,19 +94,47 @@ class TBPTT:
 
 
 def model_params(cell: Cell, readout: Linear | None) -> dict[str, np.ndarray]:
-    """The live parameter arrays (not copies) keyed "cell.<name>" and "readout.<name>"."""
+    """The live parameter arrays (not copies) keyed "cell.<name>" and "readout.<name>".
+
+    Parameters
+    ----------
+    cell : Cell
+    readout : Linear or None
+
+    Returns
+    -------
+    dict of str to ndarray
+        The arrays themselves: writing into them changes the model.
+    """
     params = {f"cell.{k}": v for k, v in cell.params.items()}
     if readout is not None:
         params.update({f"readout.{k}": v for k, v in readout.params.items()})
     return params
 
 
-class WindowResult(NamedTuple):
-    loss: float  # sum over the window's injected losses / normalizer
-    count: int  # number of (time, sequence) entries whose loss was injected
-    grads: dict  # keyed like model_params; zeros when count == 0
-    dh_norms: np.ndarray  # (end - start,) norm over the batch of dL/dh_t inside the window
-    tape: Tape  # the window's forward pass, for carrying the state
+@dataclass(frozen=True, repr=False)
+class WindowResult(Result):
+    """One window's loss and gradient (see `window_gradients`).
+
+    Attributes
+    ----------
+    loss : float
+        Sum of the window's injected losses divided by the normalizer.
+    count : int
+        Number of (time, sequence) entries whose loss was injected.
+    params : dict of str to ndarray
+        dL/dtheta keyed like `model_params`; zeros when count == 0.
+    dh_norms : ndarray, shape (W,)
+        Norm over the batch of dL/dh_t at each of the window's W = end - start steps.
+    tape : Tape
+        The window's forward pass, for carrying the state (`WindowWalk.advance`).
+    """
+
+    loss: float
+    count: int
+    params: dict
+    dh_norms: np.ndarray
+    tape: Tape
 
 
 def window_gradients(
@@ -101,11 +149,36 @@ def window_gradients(
 ) -> WindowResult:
     """Forward over one window from state0 (treated as a constant), then the reverse sweep.
 
-    xs (W, N, D) the window's inputs; state0 its start state (array or tuple, None for zeros);
-    targets (W, N, ...) and loss_mask (W, N) bool: the loss is loss_fn over the entries where the
-    mask is True, i.e. mean * count, divided by `normalizer` (None: count, so the loss is a mean).
-    Without a readout the predictions are the hidden states themselves.
-    Raises NonFiniteError if the hidden states or the loss are not finite.
+    Parameters
+    ----------
+    cell : Cell
+        The recurrent cell.
+    readout : Linear or None
+        Maps hidden states to predictions; None: the predictions are the hidden states themselves.
+    loss_fn : callable
+        (pred (M, O), target (M, ...)) -> (mean loss, dL/dpred), e.g. `bptt.mse`.
+    xs : ndarray, shape (W, N, D)
+        The window's inputs.
+    state0 : ndarray (N, H), tuple of them, or None
+        The window's start state (None: zeros); no gradient flows into it.
+    targets : ndarray, shape (W, N, ...)
+        Per-step targets.
+    loss_mask : ndarray of bool, shape (W, N)
+        The entries whose loss is injected.
+    normalizer : float, optional
+        The loss is the sum over the masked entries divided by this (None: their count, a mean).
+
+    Returns
+    -------
+    WindowResult
+        loss, count, params (the gradient), dh_norms and the window's tape.
+
+    Raises
+    ------
+    ValueError
+        If `loss_mask` does not have shape (W, N).
+    NonFiniteError
+        If the hidden states, the loss or dL/dh are not finite.
     """
     hs, tape = forward(cell, xs, state0)
     if not np.isfinite(hs).all():
@@ -138,16 +211,106 @@ def window_gradients(
     return WindowResult(loss, count, grads, swept.dh_norms, tape)
 
 
-def state_at(cell: Cell, tape: Tape, state0, offset: int):
-    """A copy of the state after `offset` steps of the window on `tape` (offset 0: its start state)."""
-    return tape.state_at(offset)
+class WindowWalk:
+    """The TBPTT windows of one batch, walked in order, with the state carried between them.
+
+    At each position `window` is the current Window, `state` the state at its start (None: zeros)
+    and `loss_mask()` the entries whose loss its update injects: only the k1 new steps. Once the
+    window's forward pass is done, `advance(tape)` moves on and takes the next window's start state
+    from that tape (`tape.state_at`, a copy, so the tape can be freed). The position (`index` and
+    `state`) is what a training checkpoint stores.
+
+    Parameters
+    ----------
+    plan : TBPTT
+        The truncation (k1, k2).
+    loss_mask : ndarray of bool, shape (T, N)
+        The entries of the batch whose loss counts.
+    state : ndarray (N, H), tuple of them, or None
+        The state at the start of window `index` (None: zeros).
+    index : int
+        The window to start at: 0, or a later one when resuming from a checkpoint.
+
+    Raises
+    ------
+    ValueError
+        If `loss_mask` is not 2-D, or `index` is not one of the batch's windows.
+    """
+
+    def __init__(self, plan: TBPTT, loss_mask, state=None, index: int = 0):
+        self.mask = np.asarray(loss_mask, bool)
+        if self.mask.ndim != 2:
+            raise ValueError(f"loss_mask must have shape (T, N), got {self.mask.shape}")
+        self.plan = plan
+        self.windows = plan.windows(self.mask.shape[0])
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.windows):
+            raise ValueError(
+                f"window index must lie in [0, {len(self.windows)}): a batch of T={self.mask.shape[0]} steps "
+                f"has {len(self.windows)} windows under TBPTT({plan.k1}, {plan.k2}); got {index!r}"
+            )
+        self.index = int(index)
+        self.state = state
+
+    @property
+    def done(self) -> bool:
+        """True once every window has been walked."""
+        return self.index == len(self.windows)
+
+    @property
+    def window(self) -> Window:
+        """The current window: steps [start, end) unrolled, losses of [loss_from, end) injected."""
+        return self.windows[self.index]
+
+    def loss_mask(self) -> np.ndarray:
+        """(W, N) bool: the batch's mask on the current window's steps, False before loss_from."""
+        start, loss_from, end = self.window
+        mask = self.mask[start:end].copy()
+        mask[: loss_from - start] = False  # an earlier window injected these losses already
+        return mask
+
+    def advance(self, tape: Tape) -> None:
+        """Move to the next window, carrying the state to its start from the current window's tape.
+
+        Parameters
+        ----------
+        tape : Tape
+            The forward pass over the current window's end - start steps, run from `state`.
+
+        Raises
+        ------
+        ValueError
+            If the walk is done, or the tape does not cover the current window.
+        """
+        if self.done:
+            raise ValueError("the walk is done: every window of the batch has been walked")
+        start, _, end = self.window
+        if len(tape) != end - start:
+            raise ValueError(f"tape must cover the window's {end - start} steps [{start}, {end}), got {len(tape)}")
+        self.index += 1
+        # the next window starts inside this one (k2 >= k1), at most at its end
+        self.state = None if self.done else tape.state_at(self.window.start - start)
 
 
-class TBPTTGradient(NamedTuple):
-    loss: float  # the mean loss over every masked entry of the batch
-    grads: dict  # sum over windows of each window's gradient, keyed like model_params
-    windows: list  # the Window of each update
-    dh_norms: list  # per window, (end - start,) norms of dL/dh_t
+@dataclass(frozen=True, repr=False)
+class TBPTTGradient(Result):
+    """The TBPTT(k1, k2) gradient of a batch at fixed weights (see `tbptt_gradient`).
+
+    Attributes
+    ----------
+    loss : float
+        The mean loss over every masked entry of the batch.
+    params : dict of str to ndarray
+        Sum over the windows of each window's gradient, keyed like `model_params`.
+    windows : list of Window
+        The window of each update, in order.
+    dh_norms : list of ndarray
+        Per window, shape (end - start,): norms over the batch of dL/dh_t.
+    """
+
+    loss: float
+    params: dict
+    windows: list
+    dh_norms: list
 
 
 def tbptt_gradient(
@@ -163,43 +326,62 @@ def tbptt_gradient(
 ) -> TBPTTGradient:
     """The TBPTT(k1, k2) gradient of a batch of sequences at FIXED weights.
 
-    cell, readout: the model (readout None: the loss applies to the hidden states directly).
-    loss_fn: (pred (M, O), target (M, ...)) -> (mean loss, dL/dpred), e.g. bptt.mse or
-        bptt.softmax_cross_entropy.
-    xs (T, N, D) inputs; targets (T, N, ...) per-step targets; loss_mask (T, N) bool (True where a
-        step's loss counts; a 1-D (T,) mask applies to every sequence).
-    k1, k2: TBPTT(k1, k2), k2 >= k1; k1 = k2 = T gives the full BPTT gradient exactly.
-    state0: the initial state (None: zeros).
+    The sum of the per-window gradients (`window_gradients`, what the trainer runs for each update),
+    each window's loss divided by the total number of masked entries, so that with k1 = k2 = T it is
+    the gradient of the mean loss and for any (k1, k2) the window losses add up to that mean loss.
+    The state is carried across windows by a `WindowWalk`, with no gradient into any window's start
+    state.
 
-    Returns TBPTTGradient(loss, grads, windows, dh_norms): grads is the sum of the per-window
-    gradients, each window normalised by the total number of masked entries, so that with
-    k1 = k2 = T it is the gradient of the mean loss and for any (k1, k2) the window losses add up to
-    that mean loss. State is carried across windows with no gradient into any window's start state.
-    It calls `window_gradients`, the function the trainer runs for each update.
+    Parameters
+    ----------
+    cell : Cell
+        The recurrent cell.
+    readout : Linear or None
+        Maps hidden states to predictions; None: the loss applies to the hidden states directly.
+    loss_fn : callable
+        (pred (M, O), target (M, ...)) -> (mean loss, dL/dpred), e.g. `bptt.mse` or
+        `bptt.softmax_cross_entropy`.
+    xs : ndarray, shape (T, N, D)
+        Inputs.
+    targets : ndarray, shape (T, N, ...)
+        Per-step targets.
+    loss_mask : ndarray of bool, shape (T, N) or (T,)
+        True where a step's loss counts; a (T,) mask applies to every sequence.
+    k1, k2 : int
+        TBPTT(k1, k2), k2 >= k1; k1 = k2 = T gives the full BPTT gradient exactly.
+    state0 : ndarray (N, H), tuple of them, or None
+        The initial state (None: zeros).
+
+    Returns
+    -------
+    TBPTTGradient
+        loss, params (the gradient), windows and dh_norms.
+
+    Raises
+    ------
+    ValueError
+        On bad k1, k2, inputs or a mask of the wrong shape.
+    NonFiniteError
+        If a window's hidden states, loss or dL/dh are not finite.
     """
     plan = TBPTT(k1, k2)
     xs = cell.check_inputs(xs)
     T, N = xs.shape[:2]
-    mask = _full_mask(loss_mask, T, N)
-    total = max(int(mask.sum()), 1)
-    params = model_params(cell, readout)
-    grads = {k: np.zeros_like(v) for k, v in params.items()}
-    loss, norms, windows = 0.0, [], plan.windows(T)
-    start_state = {0: state0}  # states stored at the steps where a later window starts
-    for i, (start, loss_from, end) in enumerate(windows):
-        window_mask = mask[start:end].copy()
-        window_mask[: loss_from - start] = False  # only the new steps' losses
+    walk = WindowWalk(plan, _full_mask(loss_mask, T, N), state0)
+    total = max(int(walk.mask.sum()), 1)
+    grads = {k: np.zeros_like(v) for k, v in model_params(cell, readout).items()}
+    loss, norms = 0.0, []
+    while not walk.done:
+        start, _, end = walk.window
         result = window_gradients(
-            cell, readout, loss_fn, xs[start:end], start_state[start], targets[start:end], window_mask, total
+            cell, readout, loss_fn, xs[start:end], walk.state, targets[start:end], walk.loss_mask(), total
         )
         loss += result.loss
-        for k, g in result.grads.items():
+        for k, g in result.params.items():
             grads[k] += g
         norms.append(result.dh_norms)
-        if i + 1 < len(windows):
-            next_start = windows[i + 1].start
-            start_state[next_start] = state_at(cell, result.tape, start_state[start], next_start - start)
-    return TBPTTGradient(loss, grads, windows, norms)
+        walk.advance(result.tape)
+    return TBPTTGradient(loss, grads, walk.windows, norms)
 
 
 def _full_mask(loss_mask, T: int, N: int) -> np.ndarray:

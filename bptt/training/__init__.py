@@ -1,2 +1,3 @@
-"""Training on toy sequence tasks: settings, the run folder, the loop, tasks, optimizers, clipping,
-initialisations and sampling."""
+"""Training on toy sequence tasks, one job per module: settings and their checks (config), the run
+folder's files (run_folder), the loop (trainer), tasks, optimizers, clipping, initialisations and
+sampling."""

@@ -6,15 +6,34 @@ Two different operations under two names:
   `max_norm`, scale every gradient by max_norm / ||g||. The direction is kept.
 - `clip_grad_value`: clamp every element to [-max_value, max_value]. The direction changes.
 
-Both return the global norm before clipping, which training logs. A non-finite norm is returned
-as is and nothing is modified, so the caller can decide what to do with the step.
+Both return a `Clipping(norm, clipped)`: the global norm before clipping, which training logs, and
+whether any element changed. A non-finite norm is returned as is and nothing is modified, so the
+caller can decide what to do with the step.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+
+CLIPS = ("norm", "value", "none")
+
+
+class Clipping(NamedTuple):
+    """What a clipping call did.
+
+    Attributes
+    ----------
+    norm : float
+        The global norm of the gradients before clipping (NaN or inf if one is not finite).
+    clipped : bool
+        Whether any gradient element was changed.
+    """
+
+    norm: float
+    clipped: bool
 
 
 def _check_threshold(name: str, value) -> float:
@@ -27,7 +46,19 @@ def _check_threshold(name: str, value) -> float:
 
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:
-    """sqrt of the sum of squares of every element of every gradient (float64, no overflow)."""
+    """The global norm of a set of gradients: sqrt of the sum of squares of every element.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        Gradients of any shapes, keyed by parameter name.
+
+    Returns
+    -------
+    float
+        The norm, computed in float64 with the elements scaled by the largest one, so the squares
+        cannot overflow; NaN or inf if an element is.
+    """
     peak = max_abs(grads)
     if peak == 0 or not math.isfinite(peak):
         return peak
@@ -38,34 +69,108 @@ def global_norm(grads: dict[str, np.ndarray]) -> float:
     return peak * math.sqrt(total)
 
 
-def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
-    """Scale all gradients in place so their global norm is at most max_norm. Returns the norm before.
+def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> Clipping:
+    """Scale all gradients in place, by one factor, so that their global norm is at most `max_norm`.
 
-    Clipping happened iff the returned norm > max_norm.
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        Gradients keyed by parameter name, modified in place.
+    max_norm : float
+        The largest global norm left unscaled; positive and finite.
+
+    Returns
+    -------
+    Clipping
+        `norm`: the global norm before clipping; `clipped`: True iff norm > max_norm (and finite).
+
+    Raises
+    ------
+    ValueError
+        If `max_norm` is not a positive finite number.
     """
     max_norm = _check_threshold("max_norm", max_norm)
     norm = global_norm(grads)
-    if math.isfinite(norm) and norm > max_norm:
+    clipped = math.isfinite(norm) and norm > max_norm
+    if clipped:
         scale = max_norm / norm
         for g in grads.values():
             g *= scale
-    return norm
+    return Clipping(norm, clipped)
 
 
-def clip_grad_value(grads: dict[str, np.ndarray], max_value: float) -> float:
-    """Clamp every gradient element in place to [-max_value, max_value]. Returns the global norm before.
+def clip_grad_value(grads: dict[str, np.ndarray], max_value: float) -> Clipping:
+    """Clamp every gradient element in place to [-max_value, max_value].
 
-    Clipping happened iff some element had |g| > max_value (see `max_abs`).
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        Gradients keyed by parameter name, modified in place.
+    max_value : float
+        The largest |element| left unchanged; positive and finite.
+
+    Returns
+    -------
+    Clipping
+        `norm`: the global norm before clipping; `clipped`: True iff some element had |g| > max_value
+        (the norm may exceed max_value with nothing clipped).
+
+    Raises
+    ------
+    ValueError
+        If `max_value` is not a positive finite number.
     """
     max_value = _check_threshold("max_value", max_value)
     norm = global_norm(grads)
-    if math.isfinite(norm):
+    clipped = math.isfinite(norm) and max_abs(grads) > max_value
+    if clipped:
         for g in grads.values():
             np.clip(g, -max_value, max_value, out=g)
-    return norm
+    return Clipping(norm, clipped)
+
+
+def clip_gradients(grads: dict[str, np.ndarray], mode: str, threshold: float) -> Clipping:
+    """Clip by name, as `TrainConfig.clip` says: "norm", "value" or "none" (measure the norm only).
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+        Gradients keyed by parameter name, modified in place.
+    mode : str
+        One of CLIPS.
+    threshold : float
+        `max_norm` or `max_value`; not read for "none".
+
+    Returns
+    -------
+    Clipping
+        As `clip_grad_norm` or `clip_grad_value`; for "none" the norm and clipped=False.
+
+    Raises
+    ------
+    ValueError
+        If `mode` is not one of CLIPS, or the threshold is not a positive finite number.
+    """
+    if mode == "norm":
+        return clip_grad_norm(grads, threshold)
+    if mode == "value":
+        return clip_grad_value(grads, threshold)
+    if mode == "none":
+        return Clipping(global_norm(grads), False)
+    raise ValueError(f"clip must be one of {list(CLIPS)}, got {mode!r}")
 
 
 def max_abs(grads: dict[str, np.ndarray]) -> float:
-    """The largest |element| over all gradients."""
+    """The largest |element| over all gradients.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+
+    Returns
+    -------
+    float
+        NaN if any element is NaN, 0.0 if every array is empty.
+    """
     peaks = [float(np.max(np.abs(g))) for g in grads.values() if g.size]
     return max(peaks, default=0.0) if not any(math.isnan(p) for p in peaks) else math.nan

@@ -6,39 +6,74 @@ training text.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..core.readout import Linear
 from ..cells.registry import make_cell
-from .trainer import load_config
+from ..core.readout import Linear
+from ..core.truncation import model_params
+from .run_folder import load_config, read_checkpoint
 
 
 def load_char_model(run_dir):
-    """(cell, readout, vocab) of a chars run, weights from its checkpoint."""
-    run_dir = Path(run_dir)
+    """The model of a chars run, with its checkpoint's weights.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A run folder of the chars task.
+
+    Returns
+    -------
+    tuple
+        (cell, readout, vocab): the cell and Linear readout, and the vocabulary (a str, one
+        character per input and output index).
+
+    Raises
+    ------
+    ValueError
+        If the run is not of the chars task, or its config or checkpoint cannot be read or disagree.
+    """
     config = load_config(run_dir)
     if config.task != "chars":
         raise ValueError(f"sampling needs a run of the chars task; {run_dir} trained {config.task!r}")
-    path = run_dir / "checkpoint.npz"
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        vocab = str(arrays["vocab"])
-    except Exception as exc:
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    checkpoint = read_checkpoint(run_dir)
+    vocab = checkpoint.vocab
+    if vocab is None:
+        raise ValueError(f"checkpoint {checkpoint.path} has no vocabulary ('vocab'), which a chars run stores")
     dtype = np.dtype(config.dtype)
     cell = make_cell(config.cell, len(vocab), config.hidden, seed=0, dtype=dtype)
     readout = Linear(config.hidden, len(vocab), seed=0, dtype=dtype)
-    cell.load_params({k[len("param/cell."):]: v for k, v in arrays.items() if k.startswith("param/cell.")})
-    for name in readout.params:
-        readout.params[name] = arrays[f"param/readout.{name}"].astype(dtype)
+    checkpoint.load_params(model_params(cell, readout))
     return cell, readout, vocab
 
 
 def sample(run_dir, length: int = 200, *, temperature: float = 1.0, prime: str = "", seed: int = 0) -> str:
-    """`length` characters sampled after `prime` (which is returned too) at the given temperature."""
+    """Characters sampled from a chars run, each fed back in as the next input.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A run folder of the chars task.
+    length : int
+        Characters to generate after the prime.
+    temperature : float
+        Softmax temperature, > 0: below 1 is more conservative.
+    prime : str
+        Text read before generating, returned too ("" : one character drawn uniformly starts it).
+    seed : int
+        Seed of the sampler.
+
+    Returns
+    -------
+    str
+        The prime (or the drawn first character) followed by `length` sampled characters.
+
+    Raises
+    ------
+    ValueError
+        On a bad length or temperature, a prime with characters outside the vocabulary, or a run
+        that `load_char_model` rejects.
+    """
     if length < 1:
         raise ValueError(f"length must be a positive integer, got {length}")
     if not temperature > 0:
@@ -64,5 +99,3 @@ def sample(run_dir, length: int = 200, *, temperature: float = 1.0, prime: str =
         current = int(rng.choice(len(vocab), p=p / p.sum()))
         out.append(vocab[current])
     return "".join(out)
-
-

@@ -79,9 +79,6 @@ class Task:
     def baseline(self) -> dict:
         raise NotImplementedError
 
-    def describe(self) -> str:
-        return f"{self.name} (T={self.seq_len})"
-
 
 class Adding(Task):
     name = "adding"
@@ -142,9 +139,6 @@ class Copy(Task):
         # blanks are certain until the recall, then a uniform guess among 8 for each of 10 symbols
         K = self.length
         return {"loss": K * math.log(self.symbols) / (self.seq_len + 2 * K), "accuracy": 1.0 / self.symbols}
-
-    def describe(self):
-        return f"copy (blank T={self.seq_len}, length {self.seq_len + 2 * self.length})"
 
 
 class TemporalOrder(Task):
@@ -319,9 +313,6 @@ class Chars(Task):
         freq = np.bincount(self.codes, minlength=self.output_size) / len(self.codes)
         nonzero = freq[freq > 0]
         return {"loss": -float(np.sum(nonzero * np.log(nonzero))), "accuracy": float(freq.max())}
-
-    def describe(self):
-        return f"chars ({self.path}, {len(self.vocab)} symbols, T={self.seq_len})"
 
 
 def make_task(name: str, seq_len: int, text: str | None = None) -> Task:

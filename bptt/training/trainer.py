@@ -1,176 +1,74 @@
 """The training loop: a cell and a linear readout on a toy task, trained with TBPTT(k1, k2),
-gradient clipping and an optimizer, writing a run folder that other commands read.
+gradient clipping and an optimizer, writing a run folder (`bptt.training.run_folder`) that other
+commands read.
 
-Run folder:
-    config.json      every setting (a TrainConfig)
-    metrics.jsonl    one JSON object per update: step, loss, grad_norm (before clipping), clipped,
-                     lr, elapsed (seconds); eval_* keys on evaluation steps; skipped on skipped steps
-    dh_norms.jsonl   every `record_every` updates: {"step", "dh_norms": norm of dL/dh_t per step of
-                     that update's window}
-    summary.json     the final held-out metrics next to the task's baseline
-    checkpoint.npz   weights, optimizer state, data RNG state, position in the batch, step
-
-A step is one parameter update. With k1 < T one batch of sequences gives several updates; windows
-without any loss (e.g. the adding task before its last step) only carry the state forward.
-Resuming restores the checkpoint, drops log lines written after it and replays, so an interrupted
-and resumed run ends with the same weights and logs (elapsed times aside) as one that never stopped.
+A step is one parameter update. With k1 < T one batch of sequences gives several updates, one per
+window of its `WindowWalk`; windows without any loss (e.g. the adding task before its last step)
+only carry the state forward. Resuming restores the checkpoint, drops log lines written after it
+and replays, so an interrupted and resumed run ends with the same weights and logs (elapsed times
+aside) as one that never stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..cells.registry import CELL_NAMES, make_cell
-from .clipping import clip_grad_norm, clip_grad_value, global_norm, max_abs
-from .init import INITS, initialise
-from .optim import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
+from ..cells.registry import make_cell
 from ..core.readout import Linear
-from .tasks import TASKS, Batch, make_task
-from ..core.truncation import TBPTT, NonFiniteError, model_params, state_at, window_gradients
+from ..core.truncation import TBPTT, NonFiniteError, WindowWalk, model_params, window_gradients
 from ..core.unroll import forward
-
-CELLS = CELL_NAMES
-CLIPS = ("norm", "value", "none")
-
-
-@dataclass
-class TrainConfig:
-    task: str = "adding"  # one of bptt.tasks.TASKS
-    cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
-    hidden: int = 32  # hidden size H
-    init: str = "default"  # W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal
-    seq_len: int = 30  # sequence length T (copy: the blank's length; reber: the longest string)
-    steps: int = 500  # parameter updates
-    batch_size: int = 32  # sequences per batch N
-    lr: float = 1e-2  # (peak) learning rate
-    optimizer: str = "adam"  # sgd, momentum, nesterov, rmsprop or adam
-    momentum: float = 0.9  # for momentum and nesterov
-    schedule: str = "constant"  # learning-rate schedule: constant, cosine (to 0 at `steps`) or step
-    lr_step_size: int = 1000  # step schedule: multiply lr by lr_gamma every this many updates
-    lr_gamma: float = 0.1  # step schedule: the factor
-    clip: str = "norm"  # gradient clipping: norm (global norm), value (element-wise) or none
-    clip_threshold: float = 1.0  # the max norm, or the max |element|
-    k1: int | None = None  # TBPTT: steps between updates (None: the whole sequence)
-    k2: int | None = None  # TBPTT: steps backpropagated per update, >= k1 (None: k1)
-    dtype: str = "float64"  # float64 or float32
-    seed: int = 0  # seeds the weights and the training data
-    eval_every: int = 100  # evaluate on the held-out set every this many updates (and at the end)
-    eval_size: int = 500  # sequences in the held-out set
-    eval_seed: int = 1234  # seed of the held-out set, independent of `seed`
-    checkpoint_every: int = 100  # write checkpoint.npz every this many updates (and at the end)
-    record_every: int = 50  # log dh_norms every this many updates (0: never)
-    on_nonfinite: str = "stop"  # non-finite loss or gradient: stop (after a checkpoint) or skip the step
-    target_loss: float | None = None  # stop early once the held-out loss is at or below this
-    text: str | None = None  # chars: path of the text file
-    out: str | None = None  # run folder (None: runs/<task>-<cell>-<time>)
-
-    def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first bad setting; return self."""
-        choices = {"task": TASKS, "cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-                   "clip": CLIPS, "init": INITS, "dtype": ("float64", "float32"),
-                   "on_nonfinite": ("stop", "skip")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        for name in ("hidden", "seq_len", "steps", "batch_size", "eval_every", "eval_size",
-                     "checkpoint_every", "lr_step_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.record_every, int) or self.record_every < 0:
-            raise ValueError(f"record_every must be a non-negative integer, got {self.record_every!r}")
-        if not (self.clip_threshold > 0 and math.isfinite(self.clip_threshold)):
-            raise ValueError(f"clip_threshold must be a positive number, got {self.clip_threshold!r}")
-        Schedule(self.schedule, self.lr, self.steps, 0.0, self.lr_step_size, self.lr_gamma)
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if self.k1 is None and self.k2 is not None:
-            raise ValueError("k2 needs k1 (give k1 too, or neither for full BPTT)")
-        TBPTT(*self.truncation(self.seq_len))
-        return self
-
-    def truncation(self, T: int) -> tuple[int, int]:
-        """(k1, k2) for sequences of T steps: None means the whole sequence."""
-        k1 = T if self.k1 is None else self.k1
-        return k1, (k1 if self.k2 is None else self.k2)
+from .clipping import clip_gradients
+from .config import TrainConfig
+from .init import initialise
+from .optim import Schedule, make_optimizer
+from .run_folder import (
+    Checkpoint, Logs, default_run_dir, json_safe, load_config, read_checkpoint, start_run_folder,
+    truncate_logs, write_checkpoint, write_config, write_summary,
+)
+from .tasks import Batch, make_task
 
 
 class TrainingStopped(RuntimeError):
     """Training stopped on a non-finite loss or gradient; the last good weights are checkpointed."""
 
 
-# ---------------------------------------------------------------------- run-folder I/O
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Write through a temporary file in the same folder, then rename: never a truncated file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class TrainingRun:
+    """Everything a run holds between updates: model, optimizer, data, position and counters.
 
+    `checkpoint()` and `restore()` round-trip it exactly through a `Checkpoint`.
 
-def write_json(path: Path, obj) -> None:
-    _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    Parameters
+    ----------
+    config : TrainConfig
+        Validated settings.
+    run_dir : pathlib.Path
+        The run folder (written by `save`).
 
+    Raises
+    ------
+    ValueError
+        If the task cannot be built (e.g. a sequence too short for it, an unreadable text file).
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The complete JSON lines of a log (a partial last line, from a kill mid-write, is dropped)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def _truncate_log(path: Path, last_step: int) -> None:
-    """Keep only the records of steps <= last_step (those a resumed run will not replay)."""
-    kept = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
-    _atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
-
-
-def load_config(run_dir) -> TrainConfig:
-    path = Path(run_dir) / "config.json"
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{path} has unknown settings {sorted(unknown)}")
-    return TrainConfig(**raw).validate()
-
-
-def _finite_or_none(value):
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-# ---------------------------------------------------------------------- the run
-class _Run:
-    """Everything a run holds between updates; `save` / `restore` round-trip it exactly."""
+    Attributes
+    ----------
+    cell, readout
+        The model; `params` their live arrays keyed like `model_params`.
+    task, optimizer, rng
+        The task, the optimizer and the training data's RNG.
+    batch : Batch or None
+        The current batch, None between batches; `walk` its WindowWalk.
+    step, elapsed, skipped, clipped, last_eval
+        Updates done, seconds of training, skipped and clipped updates, the latest held-out metrics.
+    """
 
     def __init__(self, config: TrainConfig, run_dir: Path):
-        self.config, self.dir = config, run_dir
+        self.config, self.dir = config, Path(run_dir)
         self.dtype = np.dtype(config.dtype)
         self.task = make_task(config.task, config.seq_len, config.text)
         # a fourth child leaves the first three (and so every run without an init) unchanged
@@ -186,8 +84,7 @@ class _Run:
         self.step = 0
         self.batch: Batch | None = None
         self.batch_rng_state = None  # the data RNG's state before the current batch was drawn
-        self.window = 0  # index of the next window in the current batch
-        self.carry = None  # the state at the next window's start
+        self.walk: WindowWalk | None = None
         self.elapsed = 0.0
         self.skipped = 0
         self.clipped = 0
@@ -195,18 +92,45 @@ class _Run:
 
     # --- model and data
     def cast(self, batch: Batch) -> Batch:
+        """The batch with xs (T, N, D) and float targets in the run's dtype (class targets stay int)."""
         targets = batch.targets.astype(self.dtype) if batch.targets.dtype.kind == "f" else batch.targets
         return batch._replace(xs=batch.xs.astype(self.dtype), targets=targets)
 
-    def next_batch(self) -> None:
+    def next_batch(self, window: int = 0, carry=None) -> None:
+        """Draw the next batch from the data RNG and start walking its windows.
+
+        Parameters
+        ----------
+        window : int
+            The window to start at (a checkpoint's, when resuming mid-batch).
+        carry : ndarray (N, H), tuple of them, or None
+            The state at that window's start (None: zeros).
+        """
         self.batch_rng_state = self.rng.bit_generator.state
         self.batch = self.cast(self.task.sample(self.rng, self.config.batch_size))
-        T = self.batch.xs.shape[0]
-        self.windows = TBPTT(*self.config.truncation(T)).windows(T)
-        self.window, self.carry = 0, None
+        plan = TBPTT(*self.config.truncation(self.batch.xs.shape[0]))
+        self.walk = WindowWalk(plan, self.batch.mask, carry, window)
+
+    def advance(self, tape) -> None:
+        """After the current window's forward pass (`tape`), move to the next window or batch."""
+        self.walk.advance(tape)
+        if self.walk.done:
+            self.batch = self.walk = None
 
     def evaluate(self, batch: Batch) -> dict:
-        """Held-out loss (mean over every masked entry) and task metrics, full forward, no truncation."""
+        """Loss and task metrics of the current weights on `batch`: one full forward, no truncation.
+
+        Parameters
+        ----------
+        batch : Batch
+            Usually the held-out set, cast to the run's dtype.
+
+        Returns
+        -------
+        dict
+            "loss" (the mean over every masked entry; NaN if the hidden states are not finite) and
+            the task's metrics, e.g. "accuracy".
+        """
         with np.errstate(over="ignore", invalid="ignore"):
             hs, _ = forward(self.cell, batch.xs)
             if not np.isfinite(hs).all():
@@ -216,58 +140,52 @@ class _Run:
         return {"loss": float(loss), **self.task.metrics(outputs, batch)}
 
     # --- checkpoint
-    def save(self, path: Path | None = None) -> None:
-        arrays = {f"param/{k}": v for k, v in self.params.items()}
-        arrays.update({f"optim/{k}": v for k, v in self.optimizer.state_arrays().items()})
-        arrays["step"] = np.array(self.step)
-        arrays["window"] = np.array(self.window if self.batch is not None else -1)
-        arrays["elapsed"] = np.array(self.elapsed)
-        arrays["skipped"] = np.array(self.skipped)
-        arrays["clipped"] = np.array(self.clipped)
-        arrays["rng_state"] = np.array(json.dumps(
-            self.batch_rng_state if self.batch is not None else self.rng.bit_generator.state
-        ))
-        if self.carry is not None:
-            for i, part in enumerate(self.cell.unpack_state(self.carry)):
-                arrays[f"carry/{i}"] = part
-        arrays["last_eval"] = np.array(json.dumps(self.last_eval))
-        if hasattr(self.task, "vocab"):
-            arrays["vocab"] = np.array(self.task.vocab)
-        _atomic_write(path or self.dir / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+    def checkpoint(self) -> Checkpoint:
+        """The state to save; mid-batch, the batch is drawn again from the RNG state before it."""
+        mid_batch = self.walk is not None
+        carry = self.walk.state if mid_batch else None
+        return Checkpoint(
+            params=self.params,
+            optimizer=self.optimizer.state_arrays(),
+            step=self.step,
+            window=self.walk.index if mid_batch else -1,
+            elapsed=self.elapsed,
+            skipped=self.skipped,
+            clipped=self.clipped,
+            rng_state=self.batch_rng_state if mid_batch else self.rng.bit_generator.state,
+            carry=() if carry is None else self.cell.unpack_state(carry),
+            last_eval=self.last_eval,
+            vocab=getattr(self.task, "vocab", None),
+        )
 
-    def restore(self, path: Path) -> None:
+    def save(self) -> None:
+        """Write checkpoint.npz."""
+        write_checkpoint(self.dir, self.checkpoint())
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from `checkpoint`: weights, optimizer, data RNG, position in the batch, counters.
+
+        Raises
+        ------
+        ValueError
+            If the checkpoint does not fit this run's config (naming the checkpoint).
+        """
+        checkpoint.load_params(self.params)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except Exception as exc:  # a missing, truncated or foreign file
-            raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
-        try:
-            for name, value in self.params.items():
-                saved = arrays[f"param/{name}"]
-                if saved.shape != value.shape:
-                    raise ValueError(f"parameter {name} has shape {saved.shape}, config expects {value.shape}")
-                value[...] = saved
-            self.optimizer.load_state_arrays(
-                {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
-            )
-            self.step, window = int(arrays["step"]), int(arrays["window"])
-            self.elapsed, self.skipped = float(arrays["elapsed"]), int(arrays["skipped"])
-            self.clipped = int(arrays["clipped"])
-            self.last_eval = json.loads(str(arrays["last_eval"]))
-            self.rng.bit_generator.state = json.loads(str(arrays["rng_state"]))
-            carry_keys = sorted(k for k in arrays if k.startswith("carry/"))
+            self.optimizer.load_state_arrays(checkpoint.optimizer)
+            self.rng.bit_generator.state = checkpoint.rng_state
+            if checkpoint.window >= 0:  # mid-batch: draw the same batch again, continue at the saved window
+                carry = None
+                if checkpoint.carry:
+                    parts = self.cell.check_state(self.cell.pack_state(checkpoint.carry), self.config.batch_size,
+                                                  name="carry")
+                    carry = self.cell.pack_state(parts)
+                self.next_batch(checkpoint.window, carry)
         except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"checkpoint {path} does not match its config.json: {exc}") from exc
-        if window >= 0:  # mid-batch: draw the same batch again, continue at the saved window
-            self.next_batch()
-            self.window = window
-            if carry_keys:
-                self.carry = self.cell.pack_state(tuple(arrays[k] for k in carry_keys))
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.task}-{config.cell}-{stamp}"
+            raise ValueError(f"checkpoint {checkpoint.path} does not match its config.json: {exc}") from exc
+        self.step, self.elapsed = checkpoint.step, checkpoint.elapsed
+        self.skipped, self.clipped = checkpoint.skipped, checkpoint.clipped
+        self.last_eval = checkpoint.last_eval
 
 
 def train(
@@ -276,70 +194,81 @@ def train(
     resume: str | os.PathLike | None = None,
     callback: Callable[[int, dict], None] | None = None,
 ) -> dict:
-    """Train as `config` says (or continue the run folder `resume`); return the summary dict.
+    """Train as `config` says, or continue the run folder `resume`; write the run folder.
 
-    With `resume`, the run's saved config.json is used; of `config` only `steps` is read (to extend
-    or shorten the run).
+    Parameters
+    ----------
+    config : TrainConfig, optional
+        The settings of a new run (None: the defaults). With `resume`, only its `steps` is read, to
+        extend or shorten the run; the rest comes from the saved config.json.
+    resume : str or os.PathLike, optional
+        A run folder to continue from its checkpoint.
+    callback : callable, optional
+        callback(step, record) after every update, with that step's metrics record (the line written
+        to metrics.jsonl). An exception raised there stops the run; the last checkpoint stays, and
+        `train(resume=run_dir)` continues from it.
 
-    callback(step, record) is called after every update with that step's metrics record (the line
-    written to metrics.jsonl). An exception raised there stops the run; the last checkpoint stays,
-    and `train(resume=run_dir)` continues from it.
-    Raises ValueError on bad settings and TrainingStopped on a non-finite loss or gradient (with
-    on_nonfinite="stop"), after checkpointing the last good weights.
+    Returns
+    -------
+    dict
+        The summary, as written to summary.json.
+
+    Raises
+    ------
+    ValueError
+        On bad settings (a `SettingError`), a task that cannot be built, or a run folder that cannot
+        be resumed (unreadable config, checkpoint or log); nothing in the folder is changed then.
+    TrainingStopped
+        On a non-finite loss or gradient with on_nonfinite="stop", after checkpointing the last good
+        weights.
     """
     if resume is not None:
         run_dir = Path(resume)
         saved = load_config(run_dir)
-        if config is not None and config.steps != saved.steps:
+        steps_changed = config is not None and config.steps != saved.steps
+        if steps_changed:
             saved = dataclasses.replace(saved, steps=config.steps).validate()  # extend (or shorten) the run
-            write_json(run_dir / "config.json", dataclasses.asdict(saved))
-        config = saved
-        run = _Run(config, run_dir)
-        run.restore(run_dir / "checkpoint.npz")
-        for log in ("metrics.jsonl", "dh_norms.jsonl"):
-            _truncate_log(run_dir / log, run.step)
+        run = TrainingRun(saved, run_dir)
+        run.restore(read_checkpoint(run_dir))
+        truncate_logs(run_dir, run.step)  # the first write: everything above only reads
+        if steps_changed:
+            write_config(run_dir, saved)
     else:
         config = (config or TrainConfig()).validate()
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         config = dataclasses.replace(config, out=str(run_dir))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run = _Run(config, run_dir)
-        write_json(run_dir / "config.json", dataclasses.asdict(config))
-        for log in ("metrics.jsonl", "dh_norms.jsonl"):
-            (run_dir / log).write_text("")
+        run = TrainingRun(config, run_dir)
+        start_run_folder(run_dir, config)
         run.save()
     return _loop(run, callback)
 
 
-def _loop(run: _Run, callback) -> dict:
+def _loop(run: TrainingRun, callback) -> dict:
     config, cell = run.config, run.cell
     eval_batch = run.cast(run.task.eval_batch(config.eval_size, config.eval_seed))
     started, base_elapsed = time.perf_counter(), run.elapsed
-    clip_fn = {"norm": clip_grad_norm, "value": clip_grad_value}.get(config.clip)
     reached_target = bool(
         config.target_loss is not None and run.last_eval and run.last_eval["loss"] <= config.target_loss
     )
-    with open(run.dir / "metrics.jsonl", "a") as metrics_log, open(run.dir / "dh_norms.jsonl", "a") as dh_log:
+    with Logs(run.dir) as logs:
         while run.step < config.steps and not reached_target:
-            if run.batch is None:
+            if run.walk is None:
                 run.next_batch()
-            batch, (start, loss_from, end) = run.batch, run.windows[run.window]
-            mask = batch.mask[start:end].copy()
-            mask[: loss_from - start] = False  # only the losses of the k1 new steps
+            mask = run.walk.loss_mask()
             if not mask.any():  # nothing to learn from here: carry the state, no update
-                _, tape = forward(cell, batch.xs[start:end], run.carry)
-                _advance(run, tape, start)
+                start, _, end = run.walk.window
+                _, tape = forward(cell, run.batch.xs[start:end], run.walk.state)
+                run.advance(tape)
                 continue
-            record = _update(run, start, mask, clip_fn, dh_log, base_elapsed, started)
+            record = _update(run, mask, logs, base_elapsed, started)
             run.elapsed = base_elapsed + time.perf_counter() - started
             record["elapsed"] = run.elapsed
             if run.step % config.eval_every == 0 or run.step == config.steps:
                 run.last_eval = run.evaluate(eval_batch)
-                record.update({f"eval_{k}": _finite_or_none(v) for k, v in run.last_eval.items()})
+                record.update({f"eval_{k}": v for k, v in run.last_eval.items()})
                 if config.target_loss is not None and run.last_eval["loss"] <= config.target_loss:
                     reached_target = True
-            metrics_log.write(json.dumps(record) + "\n")
-            metrics_log.flush()
+            record = logs.write_metrics(record)
             if run.step % config.checkpoint_every == 0 or run.step == config.steps or reached_target:
                 run.save()
             if callback is not None:
@@ -347,22 +276,20 @@ def _loop(run: _Run, callback) -> dict:
     if not run.last_eval:
         run.last_eval = run.evaluate(eval_batch)
     run.elapsed = base_elapsed + time.perf_counter() - started
-    summary = _summary(run, reached_target)
-    write_json(run.dir / "summary.json", summary)
-    return summary
+    return write_summary(run.dir, _summary(run, reached_target))
 
 
-def _update(run: _Run, start: int, mask, clip_fn, dh_log, base_elapsed: float, started: float) -> dict:
+def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: float) -> dict:
     """One parameter update from the current window; returns its metrics record (no elapsed yet)."""
-    config, batch, end = run.config, run.batch, run.windows[run.window].end
+    config, batch, (start, _, end) = run.config, run.batch, run.walk.window
     record = {"step": run.step + 1}
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             result = window_gradients(
-                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], run.carry,
+                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], run.walk.state,
                 batch.targets[start:end], mask,
             )
-        bad = [name for name, g in result.grads.items() if not np.isfinite(g).all()]
+        bad = [name for name, g in result.params.items() if not np.isfinite(g).all()]
         if bad:
             raise NonFiniteError(f"gradient of {bad[0]}", f"the gradient of {bad[0]} is not finite")
     except NonFiniteError as exc:
@@ -375,39 +302,21 @@ def _update(run: _Run, start: int, mask, clip_fn, dh_log, base_elapsed: float, s
             ) from exc
         run.skipped += 1
         run.step += 1
-        run.batch = None  # the rest of this batch's windows would start from a bad state
+        run.batch = run.walk = None  # the rest of this batch's windows would start from a bad state
         record.update(loss=None, grad_norm=None, clipped=False, lr=None, skipped=True)
     else:
-        peak = max_abs(result.grads)  # before clipping
-        if clip_fn is None:
-            norm = global_norm(result.grads)
-        else:
-            norm = clip_fn(result.grads, config.clip_threshold)
-        clipped = (config.clip == "norm" and norm > config.clip_threshold) or (
-            config.clip == "value" and peak > config.clip_threshold
-        )
-        run.clipped += int(clipped)
-        lr = run.optimizer.step(run.params, result.grads)
+        clipping = clip_gradients(result.params, config.clip, config.clip_threshold)
+        run.clipped += int(clipping.clipped)
+        lr = run.optimizer.step(run.params, result.params)
         run.step += 1
-        _advance(run, result.tape, start)
-        record.update(loss=result.loss, grad_norm=norm, clipped=bool(clipped), lr=lr)
+        run.advance(result.tape)
+        record.update(loss=result.loss, grad_norm=clipping.norm, clipped=clipping.clipped, lr=lr)
         if config.record_every and run.step % config.record_every == 0:
-            dh_log.write(json.dumps({"step": run.step, "dh_norms": result.dh_norms.tolist()}) + "\n")
-            dh_log.flush()
+            logs.write_dh_norms(run.step, result.dh_norms)
     return record
 
 
-def _advance(run: _Run, tape, start: int) -> None:
-    """Move to the next window: keep the state at its start, or drop the finished batch."""
-    run.window += 1
-    if run.window == len(run.windows):
-        run.batch = None
-        return
-    next_start = run.windows[run.window].start
-    run.carry = state_at(run.cell, tape, run.carry, next_start - start)
-
-
-def _summary(run: _Run, reached_target: bool) -> dict:
+def _summary(run: TrainingRun, reached_target: bool) -> dict:
     config, baseline = run.config, run.task.baseline
     summary = {
         "task": config.task,
@@ -415,7 +324,7 @@ def _summary(run: _Run, reached_target: bool) -> dict:
         "hidden": config.hidden,
         "seq_len": config.seq_len,
         "steps": run.step,
-        "eval_loss": _finite_or_none(run.last_eval["loss"]),
+        "eval_loss": run.last_eval["loss"],
         "baseline_loss": baseline["loss"],
     }
     for key in ("accuracy", "success"):
@@ -431,26 +340,54 @@ def _summary(run: _Run, reached_target: bool) -> dict:
     return summary
 
 
-def load_run(run_dir) -> _Run:
-    """A run folder's config, task and model with the checkpoint's weights loaded."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"run folder {str(run_dir)!r} does not exist")
-    run = _Run(load_config(run_dir), run_dir)
-    run.restore(run_dir / "checkpoint.npz")
+def load_run(run_dir) -> TrainingRun:
+    """A run folder's config, task and model, with the checkpoint's weights and state loaded.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+
+    Returns
+    -------
+    TrainingRun
+
+    Raises
+    ------
+    ValueError
+        If the folder, its config.json or its checkpoint is missing or unreadable, or they disagree.
+    """
+    config = load_config(run_dir)
+    run = TrainingRun(config, Path(run_dir))
+    run.restore(read_checkpoint(run_dir))
     return run
 
 
 def evaluate(run_dir) -> dict:
-    """The held-out metrics of a saved run (its checkpoint), next to the task's baseline."""
+    """The held-out metrics of a saved run (its checkpoint), next to the task's baseline.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        task, cell, step, eval_loss, baseline_loss, and eval_/baseline_ accuracy or success where the
+        task has them; a non-finite loss is None.
+
+    Raises
+    ------
+    ValueError
+        As `load_run`.
+    """
     run = load_run(run_dir)
     config = run.config
     metrics = run.evaluate(run.cast(run.task.eval_batch(config.eval_size, config.eval_seed)))
     baseline = run.task.baseline
     out = {"task": config.task, "cell": config.cell, "step": run.step,
-           "eval_loss": _finite_or_none(metrics["loss"]), "baseline_loss": baseline["loss"]}
+           "eval_loss": metrics["loss"], "baseline_loss": baseline["loss"]}
     for key in ("accuracy", "success"):
         if key in metrics:
             out[f"eval_{key}"] = metrics[key]
             out[f"baseline_{key}"] = baseline.get(key)
-    return out
+    return json_safe(out)

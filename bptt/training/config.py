@@ -1,0 +1,154 @@
+"""Every setting of a training run, and the one place that checks them.
+
+`TrainConfig.validate` checks each setting against what it allows and raises a `SettingError` that
+names the setting, the value and what is allowed; `bptt train` turns that into a usage error on the
+matching option. What depends on more than the settings (a task's shortest sequence, a readable text
+file, a checkpoint) is checked where it is read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from ..cells.registry import CELL_NAMES
+from .clipping import CLIPS
+from .init import INITS
+from .optim import OPTIMIZERS, SCHEDULES
+from .tasks import TASKS
+
+DTYPES = ("float64", "float32")
+ON_NONFINITE = ("stop", "skip")
+
+
+class SettingError(ValueError):
+    """A setting outside what it allows.
+
+    Parameters
+    ----------
+    setting : str
+        The TrainConfig field, e.g. "clip_threshold".
+    value
+        The value it was given.
+    allowed : str
+        What it allows, completing "must be ...", e.g. "a positive finite number".
+    """
+
+    def __init__(self, setting: str, value, allowed: str):
+        self.setting, self.value, self.allowed = setting, value, allowed
+        self.problem = f"must be {allowed}, got {value!r}"
+        super().__init__(f"{setting} {self.problem}")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run, each with its default; config.json holds one of these.
+
+    Constructing one checks nothing: `validate()` does (and `bptt.train` calls it).
+    """
+
+    task: str = "adding"  # one of bptt.tasks.TASKS
+    cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
+    hidden: int = 32  # hidden size H
+    init: str = "default"  # W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal
+    seq_len: int = 30  # sequence length T (copy: the blank's length; reber: the longest string)
+    steps: int = 500  # parameter updates
+    batch_size: int = 32  # sequences per batch N
+    lr: float = 1e-2  # (peak) learning rate
+    optimizer: str = "adam"  # sgd, momentum, nesterov, rmsprop or adam
+    momentum: float = 0.9  # for momentum and nesterov
+    schedule: str = "constant"  # learning-rate schedule: constant, cosine (to 0 at `steps`) or step
+    lr_step_size: int = 1000  # step schedule: multiply lr by lr_gamma every this many updates
+    lr_gamma: float = 0.1  # step schedule: the factor
+    clip: str = "norm"  # gradient clipping: norm (global norm), value (element-wise) or none
+    clip_threshold: float = 1.0  # the max norm, or the max |element|
+    k1: int | None = None  # TBPTT: steps between updates (None: the whole sequence)
+    k2: int | None = None  # TBPTT: steps backpropagated per update, >= k1 (None: k1)
+    dtype: str = "float64"  # float64 or float32
+    seed: int = 0  # seeds the weights and the training data
+    eval_every: int = 100  # evaluate on the held-out set every this many updates (and at the end)
+    eval_size: int = 500  # sequences in the held-out set
+    eval_seed: int = 1234  # seed of the held-out set, independent of `seed`
+    checkpoint_every: int = 100  # write checkpoint.npz every this many updates (and at the end)
+    record_every: int = 50  # log dh_norms every this many updates (0: never)
+    on_nonfinite: str = "stop"  # non-finite loss or gradient: stop (after a checkpoint) or skip the step
+    target_loss: float | None = None  # stop early once the held-out loss is at or below this
+    text: str | None = None  # chars: path of the text file
+    out: str | None = None  # run folder (None: runs/<task>-<cell>-<time>)
+
+    def validate(self) -> "TrainConfig":
+        """Check every setting; return self.
+
+        Returns
+        -------
+        TrainConfig
+            self, unchanged.
+
+        Raises
+        ------
+        SettingError
+            (a ValueError) for the first setting outside what it allows, naming the setting, the
+            value and what is allowed.
+        """
+        choices = {"task": TASKS, "cell": CELL_NAMES, "init": INITS, "optimizer": OPTIMIZERS,
+                   "schedule": SCHEDULES, "clip": CLIPS, "dtype": DTYPES, "on_nonfinite": ON_NONFINITE}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SettingError(name, getattr(self, name), f"one of {list(allowed)}")
+        for name in ("hidden", "seq_len", "steps", "batch_size", "lr_step_size", "eval_every", "eval_size",
+                     "checkpoint_every"):
+            _integer(self, name, low=1)
+        for name in ("record_every", "seed", "eval_seed"):
+            _integer(self, name, low=0)
+        _number(self, "lr", "a positive finite number", lambda v: v > 0 and math.isfinite(v))
+        _number(self, "momentum", "a number in [0, 1)", lambda v: 0 <= v < 1)
+        _number(self, "lr_gamma", "a number in (0, 1]", lambda v: 0 < v <= 1)
+        _number(self, "clip_threshold", "a positive finite number", lambda v: v > 0 and math.isfinite(v))
+        if self.target_loss is not None:
+            _number(self, "target_loss", "a number or None", lambda v: not math.isnan(v))
+        if self.k1 is not None:
+            _integer(self, "k1", low=1, extra=" or None (the whole sequence)")
+        if self.k2 is not None:
+            if self.k1 is None:
+                raise SettingError("k2", self.k2, "None when k1 is None (give k1 too, or neither for full BPTT)")
+            _integer(self, "k2", low=1, extra=" or None (k1)")
+            if self.k2 < self.k1:
+                allowed = f">= k1 = {self.k1} (an update backpropagates at least its k1 new steps)"
+                raise SettingError("k2", self.k2, allowed)
+        if self.task == "chars" and self.text is None:
+            raise SettingError("text", self.text, "the path of a text file for the chars task")
+        for name in ("text", "out"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise SettingError(name, value, "a path or None")
+        return self
+
+    def truncation(self, T: int) -> tuple[int, int]:
+        """(k1, k2) for sequences of T steps, where None stands for the whole sequence.
+
+        Parameters
+        ----------
+        T : int
+            The batch's sequence length (which, for some tasks, exceeds `seq_len`).
+
+        Returns
+        -------
+        tuple of int
+            (k1, k2): k1 = T when unset, k2 = k1 when unset.
+        """
+        k1 = T if self.k1 is None else self.k1
+        return k1, (k1 if self.k2 is None else self.k2)
+
+
+def _integer(config: TrainConfig, name: str, low: int, extra: str = "") -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        allowed = "a positive integer" if low == 1 else "a non-negative integer"
+        raise SettingError(name, value, allowed + extra)
+
+
+def _number(config: TrainConfig, name: str, allowed: str, ok) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise SettingError(name, value, allowed)

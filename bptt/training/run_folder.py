@@ -1,0 +1,586 @@
+"""The run folder: its files, their formats, and how they are written and read back.
+
+    config.json      every setting (a TrainConfig), indented JSON
+    metrics.jsonl    one JSON object per update: step, loss, grad_norm (before clipping), clipped,
+                     lr, elapsed (seconds); eval_* keys on evaluation steps; skipped on skipped steps
+    dh_norms.jsonl   every `record_every` updates: {"step", "dh_norms": norm of dL/dh_t per step of
+                     that update's window}
+    summary.json     the final held-out metrics next to the task's baseline
+    checkpoint.npz   the training state (`Checkpoint`): weights, optimizer state, data RNG state,
+                     position in the current batch, step and counters; the vocabulary for chars
+
+Writing: a whole file goes to a temporary file in the same folder, is fsynced and renamed over the
+old one, so no reader ever sees half of it; the logs grow by one flushed line at a time. A number
+that is not finite is written as null.
+
+Reading the logs, one policy for every reader (the trainer resuming, `read_run`, `bptt plot`): a
+broken last line, which is what a kill in the middle of a write leaves, is dropped; a broken line
+before it is a ValueError naming the file and the line. Resuming truncates both logs to the
+checkpoint's step, so the steps replayed after it are logged once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import TrainConfig
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+DH_NORMS = "dh_norms.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.npz"
+LOGS = (METRICS, DH_NORMS)
+
+
+# ---------------------------------------------------------------------- writing and reading files
+def _atomic_write(path: Path, write: Callable) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename: never a truncated file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def json_safe(value):
+    """`value` with every non-finite float (at any depth of dicts and lists) replaced by None.
+
+    Parameters
+    ----------
+    value
+        A JSON-able value: dict, list, tuple, str, int, float, bool or None.
+
+    Returns
+    -------
+    The same structure (tuples as lists), as the files of a run folder hold it.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, value) -> None:
+    text = json.dumps(json_safe(value), indent=2, default=os.fspath) + "\n"  # paths as strings
+    _atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _read_json(path: Path):
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg})") from exc
+
+
+def _numbered_lines(path) -> list[tuple[int, object]]:
+    """(line number, value) of each non-blank line of a JSON-lines file, under the one policy."""
+    with open(path) as f:
+        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
+    records = []
+    for i, (number, line) in enumerate(lines):
+        try:
+            records.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            if i == len(lines) - 1:
+                break  # a write cut short by a kill
+            raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg})") from exc
+    return records
+
+
+def read_jsonl(path) -> list:
+    """The records of a JSON-lines log.
+
+    A broken last line (a run killed mid-write) is dropped; a broken line before it is an error.
+    Blank lines are skipped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The log, e.g. RUN_DIR/metrics.jsonl.
+
+    Returns
+    -------
+    list
+        One decoded JSON value per complete line, in order.
+
+    Raises
+    ------
+    ValueError
+        Naming the path and the line number of a broken line that is not the last.
+    OSError
+        If the file cannot be opened.
+    """
+    return [value for _, value in _numbered_lines(path)]
+
+
+def _step_records(path: Path) -> list[dict]:
+    """A log's records, each checked to be an object with an integer "step" (missing file: none)."""
+    if not path.exists():
+        return []
+    records = _numbered_lines(path)
+    for number, record in records:
+        if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
+            raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'step'")
+    return [record for _, record in records]
+
+
+# ---------------------------------------------------------------------- the folder and its settings
+def default_run_dir(config: TrainConfig) -> Path:
+    """The folder of a run whose config gives no `out`.
+
+    Parameters
+    ----------
+    config : TrainConfig
+
+    Returns
+    -------
+    Path
+        runs/<task>-<cell>-<YYYYmmdd>-<HHMMSS>, relative to the working directory.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.task}-{config.cell}-{stamp}"
+
+
+def _existing_folder(run_dir) -> Path:
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise ValueError(f"run folder {str(run_dir)!r} does not exist or is not a folder")
+    return folder
+
+
+def start_run_folder(run_dir, config: TrainConfig) -> Path:
+    """Create a run folder (and its parents) holding config.json and two empty logs.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    config : TrainConfig
+        The run's settings, validated.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_config(folder, config)
+    for name in LOGS:
+        _atomic_write(folder / name, lambda f: None)
+    return folder
+
+
+def write_config(run_dir, config: TrainConfig) -> None:
+    """Write config.json (atomically): every field of `config`, indented JSON.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        An existing folder.
+    config : TrainConfig
+    """
+    _write_json(Path(run_dir) / CONFIG, dataclasses.asdict(config))
+
+
+def load_config(run_dir) -> TrainConfig:
+    """The validated TrainConfig of a run folder's config.json.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    ValueError
+        If the folder or the file is missing, the file is not a JSON object of known settings, or a
+        setting is outside what it allows (the message names config.json and the setting).
+    """
+    path = _existing_folder(run_dir) / CONFIG
+    raw = _read_json(path)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must hold a JSON object of settings, got {type(raw).__name__}")
+    unknown = set(raw) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"{path} has unknown settings {sorted(unknown)}")
+    try:
+        return TrainConfig(**raw).validate()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def write_summary(run_dir, summary: dict) -> dict:
+    """Write summary.json (atomically).
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        An existing folder.
+    summary : dict
+        The final held-out metrics, baselines and counters.
+
+    Returns
+    -------
+    dict
+        The summary as written: non-finite numbers as None.
+    """
+    summary = json_safe(summary)
+    _write_json(Path(run_dir) / SUMMARY, summary)
+    return summary
+
+
+# ---------------------------------------------------------------------- the logs
+class Logs:
+    """metrics.jsonl and dh_norms.jsonl of a run folder, open for appending one flushed line at a time.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A folder made by `start_run_folder` (or resumed, after `truncate_logs`).
+    """
+
+    def __init__(self, run_dir):
+        folder = Path(run_dir)
+        self._metrics = open(folder / METRICS, "a")
+        try:
+            self._dh_norms = open(folder / DH_NORMS, "a")
+        except BaseException:
+            self._metrics.close()
+            raise
+
+    def write_metrics(self, record: dict) -> dict:
+        """Append one update's record to metrics.jsonl as one flushed line.
+
+        Parameters
+        ----------
+        record : dict
+            step, loss, grad_norm, clipped, lr, elapsed, and eval_* or skipped where they apply.
+
+        Returns
+        -------
+        dict
+            The record as written: non-finite numbers as None.
+        """
+        record = json_safe(record)
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+        return record
+
+    def write_dh_norms(self, step: int, dh_norms: np.ndarray) -> None:
+        """Append {"step": step, "dh_norms": [...]} to dh_norms.jsonl as one flushed line.
+
+        Parameters
+        ----------
+        step : int
+            The update.
+        dh_norms : ndarray, shape (W,)
+            Norm over the batch of dL/dh_t at each step of the update's window.
+        """
+        self._dh_norms.write(json.dumps({"step": step, "dh_norms": json_safe(np.asarray(dh_norms).tolist())}) + "\n")
+        self._dh_norms.flush()
+
+    def close(self) -> None:
+        """Close both files."""
+        self._metrics.close()
+        self._dh_norms.close()
+
+    def __enter__(self) -> "Logs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def truncate_logs(run_dir, last_step: int) -> None:
+    """Keep only the log records of steps <= last_step: the ones a resumed run will not replay.
+
+    Both logs are read before either is rewritten (atomically), so a broken log changes nothing.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+    last_step : int
+        The checkpoint's step.
+
+    Raises
+    ------
+    ValueError
+        If a log has a broken line before its last, or a record without an integer "step".
+    """
+    folder = Path(run_dir)
+    kept = {name: [r for r in _step_records(folder / name) if r["step"] <= last_step] for name in LOGS}
+    for name, records in kept.items():
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        _atomic_write(folder / name, lambda f: f.write(text.encode()))
+
+
+# ---------------------------------------------------------------------- the checkpoint
+@dataclass
+class Checkpoint:
+    """The training state in checkpoint.npz: what a run needs to continue exactly where it stopped.
+
+    Each attribute is stored under the key(s) given after it; the schema is that of every checkpoint
+    `bptt train` has written.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        The weights keyed like `model_params` ("cell.<name>", "readout.<name>"): param/<name>.
+    optimizer : dict of str to ndarray
+        `Optimizer.state_arrays()`, "<slot>/<name>" and "t": optim/<slot>/<name>, optim/t.
+    step : int
+        Updates done: step.
+    window : int
+        Index of the next window of the current batch, -1 between batches: window.
+    elapsed : float
+        Seconds of training so far: elapsed.
+    skipped, clipped : int
+        Updates skipped (non-finite) and clipped so far: skipped, clipped.
+    rng_state : dict
+        The data RNG's `bit_generator.state`, from before the current batch was drawn when
+        window >= 0: rng_state (as JSON text).
+    carry : tuple of ndarray, each (N, H)
+        The state at the start of window `window` (h first, then c for an LSTM); empty for the zero
+        state: carry/0, carry/1, ...
+    last_eval : dict
+        The latest held-out metrics: last_eval (as JSON text).
+    vocab : str or None
+        The chars task's vocabulary: vocab.
+    path : str or None
+        Where it was read from; not stored.
+    """
+
+    params: dict
+    optimizer: dict
+    step: int
+    window: int
+    elapsed: float
+    skipped: int
+    clipped: int
+    rng_state: dict
+    carry: tuple = ()
+    last_eval: dict = field(default_factory=dict)
+    vocab: str | None = None
+    path: str | None = None
+
+    def load_params(self, params: dict) -> None:
+        """Copy the saved weights into the live arrays `params` (keyed like `model_params`).
+
+        Nothing is copied unless every name and shape matches.
+
+        Raises
+        ------
+        ValueError
+            Naming the checkpoint and the parameter that is missing, extra or of another shape.
+        """
+        where = f"checkpoint {self.path} does not match its config.json"
+        if set(params) != set(self.params):
+            raise ValueError(f"{where}: it holds parameters {sorted(self.params)}, the model has {sorted(params)}")
+        for name, value in params.items():
+            saved = self.params[name]
+            if saved.shape != value.shape:
+                raise ValueError(f"{where}: parameter {name} has shape {saved.shape}, config expects {value.shape}")
+        for name, value in params.items():
+            value[...] = self.params[name]
+
+
+_REQUIRED = ("optim/t", "step", "window", "elapsed", "skipped", "clipped", "rng_state", "last_eval")
+
+
+def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
+    """Write checkpoint.npz (atomically) in the schema of `Checkpoint`.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        An existing folder.
+    checkpoint : Checkpoint
+        Its arrays are written as they are at the call (the live weights may be passed).
+    """
+    arrays = {f"param/{k}": v for k, v in checkpoint.params.items()}
+    arrays.update({f"optim/{k}": v for k, v in checkpoint.optimizer.items()})
+    arrays["step"] = np.array(checkpoint.step)
+    arrays["window"] = np.array(checkpoint.window)
+    arrays["elapsed"] = np.array(checkpoint.elapsed)
+    arrays["skipped"] = np.array(checkpoint.skipped)
+    arrays["clipped"] = np.array(checkpoint.clipped)
+    arrays["rng_state"] = np.array(json.dumps(checkpoint.rng_state))
+    for i, part in enumerate(checkpoint.carry):
+        arrays[f"carry/{i}"] = part
+    arrays["last_eval"] = np.array(json.dumps(checkpoint.last_eval))
+    if checkpoint.vocab is not None:
+        arrays["vocab"] = np.array(checkpoint.vocab)
+    _atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))
+
+
+def read_checkpoint(run_dir) -> Checkpoint:
+    """Read a run folder's checkpoint.npz.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+
+    Returns
+    -------
+    Checkpoint
+        With `path` set to the file read.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, truncated or not an npz file ("cannot read checkpoint ..."), or lacks
+        a key of the schema.
+    """
+    path = Path(run_dir) / CHECKPOINT
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:  # a missing, truncated or foreign file
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    missing = [key for key in _REQUIRED if key not in arrays]
+    if not any(k.startswith("param/") for k in arrays):
+        missing.insert(0, "param/<name>")
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {missing}: it is not a checkpoint of bptt train")
+    carry = [f"carry/{i}" for i in range(sum(k.startswith("carry/") for k in arrays))]
+    if not all(k in arrays for k in carry):
+        found = sorted(k for k in arrays if k.startswith("carry/"))
+        raise ValueError(f"checkpoint {path} has the state parts {found}, expected {carry}")
+    try:
+        return Checkpoint(
+            params={k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")},
+            optimizer={k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")},
+            step=int(arrays["step"]),
+            window=int(arrays["window"]),
+            elapsed=float(arrays["elapsed"]),
+            skipped=int(arrays["skipped"]),
+            clipped=int(arrays["clipped"]),
+            rng_state=json.loads(str(arrays["rng_state"])),
+            carry=tuple(arrays[k] for k in carry),
+            last_eval=json.loads(str(arrays["last_eval"])),
+            vocab=str(arrays["vocab"]) if "vocab" in arrays else None,
+            path=str(path),
+        )
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- reading a run back
+@dataclass
+class Run:
+    """A run folder's logs and settings, as `read_run` returns them (numbers only, no model).
+
+    Attributes
+    ----------
+    path : str
+        The folder.
+    config : dict
+        config.json as written ({} if absent).
+    summary : dict
+        summary.json ({} if absent, e.g. a run still going).
+    metrics : list of dict
+        One record per logged step.
+    dh_steps : ndarray, shape (R,), or None
+        The step of each dh_norms record.
+    dh_norms : ndarray, shape (R, W), or None
+        One row per record, W the longest window; shorter windows (e.g. a TBPTT run's last one) are
+        padded with NaN at the start, so that the last column is always the window's last step.
+    """
+
+    path: str
+    config: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)
+    dh_steps: np.ndarray | None = None
+    dh_norms: np.ndarray | None = None
+
+    def column(self, key: str) -> np.ndarray | None:
+        """One metric over the logged steps (NaN where a record lacks it or holds null), None if no
+        record has it (e.g. eval_loss exists only on evaluation steps)."""
+        if not any(key in m for m in self.metrics):
+            return None
+        return np.array([np.nan if m.get(key) is None else m[key] for m in self.metrics], float)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """(S,) the step of each metrics record."""
+        return np.array([m["step"] for m in self.metrics], int)
+
+    @property
+    def clipping(self) -> tuple[str, float | None]:
+        """(mode, threshold) from config.json: ("norm", max norm), ("value", max |element|) or ("none", None)."""
+        mode = self.config.get("clip", "none")
+        if mode not in ("norm", "value"):
+            return "none", None
+        return mode, float(self.config["clip_threshold"]) if "clip_threshold" in self.config else None
+
+
+def read_run(path) -> Run:
+    """Read a run folder's logs and settings back.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The run folder. metrics.jsonl is required; config.json, summary.json and dh_norms.jsonl are
+        read when present.
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    ValueError
+        If the folder or metrics.jsonl is missing, a file is not valid JSON (a log's broken last
+        line aside), or a record lacks what its log promises.
+    """
+    path = os.fspath(path)
+    folder = _existing_folder(path)
+    metrics_path = folder / METRICS
+    if not metrics_path.exists():
+        raise ValueError(f"{path!r} is not a run folder: it has no {METRICS}")
+    metrics = read_jsonl(metrics_path)
+    if not metrics or not all(isinstance(m, dict) and "step" in m for m in metrics):
+        raise ValueError(f"{metrics_path}: expected one JSON object with a 'step' per line")
+    config = _read_json(folder / CONFIG) if (folder / CONFIG).exists() else {}
+    summary = _read_json(folder / SUMMARY) if (folder / SUMMARY).exists() else {}
+    run = Run(path, config, summary, metrics)
+    dh_path = folder / DH_NORMS
+    records = read_jsonl(dh_path) if dh_path.exists() else []
+    if records:
+        if not all(isinstance(r, dict) and "step" in r and isinstance(r.get("dh_norms"), list) and r["dh_norms"]
+                   for r in records):
+            raise ValueError(f"{dh_path}: expected one {{'step': int, 'dh_norms': [float, ...]}} per line")
+        width = max(len(r["dh_norms"]) for r in records)
+        run.dh_steps = np.array([r["step"] for r in records], int)
+        run.dh_norms = np.full((len(records), width), np.nan)
+        for row, r in zip(run.dh_norms, records):
+            row[width - len(r["dh_norms"]):] = [np.nan if v is None else v for v in r["dh_norms"]]
+    return run
