@@ -19,7 +19,33 @@ Letters: T time, N batch, D input size, H hidden size.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
+
+
+class CellContract(Protocol):
+    """What the core asks of a cell; `bptt.cells.Cell` provides all of it."""
+
+    params: dict[str, np.ndarray]
+    input_size: int
+    hidden_size: int
+    dtype: np.dtype
+    state_fields: tuple[str, ...]
+
+    def check_params(self) -> None: ...
+
+    def check_inputs(self, xs, batch_size: int | None = None) -> np.ndarray: ...
+
+    def check_state(self, state, batch_size: int | None, name: str = "state") -> tuple: ...
+
+    def start_state(self, state0, batch_size: int) -> tuple: ...
+
+    def pack_state(self, parts: tuple): ...
+
+    def unpack_state(self, state) -> tuple: ...
+
+    def sequence(self, xs: np.ndarray, state0: tuple) -> "Sequence": ...
 
 
 class Sequence:

@@ -26,17 +26,15 @@ Letters: T time, N batch, D input size, H hidden size, O readout outputs, W wind
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .checks import check_positive_int
 from .readout import Linear
 from .results import Result
+from .sequence import CellContract
 from .unroll import Tape, backward, forward
-
-if TYPE_CHECKING:  # annotations only: the core runs any cell through its contract
-    from ..cells.cell import Cell
 
 LossFn = Callable[[np.ndarray, np.ndarray], tuple]  # (pred (M, O), target (M, ...)) -> (mean loss, dL/dpred)
 
@@ -93,7 +91,7 @@ class TBPTT:
         return out
 
 
-def model_params(cell: Cell, readout: Linear | None) -> dict[str, np.ndarray]:
+def model_params(cell: CellContract, readout: Linear | None) -> dict[str, np.ndarray]:
     """The live parameter arrays (not copies) keyed "cell.<name>" and "readout.<name>".
 
     Parameters
@@ -138,7 +136,7 @@ class WindowResult(Result):
 
 
 def window_gradients(
-    cell: Cell,
+    cell: CellContract,
     readout: Linear | None,
     loss_fn: LossFn,
     xs: np.ndarray,
@@ -314,7 +312,7 @@ class TBPTTGradient(Result):
 
 
 def tbptt_gradient(
-    cell: Cell,
+    cell: CellContract,
     readout: Linear | None,
     loss_fn: LossFn,
     xs,
