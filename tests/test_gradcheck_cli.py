@@ -74,15 +74,16 @@ def test_a_corrupted_reverse_sweep_fails(monkeypatch):
 
 def test_truncation_changes_the_gradient():
     """The truncated gradient really is a different quantity (and every mode agrees on it)."""
-    from bptt.cli.gradcheck import chunk_starts, reverse_mode
+    from bptt.cli.gradcheck import choose_coordinates, chunk_starts, reverse_mode
 
     rng = np.random.default_rng(0)
     cell = bptt.cells.make_cell("rnn", 2, 3, seed=0)
     xs, targets = rng.standard_normal((8, 1, 2)), rng.standard_normal((8, 1, 3))
     full = [slice(0, 8)]
     cut = [slice(0, 4), slice(4, 8)]
-    g_full = reverse_mode(cell, xs, targets, full, chunk_starts(cell, xs, full))
-    g_cut = reverse_mode(cell, xs, targets, cut, chunk_starts(cell, xs, cut))
+    every = choose_coordinates(cell, None, rng)
+    g_full = reverse_mode(cell, xs, targets, full, chunk_starts(cell, xs, full), every, lambda n: None)
+    g_cut = reverse_mode(cell, xs, targets, cut, chunk_starts(cell, xs, cut), every, lambda n: None)
     assert not np.allclose(g_full["weight_hh"], g_cut["weight_hh"])
 
 
@@ -124,3 +125,44 @@ def test_no_torch_says_why_pytorch_is_left_out():
         assert "install" not in result.output
     else:
         assert "it is not installed; pip install torch==2.13.0 adds it" in result.output
+
+
+def test_sampled_coordinates_check_a_large_cell_quickly():
+    result = CliRunner().invoke(cli, ["gradcheck", "--cell", "gru", "--hidden", "24", "--seq-len", "5",
+                                      "--sample", "3", "--no-torch"])
+    assert result.exit_code == 0, result.output
+    assert "checked: 3 random coordinates of each parameter (12 of 2088)" in result.output
+    rows = table(result.output)
+    assert set(rows) == {"reverse (BPTT)", "reverse, checkpointed", "forward (jvp)", "finite differences"}
+    assert float(rows["forward (jvp)"]) < 1e-12 and float(rows["finite differences"]) < 1e-6
+
+
+def test_a_large_cell_is_sampled_by_default_and_a_small_one_is_not():
+    big = CliRunner().invoke(cli, ["gradcheck", "--cell", "lstm", "--hidden", "24", "--seq-len", "4", "--no-torch"])
+    assert big.exit_code == 0, big.output
+    assert "checked: 20 random coordinates of each parameter (80 of 2784)" in big.output
+    small = run("--cell", "lstm", "--no-torch")
+    assert "checked: all 84 parameters" in small.output and "forward (RTRL)" in small.output
+
+
+def test_sampling_still_catches_a_wrong_gradient(monkeypatch):
+    from bptt.cells.gru_fast import GRUSweep
+
+    original = GRUSweep.step
+
+    def corrupted(self, t, dstate, out):
+        (dh_prev,) = original(self, t, dstate, out)
+        dh_prev *= 1.01  # in place: the sweep writes dL/dh_prev into `out`
+        return (dh_prev,)
+
+    monkeypatch.setattr(GRUSweep, "step", corrupted)
+    result = run("--cell", "gru", "--sample", "2", "--no-torch")
+    assert result.exit_code == 1
+    assert float(table(result.output)["finite differences"]) > 1e-6
+
+
+def test_progress_goes_to_stderr_and_the_table_to_stdout():
+    result = CliRunner().invoke(cli, ["gradcheck", *SMALL, "--cell", "rnn", "--no-torch"])
+    assert result.exit_code == 0
+    assert "checking" not in result.stdout
+    assert "reverse (BPTT)" in result.stdout

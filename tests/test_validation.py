@@ -110,3 +110,39 @@ def test_loss_shape_mismatch_is_named():
         bptt.mse(np.zeros((3, 2)), np.zeros(3))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
         bptt.softmax_cross_entropy(np.zeros((3, 4)), np.array([0, 4, 1]))
+
+
+# ----------------------------------------------------------------- the tape is honest
+def test_backward_refuses_a_tape_whose_weights_changed_in_place(lstm):
+    xs, dhs = np.ones((5, 2, 3)), np.ones((5, 2, 4))
+    _, tape = bptt.forward(lstm, xs)
+    bptt.backward(lstm, tape, dhs)  # unchanged weights: fine, any number of times
+    lstm.params["weight_hh"][0, 0] += 1e-3
+    with pytest.raises(ValueError, match=r"the weights of this LSTM changed since bptt.forward made the "
+                                         r"tape \(weight_hh\): run the forward pass again"):
+        bptt.backward(lstm, tape, dhs)
+    lstm.params["bias_ih"] = lstm.params["bias_ih"] + 1  # rebinding counts too
+    with pytest.raises(ValueError, match=r"\(weight_hh, bias_ih\)"):
+        bptt.backward(lstm, tape, dhs)
+    _, tape = bptt.forward(lstm, xs)
+    assert np.isfinite(bptt.backward(lstm, tape, dhs).dh_norms).all()
+
+
+def test_backward_checkpointed_refuses_changed_weights_too(lstm):
+    _, tape = bptt.forward_checkpointed(lstm, np.ones((6, 2, 3)), every=2)
+    lstm.params["weight_ih"] *= 2
+    with pytest.raises(ValueError, match=r"since bptt.forward_checkpointed made the tape \(weight_ih\)"):
+        bptt.backward_checkpointed(lstm, tape, None)
+
+
+def test_the_outputs_and_caches_of_a_tape_are_read_only(lstm):
+    hs, tape = bptt.forward(lstm, np.ones((5, 2, 3)))
+    with pytest.raises(ValueError, match="read-only"):
+        hs[0, 0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        tape.step(2).c[...] = 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        tape.hs[-1] += 1
+    copy = hs.copy()
+    copy[0, 0, 0] = 1.0  # a copy is the caller's to change
+    assert np.array_equal(tape.hs, bptt.forward(lstm, np.ones((5, 2, 3)))[0])

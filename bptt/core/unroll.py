@@ -35,6 +35,7 @@ class Tape:
 
     cell: object
     sequence: Sequence
+    weights: dict  # a copy of the cell's parameters as the forward pass saw them
 
     def __len__(self) -> int:
         return self.sequence.T
@@ -44,13 +45,14 @@ class Tape:
         return self.sequence.N
 
     def step(self, t: int):
-        """The cache of step t (views into the tape, no copy)."""
-        return self.sequence.cache(t)
+        """The cache of step t (read-only views into the tape, no copy)."""
+        cache = self.sequence.cache(t)
+        return type(cache)(*(read_only(field) for field in cache))
 
     @property
     def hs(self) -> np.ndarray:
-        """(T, N, H) hidden states h_1 .. h_T."""
-        return self.sequence.outputs
+        """(T, N, H) hidden states h_1 .. h_T (a read-only view into the tape)."""
+        return read_only(self.sequence.outputs)
 
     @property
     def final_state(self):
@@ -109,7 +111,8 @@ def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
     Returns
     -------
     hs : ndarray, shape (T, N, H)
-        The hidden states h_1 .. h_T, a view into the tape: copy it before changing it in place.
+        The hidden states h_1 .. h_T, a read-only view into the tape (changing it would change what
+        `backward` computes): copy it to change it.
     tape : Tape
         Every step's cache, for `backward`; `tape.step(t)` is step t's.
 
@@ -132,7 +135,8 @@ def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
     with np.errstate(over="ignore"):  # exp-based activations reach their limits through inf
         for t in range(len(xs)):
             sequence.step(t)
-    return sequence.outputs, Tape(cell, sequence)
+    tape = Tape(cell, sequence, {name: p.copy() for name, p in cell.params.items()})
+    return tape.hs, tape
 
 
 def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
@@ -158,7 +162,8 @@ def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
     Raises
     ------
     ValueError
-        If the tape came from another cell, or dhs / dstate_final have the wrong shape.
+        If the tape came from another cell, the cell's weights changed since `forward` made the tape
+        (the tape holds what the old weights computed), or dhs / dstate_final have the wrong shape.
 
     Examples
     --------
@@ -258,9 +263,34 @@ def backward_stepwise(cell, caches: list, dhs, dstate_final=None) -> Gradients:
 
 # ----------------------------------------------------------------- checks shared by the sweeps
 def check_tape(cell, tape) -> None:
-    """Raise ValueError unless `tape` came from `bptt.forward` with this very cell."""
+    """Raise ValueError unless `tape` came from `bptt.forward` with this very cell, and its weights
+    are still those the forward pass saw."""
     if not isinstance(tape, Tape) or tape.cell is not cell:
         raise ValueError(f"tape must come from bptt.forward with this {type(cell).__name__}")
+    check_weights_unchanged(cell, tape.weights, "bptt.forward")
+
+
+def check_weights_unchanged(cell, weights: dict, made_by: str) -> None:
+    """Raise ValueError naming the parameters of `cell` that differ from `weights`, the copy taken
+    when the tape was made: the tape's caches hold what the old weights computed, so a gradient
+    from it would silently mix two models. Comparing copies costs O(P), a T*N-th of the sweep."""
+    changed = [name for name, value in weights.items()
+               if name not in cell.params or not np.array_equal(cell.params[name], value)]
+    changed += [name for name in cell.params if name not in weights]
+    if changed:
+        raise ValueError(
+            f"the weights of this {type(cell).__name__} changed since {made_by} made the tape "
+            f"({', '.join(changed)}): run the forward pass again with the new weights"
+        )
+
+
+def read_only(array):
+    """A read-only view of an array (anything else is returned as is)."""
+    if not isinstance(array, np.ndarray):
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def check_backward_inputs(cell, T: int, N: int, dhs, dstate_final) -> tuple:

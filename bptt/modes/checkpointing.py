@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.checks import check_positive_int
-from ..core.unroll import Gradients, backward, check_backward_inputs, forward
+from ..core.unroll import Gradients, backward, check_backward_inputs, check_weights_unchanged, forward
 
 
 @dataclass(frozen=True, repr=False)
@@ -35,6 +35,7 @@ class CheckpointTape:
     checkpoints: list
     final_state: object
     cell: object
+    weights: dict  # a copy of the cell's parameters as the forward pass saw them
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -71,7 +72,7 @@ def forward_checkpointed(cell, xs, state0=None, every: int | None = None):
         hs[start : start + every], segment = forward(cell, xs[start : start + every], state)
         # copy: the final state is a view into the segment's tape, which is dropped here
         state = cell.pack_state(tuple(part.copy() for part in cell.unpack_state(segment.final_state)))
-    return hs, CheckpointTape(xs, every, checkpoints, state, cell)
+    return hs, CheckpointTape(xs, every, checkpoints, state, cell, {k: p.copy() for k, p in cell.params.items()})
 
 
 def backward_checkpointed(cell, tape: CheckpointTape, dhs, dstate_final=None) -> Gradients:
@@ -81,6 +82,7 @@ def backward_checkpointed(cell, tape: CheckpointTape, dhs, dstate_final=None) ->
     """
     if not isinstance(tape, CheckpointTape) or tape.cell is not cell:
         raise ValueError(f"tape must come from forward_checkpointed with this {type(cell).__name__}")
+    check_weights_unchanged(cell, tape.weights, "bptt.forward_checkpointed")
     xs = tape.xs
     T, N, _ = xs.shape
     dhs, carry = check_backward_inputs(cell, T, N, dhs, dstate_final)
