@@ -101,8 +101,10 @@ def test_load_params_accepts_pytorch_names_and_checks_shapes(lstm):
     bad = dict(other.params, weight_hh=np.zeros((16, 5)))
     with pytest.raises(ValueError, match=r"weight_hh.*must have shape \(16, 4\), got \(16, 5\)"):
         lstm.load_params(bad)
-    with pytest.raises(ValueError, match="unknown parameter 'weight_hr_l0'"):
+    with pytest.raises(ValueError, match=r"unknown keys \['weight_hr_l0'\], missing keys \[\]"):
         lstm.load_params(dict(other.params, weight_hr_l0=np.zeros(1)))
+    with pytest.raises(ValueError, match=r"unknown keys \[\], missing keys \['bias_hh'\]"):
+        lstm.load_params({k: v for k, v in other.params.items() if k != "bias_hh"})
 
 
 def test_loss_shape_mismatch_is_named():

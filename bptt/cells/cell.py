@@ -34,7 +34,14 @@ import numpy as np
 from ..core.checks import as_float_dtype, check_array, check_positive_int
 from ..core.sequence import Sequence, StepwiseSequence
 
-PARAM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def as_numpy(value):
+    """An array from a numpy array or anything array-like, a PyTorch tensor included (without
+    importing torch: a tensor is asked for its numpy copy)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        return value.detach().cpu().numpy()
+    return value
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -75,10 +82,20 @@ class Cell:
         """G, the number of gate blocks stacked in W_ih and W_hh."""
         return len(self.gate_names)
 
+    @property
+    def output_size(self) -> int:
+        """The size of the output h_t, the state's first part: H (an LSTM with projections: P)."""
+        return self.hidden_size
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """The size of each part of the state, in `state_fields` order."""
+        return (self.output_size,) + (self.hidden_size,) * (len(self.state_fields) - 1)
+
     # ----------------------------------------------------------------- parameters
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        GH, D, H = self.gates * self.hidden_size, self.input_size, self.hidden_size
-        return {"weight_ih": (GH, D), "weight_hh": (GH, H), "bias_ih": (GH,), "bias_hh": (GH,)}
+        GH, D = self.gates * self.hidden_size, self.input_size
+        return {"weight_ih": (GH, D), "weight_hh": (GH, self.output_size), "bias_ih": (GH,), "bias_hh": (GH,)}
 
     @property
     def num_params(self) -> int:
@@ -95,31 +112,26 @@ class Cell:
             self.params[name] = check_array(f"params[{name!r}]", self.params[name], shape, self.dtype)
 
     def load_params(self, params: dict) -> None:
-        """Load weights by name, e.g. a PyTorch one-layer module's `state_dict()` as numpy arrays.
+        """Load weights by name, e.g. a PyTorch one-layer module's `state_dict()` (numpy arrays or
+        tensors). PyTorch's `_l0` suffix is accepted and dropped; shapes must match exactly.
 
-        PyTorch's `_l0` suffix is accepted and dropped; shapes must match exactly.
+        Raises ValueError naming every key that is unknown or missing, and the first misshapen one.
         """
-        new = {}
-        for key, value in params.items():
-            name = key[:-3] if key.endswith("_l0") else key
-            if name not in PARAM_NAMES:
-                raise ValueError(f"unknown parameter {key!r}; expected one of {list(PARAM_NAMES)}")
-            new[name] = value
-        missing = set(PARAM_NAMES) - set(new)
-        if missing:
-            raise ValueError(f"missing parameters: {sorted(missing)}")
         shapes = self.param_shapes()
-        self.params = {
-            name: check_array(f"params[{name!r}]", new[name], shapes[name], self.dtype).copy()
-            for name in PARAM_NAMES
-        }
+        new = {(key[:-3] if key.endswith("_l0") else key): as_numpy(value) for key, value in params.items()}
+        unknown = sorted(key for key in params if (key[:-3] if key.endswith("_l0") else key) not in shapes)
+        missing = sorted(set(shapes) - set(new))
+        if unknown or missing:
+            raise ValueError(f"{type(self).__name__}.load_params: unknown keys {unknown}, missing keys "
+                             f"{missing}; expected {list(shapes)} (PyTorch's _l0 suffix allowed)")
+        self.params = {name: check_array(f"params[{name!r}]", new[name], shape, self.dtype).copy()
+                       for name, shape in shapes.items()}
 
     # ----------------------------------------------------------------- states and inputs
     def initial_state(self, batch_size: int):
         """The zero state: an (N, H) array, or a tuple of them for cells with more than h."""
         batch_size = check_positive_int("batch_size", batch_size)
-        return self.pack_state(tuple(np.zeros((batch_size, self.hidden_size), self.dtype)
-                                     for _ in self.state_fields))
+        return self.pack_state(tuple(np.zeros((batch_size, size), self.dtype) for size in self.state_sizes))
 
     def pack_state(self, parts: tuple):
         return parts[0] if len(parts) == 1 else tuple(parts)
@@ -136,8 +148,8 @@ class Cell:
             )
         return tuple(
             check_array(name if n == 1 else f"{name}[{i}] ({field})", part,
-                        (batch_size, self.hidden_size), self.dtype, names=("N", "H"))
-            for i, (field, part) in enumerate(zip(self.state_fields, self.unpack_state(state)))
+                        (batch_size, size), self.dtype, names=("N", "H" if size == self.hidden_size else "P"))
+            for i, (field, part, size) in enumerate(zip(self.state_fields, self.unpack_state(state), self.state_sizes))
         )
 
     def state_after(self, cache) -> tuple:
@@ -180,23 +192,26 @@ class Cell:
         grads keyed like `params`."""
         raise NotImplementedError
 
-    def step_tangent(self, cache, x_dot, state_prev_dot: tuple, a_x_dot, a_h_dot):
+    def step_tangent(self, cache, x_dot, state_prev_dot: tuple, a_x_dot, a_h_dot, params_dot=None):
         """Forward mode of `step_forward`: a cache of the same type holding the tangent of every field,
         given the tangents of the input, the previous state's parts and the two projections
-        a_x, a_h (..., N, G*H). Tangents may carry extra leading axes (K, N, ...) for K directions."""
+        a_x, a_h (..., N, G*H), and of the parameters outside those projections (params_dot, e.g. an
+        LSTM's weight_hr). Tangents may carry extra leading axes (K, N, ...) for K directions."""
         raise NotImplementedError(f"{type(self).__name__} has no forward-mode rule (step_tangent)")
 
-    def backward_tangent(self, cache, cache_dot, dstate: tuple, dstate_dot: tuple, da_x, da_h, weight_hh_dot):
+    def backward_tangent(self, cache, cache_dot, dstate: tuple, dstate_dot: tuple, da_x, da_h, params_dot: dict):
         """Tangent of the backward step (the R-operator, for Hessian-vector products).
 
         Given the primal step (cache, dstate and the pre-activation gradients da_x, da_h it gives) and
-        the tangents (cache_dot, dstate_dot, weight_hh_dot (G*H, H)), returns
-        (da_x_dot, da_h_dot, tangent of dL/dstate before the step)."""
+        the tangents (cache_dot, dstate_dot, params_dot keyed like `params`, missing ones zero),
+        returns (da_x_dot, da_h_dot, tangent of dL/dstate before the step, {name: tangent of this
+        step's gradient} for parameters outside the two projections, e.g. an LSTM's weight_hr)."""
         raise NotImplementedError(f"{type(self).__name__} has no R-operator rule (backward_tangent)")
 
-    def sequence(self, xs: np.ndarray, state0: tuple) -> Sequence:
-        """The forward pass `bptt.forward` runs over xs (T, N, D) from state0's parts."""
-        return self.Sequence(self, xs, state0)
+    def sequence(self, xs: np.ndarray, state0: tuple, batch_sizes: np.ndarray | None = None) -> Sequence:
+        """The forward pass `bptt.forward` runs over xs (T, N, D) from state0's parts; batch_sizes
+        (T,): the sequences running at each step, longest first (see `bptt.core.sequence`)."""
+        return self.Sequence(self, xs, state0, batch_sizes)
 
     def __repr__(self) -> str:
         return (

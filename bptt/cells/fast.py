@@ -63,31 +63,63 @@ def per_step(caches: NamedTuple) -> list:
 
 
 class FastSequence(Sequence):
-    """Time-stacked caches with inputs projected up front; subclasses write `allocate` and `step`.
+    """Time-stacked caches with inputs projected up front; subclasses write `allocate` and `advance`.
 
-    `caches` is the cell's Cache with a leading time axis on every field, `steps[t]` step t's views.
+    `caches` is the cell's Cache with a leading time axis on every field, `steps[t]` step t's views
+    (of the sequences still running at step t, with lengths). Sequences that have ended keep their
+    state: step t copies their rows of the state forward, so the state after the last step is each
+    sequence's state after its own last step.
     """
 
     gate_factors: tuple[int, ...] | None = None
+    batch_fields: tuple[str, ...] = ("gates", "hidden")  # workspace buffers with a row per sequence
 
-    def __init__(self, cell, xs, state0):
-        super().__init__(cell, xs, state0)
+    def __init__(self, cell, xs, state0, batch_sizes=None):
+        super().__init__(cell, xs, state0, batch_sizes)
         self.params = cell.params
         self.caches = self.allocate(xs, state0)
-        self.steps = per_step(self.caches)
         self.work = self.workspace()
         self.reuse_scratch = True  # a sweep may take the thread's kept work arrays
+        if batch_sizes is None:
+            self.steps, self.works = per_step(self.caches), [self.work] * self.T
+        else:
+            self.clear_finished_rows()
+            views = {n: self.work._replace(**{f: getattr(self.work, f)[:n] for f in self.batch_fields
+                                                 if getattr(self.work, f) is not None})
+                     for n in set(batch_sizes.tolist())}
+            self.works = [views[n] for n in batch_sizes]
+            self.steps = [type(c)(*(f[:n] for f in c)) for c, n in zip(per_step(self.caches), batch_sizes)]
 
     @classmethod
     def from_cache(cls, cell, cache):
         sequence = cls.__new__(cls)
-        Sequence.__init__(sequence, cell, cache.x[None], ())
+        Sequence.__init__(sequence, cell, cache.x[None], (), None)
         sequence.params = cell.params
         sequence.caches = type(cache)(*(field[None] for field in cache))
         sequence.steps = [cache]
         sequence.work = sequence.workspace()
+        sequence.works = [sequence.work]
         sequence.reuse_scratch = False  # the caller may keep the single step's gradients
         return sequence
+
+    def step(self, t):
+        self.advance(self.steps[t], self.works[t])
+        if self.batch_sizes is not None and self.batch_sizes[t] < self.N:
+            n = self.batch_sizes[t]
+            for name in self.cell.state_fields:  # the sequences that have ended keep their state
+                getattr(self.caches, name)[t][n:] = getattr(self.caches, name + "_prev")[t][n:]
+
+    def advance(self, c: NamedTuple, work: Workspace) -> None:
+        """Complete one step in place on its cache views (inputs projected on entry)."""
+        raise NotImplementedError
+
+    def clear_finished_rows(self) -> None:
+        """Zero every per-step field (but the inputs and states before) in the rows of sequences that
+        have ended, so the sweep's all-T-at-once work on them stays finite."""
+        for name, field in zip(self.caches._fields, self.caches):
+            if name != "x" and not name.endswith("_prev"):
+                for t, n in enumerate(self.batch_sizes):
+                    field[t, n:] = 0
 
     def allocate(self, xs: np.ndarray, state0: tuple) -> NamedTuple:
         """The time-stacked caches, inputs already projected into the fields the loop finishes."""
@@ -105,6 +137,9 @@ class FastSequence(Sequence):
 
     def cache(self, t):
         return self.steps[t]
+
+    def reverse(self):
+        return self.Sweep(self)
 
     @property
     def nbytes(self):
@@ -147,7 +182,8 @@ class FastSweep(Sweep):
     """da_x and da_h (T, N, G*H) filled by the steps; the weight gradients from them at the end.
 
     Subclasses write `local_gradients` (everything of dL/da that does not depend on dL/dstate, for
-    all T at once, written into da_x / da_h) and `step`.
+    all T at once, written into da_x / da_h) and `retreat` (one step back, on the rows of the
+    sequences running at that step). The rows of sequences that have ended pass dL/dstate through.
     """
 
     separate_hidden_gradient = False  # True when da_h differs from da_x (GRU's reset gate)
@@ -155,6 +191,7 @@ class FastSweep(Sweep):
     def __init__(self, sequence: FastSequence):
         self.sequence, self.cell, self.params = sequence, sequence.cell, sequence.params
         self.caches, self.steps, self.work = sequence.caches, sequence.steps, sequence.work
+        self.works, self.batch_sizes, self.N = sequence.works, sequence.batch_sizes, sequence.N
         T, N, cell = sequence.T, sequence.N, sequence.cell
         shape = (T, N, cell.gates * cell.hidden_size)
         new = (lambda role: scratch.get(role, shape, cell.dtype)) if sequence.reuse_scratch else (
@@ -162,6 +199,26 @@ class FastSweep(Sweep):
         self.da_x = new("da_x")
         self.da_h = new("da_h") if self.separate_hidden_gradient else self.da_x
         self.local_gradients()
+        if self.batch_sizes is not None:
+            for t, n in enumerate(self.batch_sizes):  # no gradient reaches a step a sequence did not run
+                self.da_x[t, n:] = 0
+                self.da_h[t, n:] = 0
+            self.carry = [np.zeros((N, size), cell.dtype) for size in cell.state_sizes[1:]]
+
+    def step(self, t, dstate, out):
+        if self.batch_sizes is None or self.batch_sizes[t] == self.N:
+            return self.retreat(t, dstate, out)
+        n = self.batch_sizes[t]
+        active = self.retreat(t, tuple(part[:n] for part in dstate), out[:n])
+        out[n:] = dstate[0][n:]  # the sequences that have ended pass their gradient through
+        for carry, part, new in zip(self.carry, dstate[1:], active[1:]):
+            carry[:n] = new
+            carry[n:] = part[n:]
+        return (out, *self.carry)
+
+    def retreat(self, t: int, dstate: tuple, out: np.ndarray) -> tuple:
+        """`step` on the rows of step t's running sequences (all of them without lengths)."""
+        raise NotImplementedError
 
     def local_gradients(self) -> None:
         raise NotImplementedError

@@ -102,7 +102,7 @@ class GRU(Cell):
         return dx, dh_prev, grads
 
     # ----------------------------------------------------------------- forward-mode rules
-    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot):
+    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot, params_dot=None):
         (h_prev_dot,) = state_prev_dot
         r, z, n = split_gates(cache.gates)
         ax_r, ax_z, ax_n = split_gates(a_x_dot)
@@ -114,7 +114,8 @@ class GRU(Cell):
         gates_dot = np.concatenate([r_dot, z_dot, n_dot], axis=-1)
         return GRUCache(x_dot, h_prev_dot, gates_dot, hn_dot, h_dot)
 
-    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, weight_hh_dot):
+    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, params_dot):
+        weight_hh_dot = params_dot.get("weight_hh", np.zeros_like(self.params["weight_hh"]))
         (dh,), (dh_dot,) = dstate, dstate_dot
         r, z, n = split_gates(cache.gates)
         r_dot, z_dot, n_dot = split_gates(cache_dot.gates)
@@ -131,4 +132,4 @@ class GRU(Cell):
         da_h_dot = np.concatenate([dar_dot, daz_dot, dan_dot * r + dan * r_dot], axis=-1)  # da_h,n = dan r
         # dh_prev = da_h W_hh + dh z: product rule on both terms
         dh_prev_dot = da_h_dot @ self.params["weight_hh"] + da_h @ weight_hh_dot + dh_dot * z + dh * z_dot
-        return da_x_dot, da_h_dot, (dh_prev_dot,)
+        return da_x_dot, da_h_dot, (dh_prev_dot,), {}

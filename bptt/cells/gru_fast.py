@@ -24,8 +24,8 @@ class GRUSequence(FastSequence):
         hn = np.empty((T, N, H), dtype)
         return self.cell.Cache(xs, hs[:-1], gates, hn, hs[1:])
 
-    def step(self, t):
-        c, work, H = self.steps[t], self.work, self.cell.hidden_size
+    def advance(self, c, work):
+        H = self.cell.hidden_size
         a = c.gates  # holds a_x * gate_factors on entry
         a_h = np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # W_hh h_prev * gate_factors
         rz = a[:, : 2 * H]
@@ -41,9 +41,6 @@ class GRUSequence(FastSequence):
         np.subtract(c.h_prev, n, out=h)  # h = n + z * (h_prev - n)
         h *= z
         h += n
-
-    def reverse(self):
-        return GRUSweep(self)
 
 
 class GRUSweep(FastSweep):
@@ -69,10 +66,11 @@ class GRUSweep(FastSweep):
         dar *= r
         dar *= caches.hn  # da_n/da_r = hn r (1 - r)
 
-    def step(self, t, dstate, out):
+    def retreat(self, t, dstate, out):
         (dh,) = dstate
         H = self.cell.hidden_size
-        da_x, da_h = self.da_x[t], self.da_h[t]
+        n = len(out)
+        da_x, da_h = self.da_x[t, :n], self.da_h[t, :n]
         da = da_x.reshape(-1, 3, H)
         da[:, 1:] *= dh[:, None]  # chain rule: da_z, da_n = dL/dh * dh/da
         dan = da[:, 2]
@@ -81,5 +79,8 @@ class GRUSweep(FastSweep):
         da_h[:, : 2 * H] = da_x[:, : 2 * H]  # r and z see a_x and a_h alike
         np.multiply(dan, c.gates[:, :H], out=da_h[:, 2 * H :])  # hn sits behind r
         np.matmul(da_h, self.params["weight_hh"], out=out)  # through W_hh h_prev
-        out += np.multiply(dh, c.gates[:, H : 2 * H], out=self.work.hidden)  # and directly through z * h_prev
+        out += np.multiply(dh, c.gates[:, H : 2 * H], out=self.works[t].hidden)  # and directly through z * h_prev
         return (out,)
+
+
+GRUSequence.Sweep = GRUSweep

@@ -3,7 +3,7 @@
     a = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh
     i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o),   g = tanh(a_g)
     c_t = f * c_{t-1} + i * g
-    h_t = o * tanh(c_t)
+    h_t = o * tanh(c_t)                   with proj_size P > 0: h_t = (o * tanh(c_t)) W_hr^T
 
 The step pair below is the whole chain rule; `lstm_fast.py` computes the same thing faster.
 """
@@ -39,7 +39,8 @@ class LSTM(Cell):
 
     Run it over a sequence with `bptt.forward` / `bptt.backward`, or one step at a time with
     `step_forward` / `step_backward` (the plain chain rule, below in this file). The state is the
-    tuple (h, c), each (N, H).
+    tuple (h, c), each (N, H); with `proj_size` P > 0, h is projected to (N, P) by `weight_hr`
+    (P, H), as in PyTorch (Sak et al. 2014).
 
     Parameters
     ----------
@@ -74,8 +75,25 @@ class LSTM(Cell):
     gate_names = ("i", "f", "g", "o")
     gate_slope_bounds = (0.25, 0.25, 1.0, 0.25)  # sigmoid' <= 1/4, tanh' <= 1
 
+    def __init__(self, input_size, hidden_size, *, proj_size=0, seed=None, dtype=np.float64):
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or not (
+                0 <= proj_size < hidden_size):
+            raise ValueError(f"proj_size must be an integer in [0, hidden_size={hidden_size}), got {proj_size!r}")
+        self.proj_size = int(proj_size)
+        super().__init__(input_size, hidden_size, seed=seed, dtype=dtype)
+
+    @property
+    def output_size(self):
+        return self.proj_size or self.hidden_size
+
+    def param_shapes(self):
+        shapes = super().param_shapes()
+        if self.proj_size:
+            shapes["weight_hr"] = (self.proj_size, self.hidden_size)
+        return shapes
+
     def step_forward(self, x, state):
-        """One timestep. x (N, D), state (h_prev, c_prev) each (N, H) -> ((h, c), LSTMCache)."""
+        """One timestep. x (N, D), state (h_prev (N, H or P), c_prev (N, H)) -> ((h, c), LSTMCache)."""
         x, (h_prev, c_prev) = self.check_step(x, state)
         p = self.params
         a = x @ p["weight_ih"].T + p["bias_ih"] + h_prev @ p["weight_hh"].T + p["bias_hh"]  # (N, 4H)
@@ -84,6 +102,8 @@ class LSTM(Cell):
         c = f * c_prev + i * g
         tanh_c = np.tanh(c)
         h = o * tanh_c
+        if self.proj_size:
+            h = h @ p["weight_hr"].T  # the projection: h = (o * tanh(c)) W_hr^T, (N, P)
         return (h, c), LSTMCache(x, h_prev, c_prev, np.concatenate([i, f, g, o], axis=1), c, tanh_c, h)
 
     def step_backward(self, dstate, cache):
@@ -92,6 +112,10 @@ class LSTM(Cell):
         dh, dc = self.check_step_gradient(dstate, cache)
         x, h_prev, c_prev, gates, c, tanh_c, h = cache
         i, f, g, o = split_gates(gates)
+        p = self.params
+        if self.proj_size:
+            dW_hr = dh.T @ (o * tanh_c)  # h = (o * tanh(c)) W_hr^T
+            dh = dh @ p["weight_hr"]
         do = dh * tanh_c  # h = o * tanh(c)
         dc = dc + dh * o * (1 - tanh_c * tanh_c)  # and through tanh(c): tanh' = 1 - tanh^2
         di, df, dg, dc_prev = dc * g, dc * c_prev, dc * i, dc * f  # c = f * c_prev + i * g
@@ -101,15 +125,16 @@ class LSTM(Cell):
             dg * (1 - g * g),  # backprop through tanh: tanh' = 1 - g^2
             do * o * (1 - o),
         ], axis=1)
-        p = self.params
         dx = da @ p["weight_ih"]  # a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh
         dh_prev = da @ p["weight_hh"]
         db = da.sum(axis=0)
         grads = {"weight_ih": da.T @ x, "weight_hh": da.T @ h_prev, "bias_ih": db, "bias_hh": db.copy()}
+        if self.proj_size:
+            grads["weight_hr"] = dW_hr
         return dx, (dh_prev, dc_prev), grads
 
     # ----------------------------------------------------------------- forward-mode rules
-    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot):
+    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot, params_dot=None):
         h_prev_dot, c_prev_dot = state_prev_dot
         i, f, g, o = split_gates(cache.gates)
         a_i, a_f, a_g, a_o = split_gates(a_x_dot + a_h_dot)  # a = a_x + a_h
@@ -120,14 +145,25 @@ class LSTM(Cell):
         c_dot = f_dot * cache.c_prev + f * c_prev_dot + i_dot * g + i * g_dot  # c = f c_prev + i g
         tanh_c_dot = (1 - cache.tanh_c * cache.tanh_c) * c_dot  # tanh' = 1 - tanh^2
         h_dot = o_dot * cache.tanh_c + o * tanh_c_dot  # h = o * tanh(c)
+        if self.proj_size:  # h = (o * tanh(c)) W_hr^T: product rule
+            h_dot = h_dot @ self.params["weight_hr"].T
+            if params_dot and "weight_hr" in params_dot:
+                h_dot = h_dot + (o * cache.tanh_c) @ params_dot["weight_hr"].T
         gates_dot = np.concatenate([i_dot, f_dot, g_dot, o_dot], axis=-1)
         return LSTMCache(x_dot, h_prev_dot, c_prev_dot, gates_dot, c_dot, tanh_c_dot, h_dot)
 
-    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, weight_hh_dot):
+    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, params_dot):
         (dh, dc), (dh_dot, dc_dot) = dstate, dstate_dot
         i, f, g, o = split_gates(cache.gates)
         i_dot, f_dot, g_dot, o_dot = split_gates(cache_dot.gates)
         t, t_dot, c_prev, c_prev_dot = cache.tanh_c, cache_dot.tanh_c, cache.c_prev, cache_dot.c_prev
+        weight_hh_dot = params_dot.get("weight_hh", np.zeros_like(self.params["weight_hh"]))
+        extra = {}
+        if self.proj_size:  # dh_u = dh W_hr, dW_hr = dh^T (o tanh c): product rule on both
+            W_hr = self.params["weight_hr"]
+            W_hr_dot = params_dot.get("weight_hr", np.zeros_like(W_hr))
+            extra["weight_hr"] = dh_dot.T @ (o * t) + dh.T @ (o_dot * t + o * t_dot)
+            dh, dh_dot = dh @ W_hr, dh_dot @ W_hr + dh @ W_hr_dot
         # dc_total = dh o (1 - tanh^2) + dc; d(1 - tanh^2) = -2 tanh tanh_dot
         dc_total = dh * o * (1 - t * t) + dc
         dc_total_dot = (dh_dot * o + dh * o_dot) * (1 - t * t) - 2 * dh * o * t * t_dot + dc_dot
@@ -143,4 +179,7 @@ class LSTM(Cell):
         ], axis=-1)
         dh_prev_dot = da_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot  # dh_prev = da W_hh
         dc_prev_dot = dc_total_dot * f + dc_total * f_dot  # dc_prev = dc_total f
-        return da_dot, da_dot, (dh_prev_dot, dc_prev_dot)
+        return da_dot, da_dot, (dh_prev_dot, dc_prev_dot), extra
+
+    def __repr__(self):
+        return super().__repr__()[:-1] + (f", proj_size={self.proj_size})" if self.proj_size else ")")

@@ -18,16 +18,19 @@ class LSTMWorkspace(NamedTuple):
     hidden: np.ndarray
     scale: np.ndarray  # (4H,) 1 for i, f, o; 2 for g
     shift: np.ndarray  # (4H,) 0 for i, f, o; -1 for g
+    weight_hr_t: np.ndarray | None  # (H, P) W_hr^T, with projections
+    unprojected: np.ndarray | None  # (N, H) o * tanh(c) before the projection, or its gradient
 
 
 class LSTMSequence(FastSequence):
     # i, f, o = 1 / (1 + exp(-a)) and g = tanh(a) = 2 / (1 + exp(-2a)) - 1: one exp for all four
     gate_factors = (-1, -1, -2, -1)
+    batch_fields = ("gates", "hidden", "unprojected")
 
     def allocate(self, xs, state0):
         T, N, _ = xs.shape
         H, dtype = self.cell.hidden_size, self.cell.dtype
-        hs = np.empty((T + 1, N, H), dtype)
+        hs = np.empty((T + 1, N, self.cell.output_size), dtype)
         cs = np.empty((T + 1, N, H), dtype)
         hs[0], cs[0] = state0
         gates = np.empty((T, N, 4 * H), dtype)
@@ -39,10 +42,13 @@ class LSTMSequence(FastSequence):
         H, dtype = self.cell.hidden_size, self.cell.dtype
         scale, shift = np.ones(4 * H, dtype), np.zeros(4 * H, dtype)
         scale[2 * H : 3 * H], shift[2 * H : 3 * H] = 2, -1  # tanh(x) = 2 sigmoid(2x) - 1 for g
-        return LSTMWorkspace(*super().workspace(), scale=scale, shift=shift)
+        projected = self.cell.proj_size > 0
+        return LSTMWorkspace(*super().workspace(), scale=scale, shift=shift,
+                             weight_hr_t=np.ascontiguousarray(self.params["weight_hr"].T) if projected else None,
+                             unprojected=np.empty((self.N, H), dtype) if projected else None)
 
-    def step(self, t):
-        c, work, H = self.steps[t], self.work, self.cell.hidden_size
+    def advance(self, c, work):
+        H = self.cell.hidden_size
         a = c.gates  # holds a_x * gate_factors on entry
         a += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = (a_x + W_hh h_prev) * factors
         np.exp(a, out=a)
@@ -54,10 +60,10 @@ class LSTMSequence(FastSequence):
         np.multiply(f, c.c_prev, out=cell)  # c = f * c_prev + i * g
         cell += np.multiply(i, g, out=work.hidden)
         tanh(cell, out=c.tanh_c)
-        np.multiply(o, c.tanh_c, out=c.h)  # h = o * tanh(c)
-
-    def reverse(self):
-        return LSTMSweep(self)
+        if work.weight_hr_t is None:
+            np.multiply(o, c.tanh_c, out=c.h)  # h = o * tanh(c)
+        else:  # h = (o * tanh(c)) W_hr^T
+            np.matmul(np.multiply(o, c.tanh_c, out=work.unprojected), work.weight_hr_t, out=c.h)
 
 
 class LSTMSweep(FastSweep):
@@ -80,19 +86,37 @@ class LSTMSweep(FastSweep):
         np.subtract(1, dh_dc, out=dh_dc)
         dh_dc *= o
         self.dc_total = dh_dc  # each step turns its row into the total dL/dc_t
+        if self.cell.proj_size:  # every step's dL/dh before the projection's backward, for dW_hr
+            self.dh_projected = np.zeros(caches.h.shape, self.cell.dtype)
 
-    def step(self, t, dstate, out):
+    def retreat(self, t, dstate, out):
         dh, dc = dstate
         H = self.cell.hidden_size
-        dc_total = self.dc_total[t]  # holds dh/dc on entry
+        n = len(out)
+        if self.cell.proj_size:  # h = u W_hr^T: dL/du = dL/dh W_hr
+            self.dh_projected[t, :n] = dh
+            dh = np.matmul(dh, self.params["weight_hr"], out=self.works[t].unprojected)
+        dc_total = self.dc_total[t, :n]  # holds dh/dc on entry
         # total dL/dc_t: through h = o * tanh(c), plus what step t+1 carried back through c_prev
         dc_total *= dh
         dc_total += dc
         # chain rule into the gates: i, f, g act through c, o through h
-        da = self.da_x[t].reshape(-1, 4, H)
+        da_x = self.da_x[t, :n]
+        da = da_x.reshape(-1, 4, H)
         da[:, :3] *= dc_total[:, None]
         da[:, 3] *= dh
-        np.matmul(self.da_x[t], self.params["weight_hh"], out=out)  # through a_h = W_hh h_prev
+        np.matmul(da_x, self.params["weight_hh"], out=out)  # through a_h = W_hh h_prev
         f = self.steps[t].gates[:, H : 2 * H]
-        dc_prev = np.multiply(dc_total, f, out=self.work.hidden)  # through c = f * c_prev + i * g
+        dc_prev = np.multiply(dc_total, f, out=self.works[t].hidden)  # through c = f * c_prev + i * g
         return out, dc_prev
+
+    def gradients(self):
+        params, dxs = super().gradients()
+        if self.cell.proj_size:  # dW_hr = sum_t dL/dh_t^T u_t, u = o * tanh(c), in one product
+            H = self.cell.hidden_size
+            u = self.caches.gates[..., 3 * H :] * self.caches.tanh_c
+            params["weight_hr"] = self.dh_projected.reshape(-1, self.cell.proj_size).T @ u.reshape(-1, H)
+        return params, dxs
+
+
+LSTMSequence.Sweep = LSTMSweep

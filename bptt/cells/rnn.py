@@ -87,7 +87,7 @@ class RNN(Cell):
         return dx, dh_prev, grads
 
     # ----------------------------------------------------------------- forward-mode rules
-    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot):
+    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot, params_dot=None):
         (h_prev_dot,) = state_prev_dot
         a_dot = a_x_dot + a_h_dot  # a = a_x + a_h
         if self.nonlinearity == "tanh":
@@ -96,7 +96,8 @@ class RNN(Cell):
             h_dot = (cache.h > 0) * a_dot  # relu'(a) = [h > 0]
         return RNNCache(x_dot, h_prev_dot, h_dot)
 
-    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, weight_hh_dot):
+    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, params_dot):
+        weight_hh_dot = params_dot.get("weight_hh", np.zeros_like(self.params["weight_hh"]))
         (dh,), (dh_dot,) = dstate, dstate_dot
         h, h_dot = cache.h, cache_dot.h
         if self.nonlinearity == "tanh":
@@ -104,7 +105,7 @@ class RNN(Cell):
         else:
             da_dot = (h > 0) * dh_dot  # relu'' = 0 almost everywhere
         dh_prev_dot = da_dot @ self.params["weight_hh"] + da_x @ weight_hh_dot  # dh_prev = da W_hh
-        return da_dot, da_dot, (dh_prev_dot,)
+        return da_dot, da_dot, (dh_prev_dot,), {}
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"

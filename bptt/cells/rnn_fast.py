@@ -17,17 +17,13 @@ class RNNSequence(FastSequence):
         self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
         return self.cell.Cache(x=xs, h_prev=hs[:-1], h=hs[1:])
 
-    def step(self, t):
-        c, work = self.steps[t], self.work
+    def advance(self, c, work):
         h = c.h  # holds a_x on entry
         h += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = a_x + W_hh h_prev
         if self.cell.nonlinearity == "tanh":
             tanh(h, out=h)
         else:
             np.maximum(h, 0, out=h)
-
-    def reverse(self):
-        return RNNSweep(self)
 
 
 class RNNSweep(FastSweep):
@@ -39,8 +35,11 @@ class RNNSweep(FastSweep):
         else:
             np.greater(h, 0, out=da)  # relu'(a) = [h > 0]
 
-    def step(self, t, dstate, out):
-        da = self.da_x[t]
+    def retreat(self, t, dstate, out):
+        da = self.da_x[t, : len(out)]
         da *= dstate[0]  # through the non-linearity: da = act'(a) * dL/dh
         np.matmul(da, self.params["weight_hh"], out=out)  # dL/dh_prev = da W_hh
         return (out,)
+
+
+RNNSequence.Sweep = RNNSweep

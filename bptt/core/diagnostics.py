@@ -36,8 +36,8 @@ PARTS = ("state", "h")
 
 
 def state_size(cell) -> int:
-    """S: H for RNN and GRU, 2H for LSTM's (h, c)."""
-    return len(cell.state_fields) * cell.hidden_size
+    """S: H for RNN and GRU, 2H for LSTM's (h, c) (P + H with projections)."""
+    return sum(cell.state_sizes)
 
 
 def _check_part(part: str) -> None:
@@ -53,10 +53,10 @@ def step_vjp(cell, cache, rows: np.ndarray) -> np.ndarray:
     row runs through the vector-Jacobian step as if it were a sequence of its own.
     """
     N, K, S = rows.shape
-    H = cell.hidden_size
     tiled = type(cache)(*(np.repeat(field, K, axis=0) for field in cache))
     flat = rows.reshape(N * K, S)
-    dstate = tuple(np.ascontiguousarray(flat[:, i * H : (i + 1) * H]) for i in range(S // H))
+    bounds = np.cumsum((0,) + tuple(cell.state_sizes))
+    dstate = tuple(np.ascontiguousarray(flat[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
     dprev = vjp_step(cell, tiled, dstate).dstate_prev
     return np.concatenate(dprev, axis=1).reshape(N, K, S)
 
@@ -78,7 +78,7 @@ def iter_jacobian_products(cell, tape: Tape, part: str = "state") -> Iterator[tu
     check_tape(cell, tape)
     _check_part(part)
     T, N = len(tape), tape.batch_size
-    S, H = state_size(cell), cell.hidden_size
+    S, H = state_size(cell), cell.output_size
     K = S if part == "state" else H
     rows = np.zeros((N, K, S), cell.dtype)
     rows[:, np.arange(K), np.arange(K)] = 1.0  # the identity, or its h rows [I_H, 0]

@@ -30,6 +30,8 @@ class CellContract(Protocol):
     params: dict[str, np.ndarray]
     input_size: int
     hidden_size: int
+    output_size: int
+    state_sizes: tuple[int, ...]
     dtype: np.dtype
     state_fields: tuple[str, ...]
 
@@ -45,18 +47,23 @@ class CellContract(Protocol):
 
     def unpack_state(self, state) -> tuple: ...
 
-    def sequence(self, xs: np.ndarray, state0: tuple) -> "Sequence": ...
+    def sequence(self, xs: np.ndarray, state0: tuple, batch_sizes: np.ndarray | None = None) -> "Sequence": ...
 
 
 class Sequence:
     """One forward pass over xs (T, N, D) from state0 (a tuple of (N, H) arrays), step by step.
 
+    batch_sizes: None, or (T,) non-increasing counts: at step t only the first batch_sizes[t]
+    sequences run (the batch is sorted longest first, as PyTorch packs it); the others keep their
+    state unchanged, and in the sweep pass their dL/dstate through unchanged.
+
     After `step(t)` for every t it is the tape: `outputs`, `state(k)` and `cache(t)` read it.
     """
 
-    def __init__(self, cell, xs: np.ndarray, state0: tuple):
+    def __init__(self, cell, xs: np.ndarray, state0: tuple, batch_sizes: np.ndarray | None = None):
         self.cell = cell
         self.T, self.N = xs.shape[:2]
+        self.batch_sizes = batch_sizes
 
     def step(self, t: int) -> None:
         """Run step t (steps run in order, each once)."""
@@ -64,7 +71,7 @@ class Sequence:
 
     @property
     def outputs(self) -> np.ndarray:
-        """(T, N, H) the outputs h_t of every step."""
+        """(T, N, H) the outputs h_t of every step (with batch_sizes: only the running rows count)."""
         raise NotImplementedError
 
     def state(self, k: int) -> tuple:
@@ -72,7 +79,7 @@ class Sequence:
         raise NotImplementedError
 
     def cache(self, t: int):
-        """Step t's cache, as the cell's `step_forward` returns it."""
+        """Step t's cache, as the cell's `step_forward` returns it (the running rows only)."""
         raise NotImplementedError
 
     @property
@@ -97,7 +104,8 @@ class Sweep:
         """dL/dstate after step t (the total, its loss included) -> dL/dstate before step t.
 
         The first part of the result, dL/dh_{t-1} (N, H), is written into `out` and returned as it;
-        later parts may be work arrays that the next call overwrites. `dstate` is not modified.
+        later parts may be work arrays that the next call overwrites. `dstate` is not modified. Rows
+        of sequences not running at step t pass through unchanged.
         """
         raise NotImplementedError
 
@@ -114,15 +122,22 @@ class Sweep:
 class StepwiseSequence(Sequence):
     """The plain step pair, one step at a time: the default for a cell without a fast path."""
 
-    def __init__(self, cell, xs, state0):
-        super().__init__(cell, xs, state0)
+    def __init__(self, cell, xs, state0, batch_sizes=None):
+        super().__init__(cell, xs, state0, batch_sizes)
         self.xs = xs
         self.states = [tuple(state0)]
         self.caches = []
 
+    def running(self, t: int) -> int:
+        return self.N if self.batch_sizes is None else int(self.batch_sizes[t])
+
     def step(self, t):
-        state, cache = self.cell.step_forward(self.xs[t], self.cell.pack_state(self.states[t]))
-        self.states.append(self.cell.unpack_state(state))
+        n, before = self.running(t), self.states[t]
+        state, cache = self.cell.step_forward(self.xs[t, :n], self.cell.pack_state(tuple(p[:n] for p in before)))
+        parts = self.cell.unpack_state(state)
+        if n < self.N:  # the sequences that have ended keep their state
+            parts = tuple(np.concatenate([new, old[n:]]) for new, old in zip(parts, before))
+        self.states.append(parts)
         self.caches.append(cache)
 
     @property
@@ -149,17 +164,19 @@ class StepwiseSweep(Sweep):
     """`step_backward` one step at a time; the shared weights' gradients add up with +=."""
 
     def __init__(self, sequence: StepwiseSequence):
-        self.cell, self.caches = sequence.cell, sequence.caches
+        self.sequence, self.cell, self.caches = sequence, sequence.cell, sequence.caches
         self.params = {name: np.zeros_like(p) for name, p in self.cell.params.items()}
-        self.dxs = np.empty(sequence.xs.shape, sequence.xs.dtype)
+        self.dxs = np.zeros(sequence.xs.shape, sequence.xs.dtype)
 
     def step(self, t, dstate, out):
-        self.dxs[t], dstate_prev, grads = self.cell.step_backward(self.cell.pack_state(dstate), self.caches[t])
+        n = self.sequence.running(t)
+        active = self.cell.pack_state(tuple(part[:n] for part in dstate))
+        self.dxs[t, :n], dstate_prev, grads = self.cell.step_backward(active, self.caches[t])
         for name, g in grads.items():
             self.params[name] += g  # the weights are shared across time: their gradients add up
         parts = self.cell.unpack_state(dstate_prev)
-        out[...] = parts[0]
-        return (out, *parts[1:])
+        out[:n], out[n:] = parts[0], dstate[0][n:]
+        return (out, *(np.concatenate([new, old[n:]]) for new, old in zip(parts[1:], dstate[1:])))
 
     def gradients(self):
         return self.params, self.dxs

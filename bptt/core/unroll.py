@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import check_array
+from .packing import Packing
 from .results import Result
 from .scratch import scratch
 from .sequence import Sequence
@@ -36,6 +37,8 @@ class Tape:
     cell: object
     sequence: Sequence
     weights: dict  # a copy of the cell's parameters as the forward pass saw them
+    packing: Packing | None = None  # the batch's lengths, sorted longest first (None: all run T steps)
+    outputs: np.ndarray | None = None  # hs in the caller's order, zero past each length (with lengths)
 
     def __len__(self) -> int:
         return self.sequence.T
@@ -44,24 +47,38 @@ class Tape:
     def batch_size(self) -> int:
         return self.sequence.N
 
+    @property
+    def lengths(self) -> np.ndarray | None:
+        """(N,) the sequences' lengths, or None when every sequence ran all T steps."""
+        return None if self.packing is None else self.packing.lengths
+
     def step(self, t: int):
-        """The cache of step t (read-only views into the tape, no copy)."""
+        """The cache of step t (read-only views into the tape; with lengths, a copy in the caller's
+        order whose rows of sequences that had ended are zero)."""
         cache = self.sequence.cache(t)
+        if self.packing is not None:
+            cache = type(cache)(*(self.packing.unsort(pad_rows(field, self.batch_size), axis=0) for field in cache))
         return type(cache)(*(read_only(field) for field in cache))
 
     @property
     def hs(self) -> np.ndarray:
-        """(T, N, H) hidden states h_1 .. h_T (a read-only view into the tape)."""
-        return read_only(self.sequence.outputs)
+        """(T, N, H) hidden states h_1 .. h_T, read-only (zero past each sequence's length)."""
+        return read_only(self.sequence.outputs if self.packing is None else self.outputs)
 
     @property
     def final_state(self):
-        """The state after the last step (an array, or a tuple for LSTM)."""
-        return self.cell.pack_state(self.sequence.state(len(self)))
+        """The state after the last step (of each sequence's own last step, with lengths): an array,
+        or a tuple for LSTM."""
+        return self.state_at(len(self)) if self.packing is not None else self.cell.pack_state(
+            self.sequence.state(len(self)))
 
     def state_at(self, k: int):
-        """A copy of the state after the first k steps (k = 0: the start state), packed like a state."""
-        return self.cell.pack_state(tuple(np.array(part, copy=True) for part in self.sequence.state(k)))
+        """A copy of the state after the first k steps (k = 0: the start state), packed like a state;
+        a sequence shorter than k steps gives its state after its last step."""
+        parts = self.sequence.state(k)
+        if self.packing is not None:
+            return self.cell.pack_state(tuple(self.packing.unsort(part, axis=0) for part in parts))
+        return self.cell.pack_state(tuple(np.array(part, copy=True) for part in parts))
 
     @property
     def nbytes(self) -> int:
@@ -96,7 +113,7 @@ class Gradients(Result):
     dh_norms: np.ndarray
 
 
-def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
+def forward(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, Tape]:
     """Run a cell over a batch of sequences and keep the tape for the reverse sweep.
 
     Parameters
@@ -107,6 +124,10 @@ def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
         Inputs, time-major; cast to the cell's dtype (float64 input to a float32 cell is rounded).
     state0 : array (N, H), or tuple of them for LSTM's (h, c), optional
         The state before the first step; zeros if None.
+    lengths : array_like of int, shape (N,), optional
+        Each sequence's length, in 1..T, with PyTorch's packed-sequence semantics: steps past a
+        sequence's length are not run, its outputs there are zero and carry no gradient, and its
+        final state is its state after its own last step. None: every sequence runs T steps.
 
     Returns
     -------
@@ -119,7 +140,8 @@ def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
     Raises
     ------
     ValueError
-        If xs, state0 or the cell's parameters have the wrong shape or hold NaN or inf.
+        If xs, state0, lengths or the cell's parameters have the wrong shape or values, or hold
+        NaN or inf.
 
     Examples
     --------
@@ -131,11 +153,19 @@ def forward(cell, xs, state0=None) -> tuple[np.ndarray, Tape]:
     """
     cell.check_params()
     xs = cell.check_inputs(xs)
-    sequence = cell.sequence(xs, cell.start_state(state0, xs.shape[1]))
+    T, N = xs.shape[:2]
+    packing = Packing.of(lengths, T, N)
+    state0 = cell.start_state(state0, N)
+    if packing is None:
+        sequence = cell.sequence(xs, state0)
+    else:  # longest first: the sequences running at step t are the first batch_sizes[t] rows
+        sequence = cell.sequence(packing.sort(xs), tuple(packing.sort(p, axis=0) for p in state0),
+                                 packing.batch_sizes)
     with np.errstate(over="ignore"):  # exp-based activations reach their limits through inf
-        for t in range(len(xs)):
+        for t in range(T):
             sequence.step(t)
-    tape = Tape(cell, sequence, {name: p.copy() for name, p in cell.params.items()})
+    outputs = None if packing is None else packing.unsort(packing.mask(sequence.outputs))
+    tape = Tape(cell, sequence, {name: p.copy() for name, p in cell.params.items()}, packing, outputs)
     return tape.hs, tape
 
 
@@ -178,8 +208,12 @@ def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
     True
     """
     check_tape(cell, tape)
-    T, N, H = len(tape), tape.batch_size, cell.hidden_size
+    T, N, H = len(tape), tape.batch_size, cell.output_size
     dhs, dstate = check_backward_inputs(cell, T, N, dhs, dstate_final)
+    packing = tape.packing
+    if packing is not None:  # the sweep's rows are sorted; no gradient enters past a length
+        dhs = None if dhs is None else packing.mask(packing.sort(dhs))
+        dstate = tuple(packing.sort(part, axis=0) for part in dstate)
     sweep = tape.sequence.reverse()
     dh = scratch.get("dh", (T + 1, N, H), cell.dtype)  # dh[t + 1] becomes the total dL/dh_t
     dh[T] = dstate[0]
@@ -188,8 +222,10 @@ def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
             dh[t + 1] += dhs[t]  # step t's own loss joins what flowed back from step t + 1
         dstate = sweep.step(t, (dh[t + 1], *dstate[1:]), out=dh[t])  # dL/dh_{t-1} lands in dh[t]
     params, dxs = sweep.gradients()
-    dstate0 = cell.pack_state(tuple(part.copy() for part in dstate))
-    return Gradients(params, dxs, dstate0, frobenius_norms(dh[1:]))
+    if packing is None:
+        return Gradients(params, dxs, cell.pack_state(tuple(p.copy() for p in dstate)), frobenius_norms(dh[1:]))
+    dstate0 = cell.pack_state(tuple(packing.unsort(part, axis=0) for part in dstate))
+    return Gradients(params, packing.unsort(dxs), dstate0, frobenius_norms(packing.mask(dh[1:])))
 
 
 def forward_stepwise(cell, xs, state0=None) -> tuple[np.ndarray, list, object]:
@@ -284,6 +320,13 @@ def check_weights_unchanged(cell, weights: dict, made_by: str) -> None:
         )
 
 
+def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """array (n, ...) as (rows, ...) with zeros below (the rows of sequences that had ended)."""
+    padded = np.zeros((rows,) + array.shape[1:], array.dtype)
+    padded[: len(array)] = array
+    return padded
+
+
 def read_only(array):
     """A read-only view of an array (anything else is returned as is)."""
     if not isinstance(array, np.ndarray):
@@ -295,11 +338,10 @@ def read_only(array):
 
 def check_backward_inputs(cell, T: int, N: int, dhs, dstate_final) -> tuple:
     """dhs checked as (T, N, H) (or None) and dstate_final's parts (zeros when None)."""
-    H = cell.hidden_size
     if dhs is not None:
-        dhs = check_array("dhs", dhs, (T, N, H), cell.dtype, names=("T", "N", "H"))
+        dhs = check_array("dhs", dhs, (T, N, cell.output_size), cell.dtype, names=("T", "N", "H"))
     if dstate_final is None:
-        return dhs, tuple(np.zeros((N, H), cell.dtype) for _ in cell.state_fields)
+        return dhs, tuple(np.zeros((N, size), cell.dtype) for size in cell.state_sizes)
     return dhs, cell.check_state(dstate_final, N, name="dstate_final")
 
 

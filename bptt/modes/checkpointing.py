@@ -65,7 +65,7 @@ def forward_checkpointed(cell, xs, state0=None, every: int | None = None):
     T, N, _ = xs.shape
     every = default_every(T) if every is None else check_positive_int("every", every)
     state = cell.pack_state(cell.start_state(state0, N))
-    hs = np.empty((T, N, cell.hidden_size), cell.dtype)
+    hs = np.empty((T, N, cell.output_size), cell.dtype)
     checkpoints = []
     for start in range(0, T, every):
         checkpoints.append(state)

@@ -20,6 +20,7 @@ from ..core.checks import check_array
 from ..core.sequence import Sequence
 
 RULES = {
+    "no_projection": "a cell without projections (proj_size = 0)",
     "step_tangent": "its forward-mode rule (step_tangent)",
     "backward_tangent": "the R-operator of its backward step (backward_tangent)",
     "single_steps": "a fast path with single steps (Sequence.from_cache)",
@@ -35,6 +36,8 @@ def require(cell, method: str, *needs: str) -> None:
     for need in needs:
         if need == "single_steps":
             missing = cell.Sequence.from_cache.__func__ is Sequence.from_cache.__func__
+        elif need == "no_projection":
+            missing = getattr(cell, "proj_size", 0) > 0
         else:
             missing = getattr(type(cell), need) is getattr(Cell, need)
         if missing:
@@ -78,7 +81,7 @@ def step_loss_gradients(cell, dhs, T: int, N: int) -> Callable[[int, np.ndarray]
     dhs: an array (T, N, H), or, to learn online, a callable (t, h_t) -> (N, H) asked for step t's
     gradient right after h_t is computed (it gets a copy of h_t).
     """
-    H = cell.hidden_size
+    H = cell.output_size
     if not callable(dhs):
         dhs = check_array("dhs", dhs, (T, N, H), cell.dtype, names=("T", "N", "H"))
         return lambda t, h: dhs[t]

@@ -52,12 +52,12 @@ def jvp(cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_tangent
     else:
         state_dot = cell.check_state(state0_tangent, N, name="state0_tangent")
 
-    hs = np.empty((T, N, cell.hidden_size), cell.dtype)
+    hs = np.empty((T, N, cell.output_size), cell.dtype)
     hs_dot = np.empty_like(hs)
     for t in range(T):
         state, cache = forward_step(cell, xs[t], state)  # a one-step cache, dropped after the step
         a_x_dot, a_h_dot = affine_tangents(cell, cache, xs_dot[t], state_dot[0], params_dot)
-        cache_dot = cell.step_tangent(cache, xs_dot[t], state_dot, a_x_dot, a_h_dot)
+        cache_dot = cell.step_tangent(cache, xs_dot[t], state_dot, a_x_dot, a_h_dot, params_dot)
         state_dot = cell.state_after(cache_dot)
         hs[t], hs_dot[t] = state[0], state_dot[0]
     return JVPResult(hs, hs_dot, cell.pack_state(state), cell.pack_state(state_dot))

@@ -51,7 +51,7 @@ class HessianEigen(Result):
 
 def _check_targets(cell, xs, targets):
     T, N, _ = cell.check_inputs(xs).shape
-    return check_array("targets", targets, (T, N, cell.hidden_size), cell.dtype, names=("T", "N", "H"))
+    return check_array("targets", targets, (T, N, cell.output_size), cell.dtype, names=("T", "N", "H"))
 
 
 def loss_and_gradient(cell, xs, targets, state0=None) -> LossAndGradient:
@@ -75,11 +75,11 @@ def hvp(cell, xs, targets, vector: dict, state0=None) -> dict:
     T, N = len(tape), tape.batch_size
 
     # 1. the forward sweep's tangent, cache by cache (inputs held fixed)
-    state_dot = tuple(np.zeros((N, cell.hidden_size), cell.dtype) for _ in cell.state_fields)
+    state_dot = tuple(np.zeros((N, size), cell.dtype) for size in cell.state_sizes)
     caches, caches_dot = [tape.step(t) for t in range(T)], []
     for cache in caches:
         a_x_dot, a_h_dot = affine_tangents(cell, cache, None, state_dot[0], v)
-        caches_dot.append(cell.step_tangent(cache, None, state_dot, a_x_dot, a_h_dot))
+        caches_dot.append(cell.step_tangent(cache, None, state_dot, a_x_dot, a_h_dot, v))
         state_dot = cell.state_after(caches_dot[-1])
 
     # 2. the loss gradient and its tangent (mse's gradient is linear in hs)
@@ -90,22 +90,24 @@ def hvp(cell, xs, targets, vector: dict, state0=None) -> dict:
     # 3. the reverse sweep and its tangent, step by step
     GH = cell.gates * cell.hidden_size
     da_x, da_h, da_x_dot, da_h_dot = (np.empty((T, N, GH), cell.dtype) for _ in range(4))
-    w_hh_dot = v.get("weight_hh", np.zeros_like(cell.params["weight_hh"]))
-    carry = tuple(np.zeros((N, cell.hidden_size), cell.dtype) for _ in cell.state_fields)
+    carry = tuple(np.zeros((N, size), cell.dtype) for size in cell.state_sizes)
     carry_dot = tuple(np.zeros_like(part) for part in carry)
+    extra_dot = {}
     for t in range(T - 1, -1, -1):
         dstate = (carry[0] + dhs[t], *carry[1:])  # this step's loss plus what came from t+1
         dstate_dot = (carry_dot[0] + dhs_dot[t], *carry_dot[1:])
         da_x[t], da_h[t], carry = vjp_step(cell, caches[t], dstate)
-        da_x_dot[t], da_h_dot[t], carry_dot = cell.backward_tangent(
-            caches[t], caches_dot[t], dstate, dstate_dot, da_x[t], da_h[t], w_hh_dot
+        da_x_dot[t], da_h_dot[t], carry_dot, extra = cell.backward_tangent(
+            caches[t], caches_dot[t], dstate, dstate_dot, da_x[t], da_h[t], v
         )
+        for name, value in extra.items():  # parameters outside the projections (LSTM's weight_hr)
+            extra_dot[name] = extra_dot.get(name, 0) + value
 
     # 4. the weight gradients' tangent
     h_prevs = np.stack([cache.h_prev for cache in caches])
     h_prevs_dot = np.stack([cache_dot.h_prev for cache_dot in caches_dot])
     xs = np.stack([cache.x for cache in caches])
-    return parameter_gradients_tangent(xs, h_prevs, h_prevs_dot, da_x, da_x_dot, da_h, da_h_dot)
+    return {**parameter_gradients_tangent(xs, h_prevs, h_prevs_dot, da_x, da_x_dot, da_h, da_h_dot), **extra_dot}
 
 
 def top_hessian_eigenvalue(

@@ -40,7 +40,7 @@ def rtrl(cell, xs, dhs, state0=None, dstate_final=None, *, keep_hs: bool = True)
     structure), e.g. a loss on the last c of an LSTM. state0: zeros if None. keep_hs=False drops
     each h_t once its gradient is taken, so memory does not grow with T.
     """
-    require(cell, "bptt.rtrl", "step_tangent")
+    require(cell, "bptt.rtrl", "no_projection", "step_tangent")
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape

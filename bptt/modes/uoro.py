@@ -68,7 +68,7 @@ def uoro(cell, xs, dhs, state0=None, dstate_final=None, *, seed=None, signs=None
     The sign vectors nu_t are drawn from `seed`, or given as `signs` (T, S, N, H) of +-1 (S = 2 for
     LSTM's (h, c), else 1) to average over chosen draws.
     """
-    require(cell, "bptt.uoro", "step_tangent", "single_steps")
+    require(cell, "bptt.uoro", "no_projection", "step_tangent", "single_steps")
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape
