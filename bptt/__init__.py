@@ -12,7 +12,7 @@ products, checkpointing, finite differences) and `bptt.training` (the training l
 folder). The names below are the public API.
 """
 
-from .cells import CELL_NAMES, GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache, make_cell
+from .cells import CELL_NAMES, GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache, Stack, StackTape, make_cell
 from .core import diagnostics
 from .core.losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
 from .core.readout import Linear
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cell", "RNN", "LSTM", "GRU", "RNNCache", "LSTMCache", "GRUCache", "CELL_NAMES", "make_cell",
+    "Stack", "StackTape",
     "forward", "backward", "forward_stepwise", "backward_stepwise", "Tape", "Gradients",
     "Linear", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
     "TBPTT", "tbptt_gradient", "diagnostics",

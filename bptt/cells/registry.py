@@ -27,13 +27,21 @@ CELLS: dict[str, Callable[..., Cell]] = {
 CELL_NAMES = tuple(CELLS)
 
 
-def make_cell(name: str, input_size: int, hidden_size: int, *, seed=None, dtype=np.float64) -> Cell:
-    """The cell registered as `name` (one of CELL_NAMES), initialised like PyTorch from `seed`.
+def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 0, seed=None,
+              dtype=np.float64) -> Cell:
+    """The cell registered as `name` (one of CELL_NAMES), initialised like PyTorch from `seed` (an
+    int, a SeedSequence, or a Generator whose next draws it takes).
 
+    proj_size: an LSTM's projection size P (0: none); as in PyTorch, only the LSTM has one.
     Raises ValueError naming the known cells when `name` is not one of them.
     """
     if name not in CELLS:
         raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {name!r}")
+    if proj_size:
+        if name != "lstm":
+            raise ValueError(f"proj_size is only for the lstm cell (as in PyTorch), got cell {name!r} "
+                             f"with proj_size={proj_size}")
+        return LSTM(input_size, hidden_size, proj_size=proj_size, seed=seed, dtype=dtype)
     return CELLS[name](input_size, hidden_size, seed=seed, dtype=dtype)
 
 

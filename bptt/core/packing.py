@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def check_lengths(lengths, T: int, N: int) -> np.ndarray:
-    """lengths as an int array (N,) with every entry in 1..T, or a ValueError saying what is wrong."""
+def check_lengths(lengths, T: int, N: int, shortest: int = 1) -> np.ndarray:
+    """lengths as an int array (N,) with every entry in shortest..T, or a ValueError saying what is
+    wrong. (0 is allowed only inside the package, for a window a sequence does not reach.)"""
     array = np.asarray(lengths)
     if array.shape != (N,):
         raise ValueError(f"lengths must have shape (N={N},), one length per sequence, got shape {array.shape}")
@@ -27,9 +28,9 @@ def check_lengths(lengths, T: int, N: int) -> np.ndarray:
         array = array.astype(np.int64)  # whole numbers stored as floats are fine
     if array.dtype.kind not in "iu":
         raise ValueError(f"lengths must be integers, got {array.dtype} values {array.tolist()[:5]}")
-    bad = (array < 1) | (array > T)
+    bad = (array < shortest) | (array > T)
     if bad.any():
-        raise ValueError(f"lengths must lie in 1..T={T}, got {array[bad].tolist()[:5]} at sequences "
+        raise ValueError(f"lengths must lie in {shortest}..T={T}, got {array[bad].tolist()[:5]} at sequences "
                          f"{np.flatnonzero(bad).tolist()[:5]}")
     return array.astype(np.int64)
 
@@ -49,11 +50,11 @@ class Packing:
     valid: np.ndarray
 
     @classmethod
-    def of(cls, lengths, T: int, N: int) -> "Packing | None":
+    def of(cls, lengths, T: int, N: int, shortest: int = 1) -> "Packing | None":
         """The packing of `lengths` (checked), or None when lengths is None (every sequence runs T steps)."""
         if lengths is None:
             return None
-        lengths = check_lengths(lengths, T, N)
+        lengths = check_lengths(lengths, T, N, shortest)
         order = np.argsort(-lengths, kind="stable")
         inverse = np.empty_like(order)
         inverse[order] = np.arange(N)

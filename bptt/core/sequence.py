@@ -50,6 +50,17 @@ class CellContract(Protocol):
     def sequence(self, xs: np.ndarray, state0: tuple, batch_sizes: np.ndarray | None = None) -> "Sequence": ...
 
 
+class CompositeModel:
+    """A model made of cells that runs its own layers (`bptt.Stack`): `bptt.forward` and
+    `bptt.backward` hand it the whole batch, and it runs each layer through them."""
+
+    def forward(self, xs, state0=None, *, lengths=None, shortest: int = 1):
+        raise NotImplementedError
+
+    def backward(self, tape, dhs, dstate_final=None):
+        raise NotImplementedError
+
+
 class Sequence:
     """One forward pass over xs (T, N, D) from state0 (a tuple of (N, H) arrays), step by step.
 

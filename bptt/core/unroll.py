@@ -22,7 +22,7 @@ from .checks import check_array
 from .packing import Packing
 from .results import Result
 from .scratch import scratch
-from .sequence import Sequence
+from .sequence import CompositeModel, Sequence
 
 
 @dataclass(frozen=True, repr=False)
@@ -113,7 +113,7 @@ class Gradients(Result):
     dh_norms: np.ndarray
 
 
-def forward(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, Tape]:
+def forward(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, "Tape"]:
     """Run a cell over a batch of sequences and keep the tape for the reverse sweep.
 
     Parameters
@@ -151,10 +151,25 @@ def forward(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, Tape]:
     >>> hs.shape, len(tape)
     ((7, 2, 5), 7)
     """
+    if isinstance(cell, CompositeModel):  # a Stack runs its layers itself, each through this function
+        return cell.forward(xs, state0, lengths=lengths)
+    return run_forward(cell, xs, state0, lengths, shortest=1)
+
+
+def forward_window(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, "Tape"]:
+    """`forward` over a window cut from longer sequences: lengths (N,) in 0..T, where 0 is a sequence
+    that ended before the window (its state passes through it unchanged)."""
+    if isinstance(cell, CompositeModel):
+        return cell.forward(xs, state0, lengths=lengths, shortest=0)
+    return run_forward(cell, xs, state0, lengths, shortest=0)
+
+
+def run_forward(cell, xs, state0, lengths, shortest: int) -> tuple[np.ndarray, "Tape"]:
+    """The forward pass of one cell; lengths checked in shortest..T."""
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N = xs.shape[:2]
-    packing = Packing.of(lengths, T, N)
+    packing = Packing.of(lengths, T, N, shortest)
     state0 = cell.start_state(state0, N)
     if packing is None:
         sequence = cell.sequence(xs, state0)
@@ -207,6 +222,14 @@ def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
     >>> bool(grads.dh_norms[0] < grads.dh_norms[-1])     # the gradient shrinks going back in time
     True
     """
+    if isinstance(cell, CompositeModel):  # a Stack sweeps its layers itself, each through sweep_back
+        return cell.backward(tape, dhs, dstate_final)
+    return sweep_back(cell, tape, dhs, dstate_final)[0]
+
+
+def sweep_back(cell, tape: Tape, dhs, dstate_final=None) -> tuple[Gradients, np.ndarray]:
+    """The reverse sweep of one cell. Returns its Gradients and the total dL/dh_t of every step,
+    (T, N, H) in the caller's order, zero past each length (valid until the next sweep)."""
     check_tape(cell, tape)
     T, N, H = len(tape), tape.batch_size, cell.output_size
     dhs, dstate = check_backward_inputs(cell, T, N, dhs, dstate_final)
@@ -223,9 +246,11 @@ def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
         dstate = sweep.step(t, (dh[t + 1], *dstate[1:]), out=dh[t])  # dL/dh_{t-1} lands in dh[t]
     params, dxs = sweep.gradients()
     if packing is None:
-        return Gradients(params, dxs, cell.pack_state(tuple(p.copy() for p in dstate)), frobenius_norms(dh[1:]))
+        dstate0 = cell.pack_state(tuple(part.copy() for part in dstate))
+        return Gradients(params, dxs, dstate0, frobenius_norms(dh[1:])), dh[1:]
+    dh_total = packing.mask(dh[1:])
     dstate0 = cell.pack_state(tuple(packing.unsort(part, axis=0) for part in dstate))
-    return Gradients(params, packing.unsort(dxs), dstate0, frobenius_norms(packing.mask(dh[1:])))
+    return Gradients(params, packing.unsort(dxs), dstate0, frobenius_norms(dh_total)), packing.unsort(dh_total)
 
 
 def forward_stepwise(cell, xs, state0=None) -> tuple[np.ndarray, list, object]:
