@@ -28,6 +28,7 @@ import numpy as np
 from ..core.checks import as_float_dtype, check_array, check_positive_int
 from ..core.packing import check_lengths, reverse_within_lengths
 from ..core.sequence import CompositeModel
+from ..core.step import vjp_step
 from ..core.unroll import Gradients, check_weights_unchanged, read_only, run_forward, sweep_back
 from .cell import Cell, as_numpy
 from .registry import CELL_NAMES, make_cell
@@ -272,6 +273,14 @@ class Stack(CompositeModel):
         return self.pack_state(tuple(np.stack([p[k] for p in parts]) for k in range(len(self.state_fields))))
 
     # ----------------------------------------------------------------- the passes
+    def check_inputs(self, xs, batch_size: int | None = None) -> np.ndarray:
+        """xs (T, N, D) checked, for the code that walks time-major batches (truncation, training):
+        a batch-first stack is refused there."""
+        if self.batch_first:
+            raise ValueError("truncation and training walk time-major batches (T, N, D): build the "
+                             "Stack with batch_first=False for them")
+        return self.time_major(xs, "xs", self.input_size)
+
     def time_major(self, array, name: str, last: int) -> np.ndarray:
         """array checked as (T, N, last) or, batch-first, (N, T, last); returned time-major."""
         names = ("N", "T", "D") if self.batch_first else ("T", "N", "D")
@@ -292,6 +301,17 @@ class Stack(CompositeModel):
 
         masks: the dropout masks to use (e.g. a tape's), instead of drawing new ones.
         """
+        return self.run_layers(xs, state0, lambda cell, x, s: run_forward(cell, x, s, lengths, shortest),
+                               lengths=lengths, shortest=shortest, masks=masks)
+
+    def backward(self, tape: StackTape, dhs, dstate_final=None) -> Gradients:
+        """`bptt.backward(net, tape, dhs, dstate_final)`: down the layers, each through its cells'
+        reverse sweeps; dh_norms is (L, directions, T), indexed by the forward time t."""
+        return self.sweep_layers(tape, dhs, dstate_final, sweep_back)
+
+    def run_layers(self, xs, state0, run, *, lengths=None, shortest: int = 1, masks=None):
+        """The forward pass, each (layer, direction) through run(cell, x (T, N, D_l), state) ->
+        (hs, tape): `bptt.forward`'s own, or e.g. a checkpointed one. Returns (hs, StackTape)."""
         self.check_params()
         xs = self.time_major(xs, "xs", self.input_size)
         T, N = xs.shape[:2]
@@ -306,7 +326,7 @@ class Stack(CompositeModel):
             outputs, row_tapes = [], []
             for d, cell in enumerate(row):
                 x = layer_in if d == 0 else reverse_within_lengths(layer_in, lengths)
-                hs, tape = run_forward(cell, x, states[layer * self.directions + d], lengths, shortest)
+                hs, tape = run(cell, x, states[layer * self.directions + d])
                 outputs.append(hs if d == 0 else reverse_within_lengths(hs, lengths))
                 row_tapes.append(tape)
             tapes.append(row_tapes)
@@ -317,9 +337,9 @@ class Stack(CompositeModel):
         tape = StackTape(self, tapes, masks, lengths, {k: v.copy() for k, v in self.params.items()}, hs)
         return tape.hs, tape
 
-    def backward(self, tape: StackTape, dhs, dstate_final=None) -> Gradients:
-        """`bptt.backward(net, tape, dhs, dstate_final)`: down the layers, each through its cells'
-        reverse sweeps; dh_norms is (L, directions, T), indexed by the forward time t."""
+    def sweep_layers(self, tape: StackTape, dhs, dstate_final, sweep) -> Gradients:
+        """The reverse sweep, each (layer, direction) through sweep(cell, its tape, dhs, dstate_final)
+        -> (Gradients, total dL/dh (T, N, H) or None)."""
         if not isinstance(tape, StackTape) or tape.net is not self:
             raise ValueError("tape must come from bptt.forward with this Stack")
         check_weights_unchanged(self, tape.weights, "bptt.forward")
@@ -327,8 +347,8 @@ class Stack(CompositeModel):
         d_out = None if dhs is None else self.time_major(dhs, "dhs", self.directions * self.output_size)
         finals = None if dstate_final is None else self.layer_states(dstate_final, N, "dstate_final")
         H_out, cells = self.output_size, self.layer_cells()
-        grads, dstate0, dh_norms = {}, [None] * (self.num_layers * self.directions), np.zeros(
-            (self.num_layers, self.directions, T))
+        grads, dstate0 = {}, [None] * (self.num_layers * self.directions)
+        dh_norms = np.zeros((self.num_layers, self.directions, T))
         for layer in range(self.num_layers - 1, -1, -1):
             if layer < self.num_layers - 1 and tape.masks[layer] is not None:
                 d_out = d_out * tape.masks[layer]  # back through the dropout mask
@@ -338,7 +358,7 @@ class Stack(CompositeModel):
                 part = None if d_out is None else d_out[..., d * H_out : (d + 1) * H_out]
                 if d == 1 and part is not None:
                     part = reverse_within_lengths(part, lengths)
-                g, dh_total = sweep_back(cell, tape.layers[layer][d], part, None if finals is None else finals[index])
+                g, dh_total = sweep(cell, tape.layers[layer][d], part, None if finals is None else finals[index])
                 dx = g.dxs if d == 0 else reverse_within_lengths(g.dxs, lengths)
                 d_in = dx if d_in is None else d_in + dx
                 grads.update({f"{name}_l{layer}{SUFFIXES[d]}": value for name, value in g.params.items()})
@@ -349,6 +369,41 @@ class Stack(CompositeModel):
             d_out = d_in
         dxs = d_out.transpose(1, 0, 2) if self.batch_first else d_out
         return Gradients({k: grads[k] for k in self.params}, dxs, self.stack_states(dstate0), dh_norms)
+
+    # ----------------------------------------------------------------- the step Jacobian
+    @property
+    def state_size(self) -> int:
+        """S: every layer's state side by side (unidirectional stacks)."""
+        return self.num_layers * sum(self.cells[0][0].state_sizes)
+
+    def step_vjp(self, tape: StackTape, t: int, rows: np.ndarray) -> np.ndarray:
+        """rows (N, K, S) over the stacked state s_t = (s^0_t, ..., s^(L-1)_t) -> v J_t, J_t = ds_t /
+        ds_{t-1}. Top layer first: layer l's step also sends a gradient into its input, which is
+        layer l-1's output at the same step (through the dropout mask), so it joins that layer's rows
+        before they go back through its own step. Unidirectional stacks without lengths."""
+        if not isinstance(tape, StackTape) or tape.net is not self:
+            raise ValueError("tape must come from bptt.forward with this Stack")
+        if self.bidirectional or tape.lengths is not None:
+            raise ValueError("the step Jacobian of a stack needs one direction and no lengths: a "
+                             "bidirectional stack has no state that moves forward in time alone")
+        N, K, S = rows.shape
+        sizes, cells = self.cells[0][0].state_sizes, self.layer_cells()
+        width, H_out = sum(sizes), self.output_size
+        out, into_output = np.empty_like(rows), None
+        for layer in range(self.num_layers - 1, -1, -1):
+            block = rows[..., layer * width : (layer + 1) * width].reshape(N * K, width).copy()
+            if into_output is not None:
+                block[:, :H_out] += into_output  # the layer above read this output at step t
+            cell, cache = cells[layer][0], tape.layers[layer][0].step(t)
+            tiled = type(cache)(*(np.repeat(field, K, axis=0) for field in cache))
+            bounds = np.cumsum((0,) + tuple(sizes))
+            step = vjp_step(cell, tiled, tuple(block[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])))
+            out[..., layer * width : (layer + 1) * width] = np.concatenate(step.dstate_prev, axis=1).reshape(N, K, width)
+            if layer > 0:
+                into_output = step.da_x @ cell.params["weight_ih"]  # dL/dx_t: back into the layer below
+                if tape.masks[layer - 1] is not None:
+                    into_output = into_output * np.repeat(tape.masks[layer - 1][t], K, axis=0)
+        return out
 
     def __repr__(self) -> str:
         options = [f"num_layers={self.num_layers}"]

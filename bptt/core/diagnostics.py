@@ -29,6 +29,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from .sequence import CompositeModel
 from .step import vjp_step
 from .unroll import Tape, check_tape
 
@@ -36,13 +37,28 @@ PARTS = ("state", "h")
 
 
 def state_size(cell) -> int:
-    """S: H for RNN and GRU, 2H for LSTM's (h, c) (P + H with projections)."""
-    return sum(cell.state_sizes)
+    """S: H for RNN and GRU, 2H for LSTM's (h, c) (P + H with projections); for a Stack, every
+    layer's state side by side."""
+    return cell.state_size if isinstance(cell, CompositeModel) else sum(cell.state_sizes)
 
 
-def _check_part(part: str) -> None:
+def _check_part(part: str, cell=None) -> None:
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    if part == "h" and isinstance(cell, CompositeModel):
+        raise ValueError('part="h" is for one cell; a Stack\'s products are of its whole state (part="state")')
+
+
+def _check(cell, tape) -> None:
+    if not isinstance(cell, CompositeModel):
+        check_tape(cell, tape)
+
+
+def pull_back(cell, tape, t: int, rows: np.ndarray) -> np.ndarray:
+    """rows (N, K, S) -> rows J_t for step t of `tape`: one cell's step, or a Stack's whole step."""
+    if isinstance(cell, CompositeModel):
+        return cell.step_vjp(tape, t, rows)
+    return step_vjp(cell, tape.step(t), rows)
 
 
 # ----------------------------------------------------------------- the action of one step Jacobian
@@ -75,8 +91,8 @@ def iter_jacobian_products(cell, tape: Tape, part: str = "state") -> Iterator[tu
 
     One (N, K, S) block of rows is carried back through the steps; nothing of size T is stored.
     """
-    check_tape(cell, tape)
-    _check_part(part)
+    _check(cell, tape)
+    _check_part(part, cell)
     T, N = len(tape), tape.batch_size
     S, H = state_size(cell), cell.output_size
     K = S if part == "state" else H
@@ -85,7 +101,7 @@ def iter_jacobian_products(cell, tape: Tape, part: str = "state") -> Iterator[tu
     for t in range(T - 1, -1, -1):
         yield t, rows[:, :, :K]
         if t > 0:
-            rows = step_vjp(cell, tape.step(t), rows)  # rows <- rows J_t: back past step t
+            rows = pull_back(cell, tape, t, rows)  # rows <- rows J_t: back past step t
 
 
 class JacobianNorms(NamedTuple):
@@ -100,7 +116,7 @@ def jacobian_norms(cell, tape: Tape, part: str = "state") -> JacobianNorms:
 
     See the module docstring for `part`. The spectral norm takes one small SVD (S x S) per (t, n).
     """
-    check_tape(cell, tape)
+    _check(cell, tape)
     T, N = len(tape), tape.batch_size
     spectral = np.empty((T, N))
     frobenius = np.empty((T, N))
@@ -167,7 +183,7 @@ def lyapunov_spectrum(cell, tape: Tape, warmup: int = 0) -> np.ndarray:
     The largest one is the rate at which ||d s_T / d s_t|| grows (> 0) or shrinks (< 0) per step.
     A step Jacobian with a zero direction (e.g. dead relu units) gives -inf.
     """
-    check_tape(cell, tape)
+    _check(cell, tape)
     T, N = len(tape), tape.batch_size
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or not 0 <= warmup < T:
         raise ValueError(f"warmup must be an integer in [0, T-1={T - 1}], got {warmup!r}")
@@ -176,7 +192,7 @@ def lyapunov_spectrum(cell, tape: Tape, warmup: int = 0) -> np.ndarray:
     log_growth = np.zeros((N, S))
     with np.errstate(divide="ignore"):
         for t in range(T):
-            J = step_jacobians(cell, tape.step(t))
+            J = pull_back(cell, tape, t, np.ascontiguousarray(np.broadcast_to(np.eye(S, dtype=Q.dtype), (N, S, S))))
             Q, R = np.linalg.qr(J @ Q)
             if t >= warmup:
                 log_growth += np.log(np.abs(np.diagonal(R, axis1=1, axis2=2)))
@@ -209,3 +225,10 @@ def gradient_agreement(approximate: dict, exact: dict) -> GradientAgreement:
         raise ValueError("the exact gradient is zero: cosine and relative error are undefined")
     cosine = float(a @ e / (norm_a * norm_e)) if norm_a > 0 else 0.0
     return GradientAgreement(cosine, float(np.linalg.norm(a - e) / norm_e))
+
+
+def layer_jacobian_norms(net, tape, part: str = "state") -> list[JacobianNorms]:
+    """`jacobian_norms` of each layer of a Stack along its own recurrence (its inputs held fixed):
+    one JacobianNorms (T, N) per layer, forward direction. Next to the whole stack's products, they
+    say whether a gradient dies along time within a layer or on its way down the stack."""
+    return [jacobian_norms(row[0], tape.layers[layer][0], part) for layer, row in enumerate(net.layer_cells())]

@@ -60,6 +60,13 @@ class CompositeModel:
     def backward(self, tape, dhs, dstate_final=None):
         raise NotImplementedError
 
+    state_size: int  # S, the size of the whole state the model carries from step to step
+
+    def step_vjp(self, tape, t: int, rows: np.ndarray) -> np.ndarray:
+        """rows (N, K, S) of vectors v over the whole state -> v J_t, J_t = ds_t / ds_{t-1}: what the
+        diagnostics pull back through one step."""
+        raise NotImplementedError(f"{type(self).__name__} has no step Jacobian")
+
 
 class Sequence:
     """One forward pass over xs (T, N, D) from state0 (a tuple of (N, H) arrays), step by step.

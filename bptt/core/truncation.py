@@ -34,7 +34,7 @@ from .checks import check_positive_int
 from .readout import Linear
 from .results import Result
 from .sequence import CellContract
-from .unroll import Tape, backward, forward
+from .unroll import Tape, backward, forward_window
 
 LossFn = Callable[[np.ndarray, np.ndarray], tuple]  # (pred (M, O), target (M, ...)) -> (mean loss, dL/dpred)
 
@@ -144,6 +144,7 @@ def window_gradients(
     targets: np.ndarray,
     loss_mask: np.ndarray,
     normalizer: float | None = None,
+    lengths: np.ndarray | None = None,
 ) -> WindowResult:
     """Forward over one window from state0 (treated as a constant), then the reverse sweep.
 
@@ -165,6 +166,9 @@ def window_gradients(
         The entries whose loss is injected.
     normalizer : float, optional
         The loss is the sum over the masked entries divided by this (None: their count, a mean).
+    lengths : ndarray of int, shape (N,), optional
+        How many of the window's steps each sequence runs (0: it ended before the window and its
+        state passes through); None: all of them.
 
     Returns
     -------
@@ -178,7 +182,7 @@ def window_gradients(
     NonFiniteError
         If the hidden states, the loss or dL/dh are not finite.
     """
-    hs, tape = forward(cell, xs, state0)
+    hs, tape = forward_window(cell, xs, state0, lengths=lengths)
     if not np.isfinite(hs).all():
         raise NonFiniteError("hidden states", "the forward pass produced NaN or infinite hidden states")
     loss_mask = np.asarray(loss_mask, bool)
@@ -365,6 +369,7 @@ def tbptt_gradient(
     plan = TBPTT(k1, k2)
     xs = cell.check_inputs(xs)
     T, N = xs.shape[:2]
+    check_truncatable(cell, plan, T)
     walk = WindowWalk(plan, _full_mask(loss_mask, T, N), state0)
     total = max(int(walk.mask.sum()), 1)
     grads = {k: np.zeros_like(v) for k, v in model_params(cell, readout).items()}
@@ -380,6 +385,14 @@ def tbptt_gradient(
         norms.append(result.dh_norms)
         walk.advance(result.tape)
     return TBPTTGradient(loss, grads, walk.windows, norms)
+
+
+def check_truncatable(cell, plan: TBPTT, T: int) -> None:
+    """Raise ValueError if `plan` cuts a sequence of T steps that a bidirectional model reads whole."""
+    if getattr(cell, "bidirectional", False) and len(plan.windows(T)) > 1:
+        raise ValueError(f"a bidirectional model cannot be truncated: its reverse direction needs the "
+                         f"whole sequence; TBPTT({plan.k1}, {plan.k2}) cuts T={T} steps into "
+                         f"{len(plan.windows(T))} windows (use k1 = k2 = T, or a unidirectional model)")
 
 
 def _full_mask(loss_mask, T: int, N: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cells.stack import Stack
 from ..core.checks import check_positive_int
 from ..core.unroll import Gradients, backward, check_backward_inputs, check_weights_unchanged, forward
 
@@ -41,6 +42,10 @@ class CheckpointTape:
         return len(self.xs)
 
     @property
+    def batch_size(self) -> int:
+        return self.xs.shape[1]
+
+    @property
     def nbytes(self) -> int:
         """Bytes held between the passes: the checkpoints plus the inputs (counted like `Tape.nbytes`)."""
         return self.xs.nbytes + sum(part.nbytes for state in self.checkpoints for part in state)
@@ -58,8 +63,12 @@ def default_every(T: int) -> int:
 def forward_checkpointed(cell, xs, state0=None, every: int | None = None):
     """Like `bptt.forward`, keeping one state every `every` steps (default round(sqrt(T))).
 
-    xs (T, N, D). Returns (hs (T, N, H), CheckpointTape).
+    xs (T, N, D). Returns (hs (T, N, H), CheckpointTape). A Stack keeps each layer's inputs and,
+    per (layer, direction), its checkpoints (a StackTape of CheckpointTapes).
     """
+    if isinstance(cell, Stack):
+        every = None if every is None else check_positive_int("every", every)
+        return cell.run_layers(xs, state0, lambda c, x, s: forward_checkpointed(c, x, s, every))
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape
@@ -80,6 +89,8 @@ def backward_checkpointed(cell, tape: CheckpointTape, dhs, dstate_final=None) ->
 
     dhs (T, N, H): dL/dh_t from the loss at each step (None: zeros).
     """
+    if isinstance(cell, Stack):
+        return cell.sweep_layers(tape, dhs, dstate_final, lambda c, t, d, f: (backward_checkpointed(c, t, d, f), None))
     if not isinstance(tape, CheckpointTape) or tape.cell is not cell:
         raise ValueError(f"tape must come from forward_checkpointed with this {type(cell).__name__}")
     check_weights_unchanged(cell, tape.weights, "bptt.forward_checkpointed")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..cells.cell import Cell
 from ..core.checks import check_array
-from ..core.sequence import Sequence
+from ..core.sequence import CompositeModel, Sequence
 
 RULES = {
     "no_projection": "a cell without projections (proj_size = 0)",
@@ -31,8 +31,12 @@ def require(cell, method: str, *needs: str) -> None:
     """Raise NotImplementedError naming what `method` needs and `cell` does not define.
 
     needs: keys of RULES. A cell written with the plain step pair only runs bptt.forward / backward;
-    the modes also need the rules they differentiate with.
+    the modes also need the rules they differentiate with. A model of several layers (a Stack) is
+    refused by the methods that carry one cell's sensitivities (RTRL, UORO).
     """
+    if isinstance(cell, CompositeModel):
+        raise NotImplementedError(f"{method} works on one cell, and a {type(cell).__name__} has several "
+                                  "layers: use bptt.backward (or bptt.jvp) on it, or run it on a single cell")
     for need in needs:
         if need == "single_steps":
             missing = cell.Sequence.from_cache.__func__ is Sequence.from_cache.__func__

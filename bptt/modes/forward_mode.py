@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cells.stack import Stack
 from ..core.checks import check_array
 from ..core.results import Result
 from ..core.step import forward_step
@@ -35,8 +36,11 @@ def jvp(cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_tangent
 
     xs (T, N, D); state0 as from `cell.initial_state` (zeros if None); tangents: dict keyed like
     `cell.params` (missing keys are zero); xs_tangent (T, N, D) and state0_tangent (a state's
-    structure) are the optional tangents on the inputs and initial state (zero if None).
+    structure) are the optional tangents on the inputs and initial state (zero if None). On a Stack,
+    the tangents are keyed like `net.params`, xs like its inputs, states stacked.
     """
+    if isinstance(cell, Stack):
+        return stack_jvp(cell, xs, state0, tangents, xs_tangent, state0_tangent)
     require(cell, "bptt.jvp", "step_tangent")
     cell.check_params()
     xs = cell.check_inputs(xs)
@@ -61,3 +65,50 @@ def jvp(cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_tangent
         state_dot = cell.state_after(cache_dot)
         hs[t], hs_dot[t] = state[0], state_dot[0]
     return JVPResult(hs, hs_dot, cell.pack_state(state), cell.pack_state(state_dot))
+
+
+def stack_jvp(net: Stack, xs, state0, tangents, xs_tangent, state0_tangent) -> JVPResult:
+    """`jvp` through a Stack: layer by layer, each (layer, direction) by the cells' jvp, the tangent
+    of a layer's output being the input tangent of the next (through the same dropout mask)."""
+    net.check_params()
+    xs = net.time_major(xs, "xs", net.input_size)
+    T, N, _ = xs.shape
+    xs_dot = np.zeros_like(xs) if xs_tangent is None else net.time_major(xs_tangent, "xs_tangent", net.input_size)
+    if xs_dot.shape != xs.shape:
+        raise ValueError(f"xs_tangent must have the shape of xs {xs.shape}, got {xs_dot.shape}")
+    params_dot = check_stack_tangents(net, tangents)
+    states = net.layer_states(state0, N, "state0")
+    states_dot = net.layer_states(state0_tangent, N, "state0_tangent")
+    masks = net.draw_masks(T, N)
+    layer_in, layer_in_dot, finals, finals_dot = xs, xs_dot, [], []
+    for layer, row in enumerate(net.layer_cells()):
+        outputs, outputs_dot = [], []
+        for d, cell in enumerate(row):
+            index, flip = layer * net.directions + d, (lambda a, d=d: a if d == 0 else a[::-1])
+            mine = {name: params_dot[key] for name in cell.params
+                    if (key := f"{name}_l{layer}{'_reverse' if d else ''}") in params_dot}
+            result = jvp(cell, flip(layer_in), states[index], mine, xs_tangent=flip(layer_in_dot),
+                         state0_tangent=states_dot[index])
+            outputs.append(flip(result.hs))
+            outputs_dot.append(flip(result.hs_dot))
+            finals.append(result.final_state)
+            finals_dot.append(result.final_state_dot)
+        layer_in, layer_in_dot = np.concatenate(outputs, axis=-1), np.concatenate(outputs_dot, axis=-1)
+        if layer < net.num_layers - 1 and masks[layer] is not None:
+            layer_in, layer_in_dot = layer_in * masks[layer], layer_in_dot * masks[layer]
+    if net.batch_first:
+        layer_in, layer_in_dot = layer_in.transpose(1, 0, 2), layer_in_dot.transpose(1, 0, 2)
+    return JVPResult(layer_in, layer_in_dot, net.stack_states(finals), net.stack_states(finals_dot))
+
+
+def check_stack_tangents(net: Stack, tangents) -> dict:
+    """Tangents keyed like `net.params` (any subset; missing means zero), checked."""
+    if tangents is None:
+        return {}
+    if not isinstance(tangents, dict):
+        raise ValueError(f"tangents must be a dict keyed like net.params, got {type(tangents).__name__}")
+    shapes = net.param_shapes()
+    unknown = sorted(set(tangents) - set(shapes))
+    if unknown:
+        raise ValueError(f"unknown parameter tangents {unknown}; expected keys among {sorted(shapes)}")
+    return {name: check_array(f"tangents[{name!r}]", value, shapes[name], net.dtype) for name, value in tangents.items()}

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cells.stack import Stack
 from ..core.checks import check_array, check_positive_int
 from ..core.losses import mse
 from ..core.results import Result
 from ..core.step import vjp_step
 from ..core.unroll import backward, forward
+from .forward_mode import check_stack_tangents
 from .common import (
     affine_tangents, check_param_tangents, flatten_params, parameter_gradients_tangent, require, unflatten_params,
 )
@@ -50,6 +52,10 @@ class HessianEigen(Result):
 
 
 def _check_targets(cell, xs, targets):
+    if isinstance(cell, Stack):
+        T, N = cell.time_major(xs, "xs", cell.input_size).shape[:2]
+        shape = (N, T) if cell.batch_first else (T, N)
+        return check_array("targets", targets, shape + (cell.directions * cell.output_size,), cell.dtype)
     T, N, _ = cell.check_inputs(xs).shape
     return check_array("targets", targets, (T, N, cell.output_size), cell.dtype, names=("T", "N", "H"))
 
@@ -66,33 +72,48 @@ def hvp(cell, xs, targets, vector: dict, state0=None) -> dict:
     """H v for L = mse(hs, targets), H the Hessian with respect to the parameters.
 
     xs (T, N, D); targets (T, N, H); vector: dict keyed like `cell.params` (missing keys are zero).
-    Returns H v, a dict keyed like `cell.params`.
+    Returns H v, a dict keyed like `cell.params`. A Stack (`bptt.Stack`) takes its own layout:
+    targets like its outputs, vector keyed like `net.params`; dropout masks are drawn once and used
+    by both sweeps.
     """
+    if isinstance(cell, Stack):
+        return stack_hvp(cell, xs, targets, vector, state0)
     require(cell, "bptt.hvp", "step_tangent", "backward_tangent", "single_steps")
     targets = _check_targets(cell, xs, targets)
     v = check_param_tangents(cell, vector)
     hs, tape = forward(cell, xs, state0)
-    T, N = len(tape), tape.batch_size
-
-    # 1. the forward sweep's tangent, cache by cache (inputs held fixed)
-    state_dot = tuple(np.zeros((N, size), cell.dtype) for size in cell.state_sizes)
-    caches, caches_dot = [tape.step(t) for t in range(T)], []
-    for cache in caches:
-        a_x_dot, a_h_dot = affine_tangents(cell, cache, None, state_dot[0], v)
-        caches_dot.append(cell.step_tangent(cache, None, state_dot, a_x_dot, a_h_dot, v))
-        state_dot = cell.state_after(caches_dot[-1])
-
-    # 2. the loss gradient and its tangent (mse's gradient is linear in hs)
-    _, dhs = mse(hs, targets)
-    hs_dot = np.stack([cell.state_after(cache_dot)[0] for cache_dot in caches_dot])
+    caches_dot, hs_dot = tangent_forward(cell, tape, None, v)  # 1. the forward sweep's tangent
+    _, dhs = mse(hs, targets)  # 2. the loss gradient and its tangent (linear in hs)
     dhs_dot = mse(hs_dot, np.zeros_like(hs_dot))[1]
+    return tangent_backward(cell, tape, caches_dot, dhs, dhs_dot, v, None)[0]  # 3. and 4.
 
-    # 3. the reverse sweep and its tangent, step by step
+
+def tangent_forward(cell, tape, xs_dot, v: dict) -> tuple[list, np.ndarray]:
+    """The tangent of every cache of `tape` along v (parameters) and xs_dot (T, N, D) (None: inputs
+    held fixed), the initial state held fixed. Returns (tangent caches, hs_dot (T, N, H))."""
+    state_dot = tuple(np.zeros((tape.batch_size, size), cell.dtype) for size in cell.state_sizes)
+    caches_dot = []
+    for t in range(len(tape)):
+        cache, x_dot = tape.step(t), None if xs_dot is None else xs_dot[t]
+        a_x_dot, a_h_dot = affine_tangents(cell, cache, x_dot, state_dot[0], v)
+        caches_dot.append(cell.step_tangent(cache, x_dot, state_dot, a_x_dot, a_h_dot, v))
+        state_dot = cell.state_after(caches_dot[-1])
+    return caches_dot, np.stack([cell.state_after(c)[0] for c in caches_dot])
+
+
+def tangent_backward(cell, tape, caches_dot, dhs, dhs_dot, v: dict, xs_dot) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The reverse sweep over `tape` and, alongside it, its tangent (the cells' `backward_tangent`).
+
+    dhs, dhs_dot (T, N, H): the loss gradient at every step and its tangent; xs_dot: the inputs'
+    tangent (None: held fixed). Returns (tangent of dL/dtheta keyed like `cell.params`, dL/dxs,
+    its tangent), the inputs' gradient and tangent being what a layer below needs.
+    """
+    T, N = len(tape), tape.batch_size
     GH = cell.gates * cell.hidden_size
     da_x, da_h, da_x_dot, da_h_dot = (np.empty((T, N, GH), cell.dtype) for _ in range(4))
     carry = tuple(np.zeros((N, size), cell.dtype) for size in cell.state_sizes)
     carry_dot = tuple(np.zeros_like(part) for part in carry)
-    extra_dot = {}
+    caches, extra_dot = [tape.step(t) for t in range(T)], {}
     for t in range(T - 1, -1, -1):
         dstate = (carry[0] + dhs[t], *carry[1:])  # this step's loss plus what came from t+1
         dstate_dot = (carry_dot[0] + dhs_dot[t], *carry_dot[1:])
@@ -102,12 +123,60 @@ def hvp(cell, xs, targets, vector: dict, state0=None) -> dict:
         )
         for name, value in extra.items():  # parameters outside the projections (LSTM's weight_hr)
             extra_dot[name] = extra_dot.get(name, 0) + value
-
-    # 4. the weight gradients' tangent
+    # the weight gradients' tangent, by the product rule on each outer product
+    xs = np.stack([cache.x for cache in caches])
     h_prevs = np.stack([cache.h_prev for cache in caches])
     h_prevs_dot = np.stack([cache_dot.h_prev for cache_dot in caches_dot])
-    xs = np.stack([cache.x for cache in caches])
-    return {**parameter_gradients_tangent(xs, h_prevs, h_prevs_dot, da_x, da_x_dot, da_h, da_h_dot), **extra_dot}
+    grads_dot = {**parameter_gradients_tangent(xs, h_prevs, h_prevs_dot, da_x, da_x_dot, da_h, da_h_dot), **extra_dot}
+    W_ih = cell.params["weight_ih"]
+    dxs, dxs_dot = da_x @ W_ih, da_x_dot @ W_ih  # dL/dx = da_x W_ih: product rule
+    if "weight_ih" in v:
+        dxs_dot += da_x @ v["weight_ih"]
+    if xs_dot is not None:  # dW_ih = sum da_x^T x: its x_dot term
+        grads_dot["weight_ih"] += da_x.reshape(T * N, -1).T @ xs_dot.reshape(T * N, -1)
+    return grads_dot, dxs, dxs_dot
+
+
+def stack_hvp(net: Stack, xs, targets, vector: dict, state0) -> dict:
+    """`hvp` through a Stack: the forward tangent up the layers, then the reverse sweep and its
+    tangent down them, each (layer, direction) by `tangent_forward` / `tangent_backward`."""
+    targets = _check_targets(net, xs, targets)
+    v = check_stack_tangents(net, vector)
+    hs, tape = forward(net, xs, state0)
+    flips = [lambda a: a, lambda a: a[::-1]]  # the reverse direction reads time backwards
+    mine = [[{name: v[key] for name in cell.params if (key := f"{name}_l{layer}{'_reverse' * d}") in v}
+             for d, cell in enumerate(row)] for layer, row in enumerate(net.cells)]
+    layer_in_dot, inputs_dot, caches_dot = None, [], []  # 1. up the layers
+    for layer, row in enumerate(net.layer_cells()):
+        inputs_dot.append(layer_in_dot)
+        outputs_dot, row_dot = [], []
+        for d, cell in enumerate(row):
+            x_dot = None if layer_in_dot is None else flips[d](layer_in_dot)
+            c_dot, h_dot = tangent_forward(cell, tape.layers[layer][d], x_dot, mine[layer][d])
+            row_dot.append(c_dot)
+            outputs_dot.append(flips[d](h_dot))
+        caches_dot.append(row_dot)
+        layer_in_dot = np.concatenate(outputs_dot, axis=-1)
+        if layer < net.num_layers - 1 and tape.masks[layer] is not None:
+            layer_in_dot = layer_in_dot * tape.masks[layer]
+    hs_tm = hs.transpose(1, 0, 2) if net.batch_first else hs  # 2. the loss, time-major
+    targets_tm = targets.transpose(1, 0, 2) if net.batch_first else targets
+    d_out, d_out_dot = mse(hs_tm, targets_tm)[1], mse(layer_in_dot, np.zeros_like(layer_in_dot))[1]
+    result, H_out = {}, net.output_size
+    for layer in range(net.num_layers - 1, -1, -1):  # 3. down the layers
+        if layer < net.num_layers - 1 and tape.masks[layer] is not None:
+            d_out, d_out_dot = d_out * tape.masks[layer], d_out_dot * tape.masks[layer]
+        d_in = d_in_dot = 0
+        for d, cell in enumerate(net.cells[layer]):
+            part = slice(d * H_out, (d + 1) * H_out)
+            x_dot = None if inputs_dot[layer] is None else flips[d](inputs_dot[layer])
+            grads_dot, dxs, dxs_dot = tangent_backward(
+                cell, tape.layers[layer][d], caches_dot[layer][d], flips[d](d_out[..., part]),
+                flips[d](d_out_dot[..., part]), mine[layer][d], x_dot)
+            result.update({f"{name}_l{layer}{'_reverse' * d}": g for name, g in grads_dot.items()})
+            d_in, d_in_dot = d_in + flips[d](dxs), d_in_dot + flips[d](dxs_dot)
+        d_out, d_out_dot = d_in, d_in_dot
+    return {name: result[name] for name in net.params}
 
 
 def top_hessian_eigenvalue(

@@ -1,0 +1,294 @@
+"""bptt.Stack against PyTorch's nn.RNN/LSTM/GRU with every option, against finite differences (with
+dropout and lengths), exact identities, and bad input; variable lengths for the one-layer cells."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import bptt
+from bptt.core.sequence import StepwiseSequence
+from bptt.modes.finite_diff import central_difference, relative_error
+
+TOL = 1e-10
+
+
+def make_problem(net, T=6, N=4, seed=0, lengths=None):
+    """Inputs, a non-zero initial state, output and final-state gradients for `net`."""
+    rng = np.random.default_rng(seed)
+    dirs, H_out = net.directions, net.output_size
+    xs = rng.standard_normal((N, T, net.input_size) if net.batch_first else (T, N, net.input_size))
+    parts = [0.5 * rng.standard_normal(p.shape) for p in net.unpack_state(net.initial_state(N))]
+    dhs = rng.standard_normal((N, T, dirs * H_out) if net.batch_first else (T, N, dirs * H_out))
+    dfinal = [rng.standard_normal(p.shape) for p in parts]
+    return xs, net.pack_state(tuple(parts)), dhs, net.pack_state(tuple(dfinal))
+
+
+def torch_module(torch, net):
+    kind = {"rnn": torch.nn.RNN, "rnn-relu": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[net.cell_name]
+    options = {"nonlinearity": "relu" if net.cell_name == "rnn-relu" else "tanh"} if net.cell_name.startswith("rnn") else {}
+    if net.proj_size:
+        options["proj_size"] = net.proj_size
+    module = kind(net.input_size, net.hidden_size, num_layers=net.num_layers, bidirectional=net.bidirectional,
+                  batch_first=net.batch_first, **options)
+    module.load_state_dict(net.state_dict(tensors=True))
+    return module
+
+
+def torch_run(torch, net, xs, state0, dhs, dfinal, lengths):
+    """PyTorch's outputs, final state and gradients for L = <hs, dhs> + <final state, dfinal>."""
+    module = torch_module(torch, net)
+    x = torch.tensor(xs, requires_grad=True)
+    s0 = [torch.tensor(p, requires_grad=True) for p in net.unpack_state(state0)]
+    inputs = x if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(
+        x, torch.tensor(lengths), batch_first=net.batch_first, enforce_sorted=False)
+    out, final = module(inputs, tuple(s0) if net.cell_name == "lstm" else s0[0])
+    if lengths is not None:
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=net.batch_first, total_length=xs.shape[1 if net.batch_first else 0])
+    final = final if net.cell_name == "lstm" else (final,)
+    loss = (out * torch.from_numpy(dhs)).sum()
+    for f, w in zip(final, net.unpack_state(dfinal)):
+        loss = loss + (f * torch.from_numpy(w)).sum()
+    loss.backward()
+    grads = {name: p.grad.numpy() for name, p in module.named_parameters()}
+    return out.detach().numpy(), [f.detach().numpy() for f in final], grads, x.grad.numpy(), [p.grad.numpy() for p in s0]
+
+
+CONFIGS = [(cell, layers, bidirectional, proj, batch_first, lengths)
+           for cell, layers, bidirectional, proj, batch_first, lengths in itertools.product(
+               bptt.CELL_NAMES, (1, 2, 3), (False, True), (0, 2), (False, True), (None, (3, 6, 1, 5)))
+           if not (proj and cell != "lstm") and (layers != 2 or not batch_first)]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("cell, layers, bidirectional, proj, batch_first, lengths", CONFIGS)
+def test_stack_matches_pytorch(torch, cell, layers, bidirectional, proj, batch_first, lengths):
+    """Outputs, final states and the gradients of every parameter, the inputs and the initial state,
+    for every cell, 1-3 layers, both directions, projections, batch_first and packed lengths
+    (including a length of 1, no two alike)."""
+    net = bptt.Stack(cell, 3, 5, layers, bidirectional=bidirectional, proj_size=proj, batch_first=batch_first, seed=1)
+    xs, state0, dhs, dfinal = make_problem(net)
+    lengths = None if lengths is None else np.array(lengths)
+    hs, tape = bptt.forward(net, xs, state0, lengths=lengths)
+    grads = bptt.backward(net, tape, dhs, dfinal)
+    out, final, their_grads, dxs, dstate0 = torch_run(torch, net, xs, state0, dhs, dfinal, lengths)
+
+    assert relative_error(hs, out) < TOL
+    for ours, theirs in zip(net.unpack_state(tape.final_state), final):
+        assert relative_error(ours, theirs) < TOL
+    assert list(grads.params) == list(their_grads) == list(net.params)
+    for name, theirs in their_grads.items():
+        assert relative_error(grads.params[name], theirs) < TOL, name
+    assert relative_error(grads.dxs, dxs) < TOL
+    for ours, theirs in zip(net.unpack_state(grads.dstate0), dstate0):
+        assert relative_error(ours, theirs) < TOL
+
+
+@pytest.mark.torch
+def test_parameters_have_pytorchs_keys_shapes_and_initial_bound(torch):
+    net = bptt.Stack("lstm", 8, 32, 3, bidirectional=True, proj_size=4, seed=0)
+    module = torch.nn.LSTM(8, 32, num_layers=3, bidirectional=True, proj_size=4)
+    reference = module.state_dict()
+    assert list(net.params) == list(reference)
+    for name, value in net.params.items():
+        assert value.shape == tuple(reference[name].shape), name
+        assert np.abs(value).max() <= 1 / np.sqrt(32)
+    module.load_state_dict(net.state_dict(tensors=True))  # the way back
+    net.load_params(module.state_dict())  # tensors are taken as they are
+    for name, value in module.state_dict().items():
+        assert np.array_equal(net.params[name], value.numpy())
+
+
+@pytest.mark.torch
+def test_dh_norms_are_the_norms_of_each_layers_total_hidden_gradient(torch):
+    """grads.dh_norms[l, d, t] = ||dL/dh_t|| over the batch, the total gradient reaching layer l's
+    output at time t (from the layer above and from step t + 1), against the same net unrolled step
+    by step in PyTorch (nn.GRUCell), every h_t keeping its gradient; the reverse direction reads each
+    sequence reversed within its length, and a finished sequence's state is held."""
+    net = bptt.Stack("gru", 3, 4, 2, bidirectional=True, seed=2)
+    T, lengths = 5, np.array([5, 2, 4])
+    xs, state0, dhs, _ = make_problem(net, T=T, N=3)
+    _, tape = bptt.forward(net, xs, state0, lengths=lengths)
+    grads = bptt.backward(net, tape, dhs)
+
+    t = np.arange(T)[:, None]
+    index = torch.from_numpy(np.where(t < lengths, lengths - 1 - t, t))
+    reverse = lambda a: torch.gather(a, 0, index[..., None].expand(-1, -1, a.shape[-1]))  # noqa: E731
+    running = torch.from_numpy(t < lengths)[..., None]  # (T, N, 1)
+    layer_in, hidden = torch.tensor(xs), {}
+    for layer in range(2):
+        directions = []
+        for d, suffix in enumerate(("", "_reverse")):
+            step = torch.nn.GRUCell(layer_in.shape[-1], 4)
+            with torch.no_grad():
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(step, name).copy_(torch.from_numpy(net.params[f"{name}_l{layer}{suffix}"]))
+            x = layer_in if d == 0 else reverse(layer_in)
+            h, hs = torch.tensor(net.unpack_state(state0)[0][layer * 2 + d]), []
+            for k in range(T):
+                h = torch.where(running[k], step(x[k], h), h)  # a finished sequence holds its state
+                h.retain_grad()
+                hs.append(h)
+            hidden[layer, d] = hs
+            out = torch.stack(hs) * running
+            directions.append(out if d == 0 else reverse(out))
+        layer_in = torch.cat(directions, dim=-1)
+    (layer_in * torch.from_numpy(dhs)).sum().backward()
+    for (layer, d), hs in hidden.items():
+        total = torch.stack([h.grad for h in hs]) * running  # only the steps each sequence ran
+        total = total if d == 0 else reverse(total)  # the reverse run's steps back to forward time
+        expected = np.linalg.norm(total.numpy(), axis=(1, 2))
+        assert relative_error(grads.dh_norms[layer, d], expected) < 1e-12, (layer, d)
+
+
+@pytest.mark.parametrize("cell", bptt.CELL_NAMES)
+def test_stack_with_dropout_and_lengths_matches_finite_differences(cell):
+    net = bptt.Stack(cell, 2, 3, 2, bidirectional=True, dropout=0.4, proj_size=2 if cell == "lstm" else 0, seed=3)
+    xs, state0, dhs, dfinal = make_problem(net, T=4, N=3)
+    lengths = np.array([4, 1, 3])
+    _, tape = bptt.forward(net, xs, state0, lengths=lengths)
+    masks = tape.masks
+    assert masks[0] is not None and 0 < (masks[0] == 0).mean() < 1  # some units dropped, some kept
+
+    def loss():
+        hs, t = net.forward(xs, state0, lengths=lengths, masks=masks)  # the same mask every time
+        return np.sum(hs * dhs) + sum(np.sum(a * b) for a, b in zip(net.unpack_state(t.final_state),
+                                                                    net.unpack_state(dfinal)))
+
+    grads = bptt.backward(net, tape, dhs, dfinal)
+    for name in ("weight_hh_l0", "weight_ih_l1_reverse", "bias_hh_l1"):
+        assert relative_error(grads.params[name], central_difference(loss, net.params[name])) < 1e-7, name
+    assert relative_error(grads.dxs, central_difference(loss, xs)) < 1e-7
+    for analytic, part in zip(net.unpack_state(grads.dstate0), net.unpack_state(state0)):
+        assert relative_error(analytic, central_difference(loss, part)) < 1e-7
+
+
+@pytest.mark.parametrize("cell", bptt.CELL_NAMES)
+def test_one_layer_unidirectional_stack_is_the_cell_bitwise(cell):
+    net = bptt.Stack(cell, 3, 4, seed=7)
+    single = bptt.make_cell(cell, 3, 4, seed=7)
+    for name, value in single.params.items():
+        assert np.array_equal(net.params[name + "_l0"], value)  # the same draws, in the same order
+    xs, state0, dhs, dfinal = make_problem(net)
+    hs, tape = bptt.forward(net, xs, state0)
+    grads = bptt.backward(net, tape, dhs, dfinal)
+    hs1, tape1 = bptt.forward(single, xs, net.unpack_state(state0)[0][0] if cell != "lstm"
+                              else tuple(p[0] for p in state0))
+    unstack = (lambda s: s[0]) if cell != "lstm" else (lambda s: tuple(p[0] for p in s))
+    grads1 = bptt.backward(single, tape1, dhs, unstack(dfinal))
+    assert np.array_equal(hs, hs1)
+    for name in single.params:
+        assert np.array_equal(grads.params[name + "_l0"], grads1.params[name])
+    assert np.array_equal(grads.dxs, grads1.dxs)
+    assert np.array_equal(grads.dh_norms[0, 0], grads1.dh_norms)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_every_length_equal_to_T_is_no_lengths_bitwise(cell):
+    net = bptt.Stack(cell, 3, 4, 2, bidirectional=True, seed=1)
+    xs, state0, dhs, dfinal = make_problem(net, T=5, N=3)
+    hs, tape = bptt.forward(net, xs, state0)
+    grads = bptt.backward(net, tape, dhs, dfinal)
+    hs_l, tape_l = bptt.forward(net, xs, state0, lengths=[5, 5, 5])
+    grads_l = bptt.backward(net, tape_l, dhs, dfinal)
+    assert np.array_equal(hs, hs_l)
+    for a, b in zip(net.unpack_state(tape.final_state), net.unpack_state(tape_l.final_state)):
+        assert np.array_equal(a, b)
+    for name in net.params:
+        assert np.array_equal(grads.params[name], grads_l.params[name]), name
+    assert np.array_equal(grads.dxs, grads_l.dxs)
+
+
+@pytest.mark.parametrize("cell", bptt.CELL_NAMES)
+def test_cell_lengths_fast_path_equals_plain_pair(cell):
+    """The fast path's packed rows against the plain step pair run by the same unroller."""
+    rng = np.random.default_rng(0)
+    fast, plain = bptt.make_cell(cell, 3, 4, seed=1), bptt.make_cell(cell, 3, 4, seed=1)
+    plain.Sequence = StepwiseSequence
+    xs, dhs = rng.standard_normal((6, 5, 3)), rng.standard_normal((6, 5, 4))
+    lengths = [2, 6, 1, 4, 6]
+    results = []
+    for c in (fast, plain):
+        hs, tape = bptt.forward(c, xs, lengths=lengths)
+        results.append((hs, tape, bptt.backward(c, tape, dhs)))
+    (hs, tape, g), (hs_p, tape_p, g_p) = results
+    assert relative_error(hs, hs_p) < 1e-14 and not hs[2:, 0].any() and not hs[1:, 2].any()
+    for name in fast.params:
+        assert relative_error(g.params[name], g_p.params[name]) < 1e-13, name
+    assert relative_error(g.dxs, g_p.dxs) < 1e-13 and not g.dxs[1:, 2].any()  # padding gets no gradient
+    assert relative_error(g.dh_norms, g_p.dh_norms) < 1e-13
+    for a, b in zip(tape.step(3), tape_p.step(3)):
+        assert relative_error(a, b) < 1e-14
+
+
+# ----------------------------------------------------------------- bad input
+@pytest.fixture
+def net():
+    return bptt.Stack("lstm", 3, 4, 2, seed=0)
+
+
+@pytest.mark.parametrize("lengths, message", [
+    ([5, 5], r"lengths must have shape \(N=3,\)"),
+    ([5, 0, 2], r"lengths must lie in 1..T=5, got \[0\] at sequences \[1\]"),
+    ([5, -1, 2], r"lengths must lie in 1..T=5, got \[-1\]"),
+    ([5, 6, 2], r"lengths must lie in 1..T=5, got \[6\]"),
+    ([5, 2.5, 2], "lengths must be integers"),
+])
+def test_bad_lengths_are_named(net, lengths, message):
+    with pytest.raises(ValueError, match=message):
+        bptt.forward(net, np.zeros((5, 3, 3)), lengths=lengths)
+    with pytest.raises(ValueError, match=message):
+        bptt.forward(bptt.GRU(3, 4), np.zeros((5, 3, 3)), lengths=lengths)
+
+
+def test_a_state_with_the_wrong_layer_count_is_named(net):
+    h, c = net.initial_state(3)
+    with pytest.raises(ValueError, match=r"state0\[0\] \(h\) must have shape \(L\*directions=2, N=3, H=4\), "
+                                         r"got \(3, 3, 4\)"):
+        bptt.forward(net, np.zeros((5, 3, 3)), (np.zeros((3, 3, 4)), c))
+
+
+def test_a_state_dict_of_another_configuration_names_keys_and_shapes(net):
+    other = bptt.Stack("lstm", 3, 4, 3, bidirectional=True, seed=0).state_dict()
+    with pytest.raises(ValueError) as error:
+        net.load_params(other)
+    text = str(error.value)
+    assert "unknown weight_ih_l0_reverse (16, 3)" in text and "unknown weight_hh_l2 (16, 4)" in text
+    misshapen = dict(net.state_dict(), weight_ih_l1=np.zeros((16, 5)))
+    with pytest.raises(ValueError, match=r"weight_ih_l1 has shape \(16, 5\), expected \(16, 4\)"):
+        net.load_params(misshapen)
+    missing = {k: v for k, v in net.state_dict().items() if k != "bias_hh_l1"}
+    with pytest.raises(ValueError, match=r"missing bias_hh_l1 \(16,\)"):
+        net.load_params(missing)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(cell="lsm"), r"cell must be one of \['rnn', 'rnn-relu', 'lstm', 'gru'\]"),
+    (dict(cell="gru", proj_size=2), "proj_size is only for the lstm cell"),
+    (dict(cell="lstm", proj_size=4), r"proj_size must be an integer in \[0, hidden_size=4\)"),
+    (dict(cell="lstm", dropout=1.0), r"dropout must be a probability in \[0, 1\)"),
+    (dict(cell="lstm", num_layers=0), "num_layers must be a positive integer"),
+])
+def test_bad_settings_are_named(options, message):
+    options = {"input_size": 3, "hidden_size": 4, **options}
+    with pytest.raises(ValueError, match=message):
+        bptt.Stack(**options)
+
+
+def test_the_tape_is_the_nets_and_its_weights_must_not_change(net):
+    hs, tape = bptt.forward(net, np.ones((5, 3, 3)))
+    with pytest.raises(ValueError, match="tape must come from bptt.forward with this Stack"):
+        bptt.backward(bptt.Stack("lstm", 3, 4, 2, seed=0), tape, None)
+    net.params["weight_hh_l1"][0, 0] += 1
+    with pytest.raises(ValueError, match=r"changed since bptt.forward made the tape \(weight_hh_l1\)"):
+        bptt.backward(net, tape, np.ones_like(hs))
+
+
+def test_eval_turns_dropout_off_and_train_on():
+    net = bptt.Stack("rnn", 3, 4, 2, dropout=0.5, seed=0)
+    xs = np.ones((4, 2, 3))
+    assert bptt.forward(net, xs)[1].masks[0] is not None
+    net.eval()
+    a, b = bptt.forward(net, xs)[0], bptt.forward(net, xs)[0]
+    assert np.array_equal(a, b)  # no mask, nothing random
+    assert net.train().training and bptt.forward(net, xs)[1].masks[0] is not None
