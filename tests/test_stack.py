@@ -292,3 +292,180 @@ def test_eval_turns_dropout_off_and_train_on():
     a, b = bptt.forward(net, xs)[0], bptt.forward(net, xs)[0]
     assert np.array_equal(a, b)  # no mask, nothing random
     assert net.train().training and bptt.forward(net, xs)[1].masks[0] is not None
+
+
+# ----------------------------------------------------------------- every method on a stack
+def stack_problem(cell="lstm", bidirectional=True, dropout=0.3, seed=0):
+    net = bptt.Stack(cell, 2, 3, 2, bidirectional=bidirectional, dropout=dropout,
+                     proj_size=2 if cell == "lstm" else 0, seed=seed)
+    xs, state0, dhs, dfinal = make_problem(net, T=7, N=2, seed=seed)
+    return net, xs, state0, dhs, dfinal
+
+
+@pytest.mark.parametrize("cell", bptt.CELL_NAMES)
+def test_checkpointed_stack_equals_the_full_tape(cell):
+    net, xs, state0, dhs, dfinal = stack_problem(cell)
+    net.eval()  # the same function both ways: no fresh dropout mask
+    hs, tape = bptt.forward(net, xs, state0)
+    full = bptt.backward(net, tape, dhs, dfinal)
+    hs_c, checkpoints = bptt.forward_checkpointed(net, xs, state0, every=3)
+    kept = bptt.backward_checkpointed(net, checkpoints, dhs, dfinal)
+    assert relative_error(hs, hs_c) < 1e-14
+    for name in net.params:
+        assert relative_error(full.params[name], kept.params[name]) < 1e-13, name
+    assert relative_error(full.dxs, kept.dxs) < 1e-13 and relative_error(full.dh_norms, kept.dh_norms) < 1e-13
+
+
+@pytest.mark.parametrize("cell", bptt.CELL_NAMES)
+def test_stack_jvp_matches_finite_differences_and_the_dot_product_test(cell):
+    net, xs, state0, dhs, dfinal = stack_problem(cell)
+    net.eval()
+    rng = np.random.default_rng(1)
+    v = {name: rng.standard_normal(p.shape) for name, p in net.params.items()}
+    v_xs = rng.standard_normal(xs.shape)
+    out = bptt.jvp(net, xs, state0, v, xs_tangent=v_xs)
+    eps, base = 1e-6, {k: p.copy() for k, p in net.params.items()}
+
+    def at(sign):
+        for k in net.params:
+            net.params[k][...] = base[k] + sign * eps * v[k]
+        hs = bptt.forward(net, xs + sign * eps * v_xs, state0)[0].copy()
+        for k in net.params:
+            net.params[k][...] = base[k]
+        return hs
+
+    assert relative_error(out.hs_dot, (at(1) - at(-1)) / (2 * eps)) < 1e-8
+    _, tape = bptt.forward(net, xs, state0)  # <u, J v> = <J^T u, v> with u = dhs
+    g = bptt.backward(net, tape, dhs)
+    jtu_v = sum(np.sum(g.params[k] * v[k]) for k in v) + np.sum(g.dxs * v_xs)
+    assert np.sum(dhs * out.hs_dot) == pytest.approx(jtu_v, rel=1e-12)
+
+
+@pytest.mark.parametrize("cell", bptt.CELL_NAMES)
+def test_stack_hvp_matches_finite_differences_of_the_gradient_with_dropout(cell):
+    net, xs, _, dhs, _ = stack_problem(cell)
+    rng = np.random.default_rng(2)
+    targets = rng.standard_normal(dhs.shape)
+    v = {name: rng.standard_normal(p.shape) for name, p in net.params.items()}
+    net.rng = np.random.default_rng(9)
+    hv = bptt.hvp(net, xs, targets, v)
+    eps, base = 1e-6, {k: p.copy() for k, p in net.params.items()}
+
+    def gradient(sign):
+        for k in net.params:
+            net.params[k][...] = base[k] + sign * eps * v[k]
+        net.rng = np.random.default_rng(9)  # the same dropout mask as the hvp's
+        g = bptt.loss_and_gradient(net, xs, targets).params
+        for k in net.params:
+            net.params[k][...] = base[k]
+        return g
+
+    up, down = gradient(1), gradient(-1)
+    for name in net.params:
+        assert relative_error(hv[name], (up[name] - down[name]) / (2 * eps)) < 1e-7, name
+
+
+def test_stack_hvp_is_symmetric():
+    net, xs, _, dhs, _ = stack_problem("gru", dropout=0.0)
+    rng = np.random.default_rng(3)
+    targets = rng.standard_normal(dhs.shape)
+    u = {k: rng.standard_normal(p.shape) for k, p in net.params.items()}
+    w = {k: rng.standard_normal(p.shape) for k, p in net.params.items()}
+    hu, hw = bptt.hvp(net, xs, targets, u), bptt.hvp(net, xs, targets, w)
+    assert sum(np.sum(u[k] * hw[k]) for k in u) == pytest.approx(sum(np.sum(w[k] * hu[k]) for k in u), rel=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stack_tbptt_matches_finite_differences_of_the_truncated_objective(cell):
+    from bptt.core.truncation import TBPTT
+
+    net = bptt.Stack(cell, 2, 3, 2, seed=4)
+    readout = bptt.Linear(3, 1, seed=0)
+    rng = np.random.default_rng(4)
+    T, N, k1, k2 = 8, 2, 3, 5
+    xs, targets = rng.standard_normal((T, N, 2)), rng.standard_normal((T, N, 1))
+    mask = np.ones((T, N), bool)
+    got = bptt.tbptt_gradient(net, readout, bptt.mse, xs, targets, mask, k1, k2)
+    _, tape = bptt.forward(net, xs)
+    starts = {s: tape.state_at(s) for s in range(T)}  # held constant while the weights move
+
+    def truncated_loss():
+        loss = 0.0
+        for start, loss_from, end in TBPTT(k1, k2).windows(T):
+            hs, _ = bptt.forward(net, xs[start:end], starts[start])
+            pred, _ = readout.forward(hs[loss_from - start :])
+            loss += np.sum((pred - targets[loss_from:end]) ** 2) / (T * N)
+        return loss
+
+    assert got.loss == pytest.approx(truncated_loss(), rel=1e-12)
+    for name in ("weight_hh_l0", "weight_ih_l1", "bias_hh_l1"):
+        numeric = central_difference(truncated_loss, net.params[name])
+        # 1e-6: layer 0's gradients are ~1e-5 of a loss ~1, near central differences' own error
+        assert relative_error(got.params["cell." + name], numeric) < 1e-6, name
+
+
+def test_methods_a_stack_cannot_run_say_so():
+    net = bptt.Stack("gru", 2, 3, 2, bidirectional=True, seed=0)
+    xs, dhs = np.zeros((4, 1, 2)), np.zeros((4, 1, 6))
+    for method in (bptt.rtrl, bptt.uoro):
+        with pytest.raises(NotImplementedError, match="works on one cell, and a Stack has several layers"):
+            method(net, xs, dhs)
+    with pytest.raises(ValueError, match="a bidirectional model cannot be truncated"):
+        bptt.tbptt_gradient(net, None, bptt.mse, xs, dhs, np.ones((4, 1), bool), 2, 2)
+    _, tape = bptt.forward(net, xs)
+    with pytest.raises(ValueError, match="needs one direction and no lengths"):
+        bptt.diagnostics.jacobian_norms(net, tape)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_stacked_step_jacobian_matches_finite_differences(cell):
+    """J_t = ds_t / ds_(t-1) of the whole stacked state (every layer's, through the dropout mask)."""
+    from bptt import diagnostics
+
+    net = bptt.Stack(cell, 2, 3, 3, dropout=0.3, seed=5)
+    xs, state0, _, _ = make_problem(net, T=4, N=1, seed=5)
+    _, tape = bptt.forward(net, xs, state0)
+    t, S = 2, diagnostics.state_size(net)
+    J = diagnostics.pull_back(net, tape, t, np.eye(S)[None])[0]  # row i = e_i J_t
+    masks = [None if m is None else m[t : t + 1] for m in tape.masks]
+
+    def flat(state):
+        return np.concatenate([np.concatenate([p[layer] for p in net.unpack_state(state)], axis=-1).ravel()
+                               for layer in range(3)]) if cell == "lstm" else state.reshape(-1)
+
+    def unflat(vector):
+        if cell != "lstm":
+            return vector.reshape(3, 1, 3)
+        blocks = vector.reshape(3, 6)
+        return (blocks[:, None, :3].copy(), blocks[:, None, 3:].copy())
+
+    start = flat(tape.state_at(t))
+    numeric = np.empty((S, S))
+    for j in range(S):
+        e = np.zeros(S)
+        e[j] = 1e-6
+        up = flat(net.forward(xs[t : t + 1], unflat(start + e), masks=masks)[1].final_state)
+        down = flat(net.forward(xs[t : t + 1], unflat(start - e), masks=masks)[1].final_state)
+        numeric[:, j] = (up - down) / 2e-6  # column j: d s_t / d s_(t-1)[j]
+    assert relative_error(J, numeric) < 1e-8
+
+
+def test_stack_dh_norms_of_the_top_layer_are_its_jacobian_products():
+    from bptt import diagnostics
+
+    net = bptt.Stack("lstm", 2, 3, 3, dropout=0.3, seed=6)
+    xs, _, _, _ = make_problem(net, T=6, N=1, seed=6)
+    hs, tape = bptt.forward(net, xs)
+    g = np.random.default_rng(6).standard_normal((1, 3))
+    dhs = np.zeros_like(hs)
+    dhs[-1] = g
+    grads = bptt.backward(net, tape, dhs)
+    S = diagnostics.state_size(net)
+    top = slice(2 * S // 3, 2 * S // 3 + 3)  # the top layer's h in the stacked state
+    v = np.zeros(S)
+    v[top] = g[0]
+    for t, product in diagnostics.iter_jacobian_products(net, tape):
+        assert np.linalg.norm((v @ product[0])[top]) == pytest.approx(grads.dh_norms[2, 0, t], rel=1e-12)
+    per_layer = diagnostics.layer_jacobian_norms(net, tape)
+    assert len(per_layer) == 3 and all(n.spectral.shape == (6, 1) for n in per_layer)
+    assert diagnostics.lyapunov_spectrum(net, tape).shape == (1, S)
