@@ -166,3 +166,26 @@ def test_progress_goes_to_stderr_and_the_table_to_stdout():
     assert result.exit_code == 0
     assert "checking" not in result.stdout
     assert "reverse (BPTT)" in result.stdout
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_gradcheck_checks_a_stack(cell):
+    result = run("--cell", cell, "--layers", "2", "--bidirectional", "--no-torch")
+    assert result.exit_code == 0, result.output
+    assert f"gradcheck {cell}: L=2 bidirectional" in result.output
+    rows = table(result.output)
+    assert set(rows) == {"reverse (BPTT)", "reverse, checkpointed", "forward (jvp)", "finite differences"}
+    assert float(rows["forward (jvp)"]) < 1e-12 and float(rows["finite differences"]) < 1e-6
+
+
+@pytest.mark.torch
+def test_gradcheck_checks_a_truncated_stack_against_pytorch(torch):
+    result = run("--cell", "lstm", "--layers", "3", "--truncate", "3", "--torch")
+    assert result.exit_code == 0, result.output
+    assert float(table(result.output)["PyTorch autograd"]) < 1e-13
+
+
+def test_a_truncated_bidirectional_stack_is_a_usage_error():
+    result = run("--bidirectional", "--truncate", "3", "--no-torch")
+    assert result.exit_code == 2
+    assert "a bidirectional stack cannot be truncated" in result.output

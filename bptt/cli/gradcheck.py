@@ -14,8 +14,8 @@ import time
 import click
 import numpy as np
 
-from ..cells import RNN
-from ..cells.registry import CELL_NAMES, make_cell
+from ..cells.registry import CELL_NAMES, cell_name, make_cell
+from ..cells.stack import Stack
 from ..core.unroll import backward, forward
 from ..modes.checkpointing import backward_checkpointed, forward_checkpointed
 from ..modes.finite_diff import central_difference, relative_error
@@ -25,6 +25,7 @@ from . import cli
 
 
 EXHAUSTIVE_MAX_PARAMS = 2000  # above this the default checks SAMPLE_DEFAULT coordinates per parameter
+EXHAUSTIVE_MAX_STACK_PARAMS = 500  # a stack's forward mode is one jvp per coordinate, not RTRL
 SAMPLE_DEFAULT = 20
 
 
@@ -127,12 +128,14 @@ def pytorch_mode(cell, xs, targets, chunks, starts, coordinates, progress):
     """PyTorch autograd on nn.RNN/LSTM/GRU with the same weights, the state detached at each cut."""
     import torch  # optional: only when installed and asked for (imported before the clock starts)
 
-    kind = {"RNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[type(cell).__name__]
-    kwargs = {"nonlinearity": cell.nonlinearity} if isinstance(cell, RNN) else {}
+    stack = isinstance(cell, Stack)
+    name = cell.cell_name if stack else cell_name(cell)
+    kind = {"rnn": torch.nn.RNN, "rnn-relu": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[name]
+    kwargs = {"nonlinearity": "relu" if name == "rnn-relu" else "tanh"} if name.startswith("rnn") else {}
+    if stack:
+        kwargs.update(num_layers=cell.num_layers, bidirectional=cell.bidirectional)
     module = kind(cell.input_size, cell.hidden_size, **kwargs).double()
-    with torch.no_grad():
-        for name, value in cell.params.items():
-            getattr(module, name + "_l0").copy_(torch.from_numpy(value))
+    module.load_state_dict({key if stack else key + "_l0": torch.from_numpy(value) for key, value in cell.params.items()})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: extra threads only contend with each other
     try:
@@ -150,7 +153,8 @@ def _pytorch_gradients(torch, module, cell, xs, targets, chunks):
         loss = ((out - torch.from_numpy(targets[chunk])) ** 2).sum() / targets.size
         loss.backward()
         state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-    return {name: getattr(module, name + "_l0").grad.numpy() for name in cell.params}
+    grads = dict(module.named_parameters())
+    return {name: grads[name if name in grads else name + "_l0"].grad.numpy() for name in cell.params}
 
 
 def max_relative_error(grads, reference, scales=None) -> float:
@@ -187,14 +191,20 @@ CELL_HELP = "Cell to check (rnn is the tanh RNN)."
               help="Largest relative error accepted against reverse mode.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for weights, inputs and targets.")
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Layers L: more than one checks a bptt.Stack (as torch.nn.RNN/LSTM/GRU(num_layers=L)).")
+@click.option("--bidirectional", is_flag=True,
+              help="Both directions in every layer (a bptt.Stack); not with --truncate.")
 @click.option("--torch/--no-torch", "use_torch", default=None,
               help="Include PyTorch autograd (default: when torch is installed).")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help=f"Check K random coordinates of each parameter instead of all of them (the error is "
                    f"then the RMS difference on them over the RMS of the whole reverse-mode gradient); "
                    f"forward mode runs one jvp per coordinate instead of RTRL  [default: all coordinates "
-                   f"up to {EXHAUSTIVE_MAX_PARAMS} parameters, else {SAMPLE_DEFAULT}]")
-def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed, use_torch, sample):
+                   f"up to {EXHAUSTIVE_MAX_PARAMS} parameters ({EXHAUSTIVE_MAX_STACK_PARAMS} for a stack), "
+                   f"else {SAMPLE_DEFAULT}]")
+def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed, layers, bidirectional,
+              use_torch, sample):
     """Compute one gradient by reverse mode, checkpointed reverse mode, forward mode (RTRL, or jvp
     per coordinate with --sample), finite differences and PyTorch; print each one's error against
     reverse mode and its time.
@@ -210,16 +220,24 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
         raise click.BadParameter(f"{truncate} is longer than the sequence (--seq-len {seq_len}): there "
                                  "is nothing to cut", param_hint="--truncate")
 
+    if bidirectional and truncate is not None and truncate < seq_len:
+        raise click.BadParameter("a bidirectional stack cannot be truncated: its reverse direction needs "
+                                 "the whole sequence", param_hint="--truncate")
+
     rng = np.random.default_rng(seed)
-    cell = make_cell(cell_name, input_size, hidden, seed=seed)
+    stacked = layers > 1 or bidirectional
+    if stacked:
+        cell = Stack(cell_name, input_size, hidden, layers, bidirectional=bidirectional, seed=seed)
+    else:
+        cell = make_cell(cell_name, input_size, hidden, seed=seed)
     xs = rng.standard_normal((seq_len, batch, input_size))
-    targets = rng.standard_normal((seq_len, batch, hidden))
+    targets = rng.standard_normal((seq_len, batch, hidden * (2 if bidirectional else 1)))
     k = truncate or seq_len
     chunks = [slice(start, start + k) for start in range(0, seq_len, k)]
     starts = chunk_starts(cell, xs, chunks)
     if use_torch:  # import torch and warm it up outside the clock: its first call costs ~1 s
         pytorch_mode(cell, xs[:1], targets[:1], [slice(0, 1)], [None], {}, lambda n: None)
-    if sample is None and cell.num_params > EXHAUSTIVE_MAX_PARAMS:
+    if sample is None and cell.num_params > (EXHAUSTIVE_MAX_STACK_PARAMS if stacked else EXHAUSTIVE_MAX_PARAMS):
         sample = SAMPLE_DEFAULT
     coordinates = choose_coordinates(cell, sample, rng)
     checked = sum(len(idx) for idx in coordinates.values())
@@ -227,7 +245,7 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
     modes = [
         ("reverse (BPTT)", reverse_mode),
         ("reverse, checkpointed", checkpointed_mode),
-        ("forward (RTRL)", rtrl_mode) if sample is None else ("forward (jvp)", jvp_mode),
+        ("forward (RTRL)", rtrl_mode) if sample is None and not stacked else ("forward (jvp)", jvp_mode),
         ("finite differences", finite_differences),
     ]
     if use_torch:
@@ -236,7 +254,8 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
     cut = f"truncated every {truncate} steps" if truncate else "full BPTT"
     which = (f"all {cell.num_params} parameters" if checked == cell.num_params else
              f"{sample} random coordinates of each parameter ({checked} of {cell.num_params})")
-    click.echo(f"gradcheck {cell_name}: D={input_size} H={hidden} N={batch} T={seq_len}, {cut}, "
+    shape = f"L={layers}{' bidirectional' if bidirectional else ''} " if stacked else ""
+    click.echo(f"gradcheck {cell_name}: {shape}D={input_size} H={hidden} N={batch} T={seq_len}, {cut}, "
                f"float64, loss = mse(h, random targets); checked: {which}")
     rows, reference, failed = [], None, []
     with click.progressbar(length=len(modes) * len(coordinates), label="checking", file=sys.stderr,
