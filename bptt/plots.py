@@ -197,6 +197,68 @@ def dh_norms_heatmap_figure(steps, dh_norms, title: str, xlabel: str = "timestep
     return fig
 
 
+def layer_time_figure(dh_norms, title: str, panel_titles=None, scale=None) -> Figure:
+    """||dL/dh_t|| over (layer, timestep t) as log-coloured maps, one panel per direction: where a
+    gradient dies, along time or down the stack. dh_norms (L, directions, T) (a Stack's
+    Gradients.dh_norms); panel_titles: one per direction (default "forward", "reverse"); scale:
+    divide every value by this (e.g. the top layer's last value) so the colour reads as a ratio."""
+    values = np.asarray(dh_norms, float)
+    if scale:
+        values = values / scale
+    L, directions, T = values.shape
+    titles = panel_titles or ["forward direction", "reverse direction"][:directions]
+    fig, axes = _figure(ncols=directions, width=6.4, height=1.2 + 0.55 * L + 1.6)
+    positive = values[np.isfinite(values) & (values > 0)]
+    low, high = (positive.min(), positive.max()) if positive.size else (1e-12, 1.0)
+    for d, ax in enumerate(axes[0]):
+        image = ax.imshow(np.where(values[:, d] > 0, values[:, d], np.nan), aspect="auto", origin="lower",
+                          interpolation="nearest", norm=LogNorm(vmin=low, vmax=max(high, low * 10)), cmap="magma",
+                          extent=(-0.5, T - 0.5, -0.5, L - 0.5))
+        ax.set_yticks(range(L), [f"layer {layer}" for layer in range(L)])
+        ax.set_xlabel("timestep t")
+        ax.set_title(titles[d])
+    label = r"$\|\partial L/\partial h_t\|$" + (" / its value at the top, last step" if scale else "")
+    fig.colorbar(image, ax=list(axes[0]), label=label)
+    fig.suptitle(title)
+    return fig
+
+
+def stack_gradients_figure(runs: list[dict], title: str) -> Figure:
+    """Per cell, a layer x time map of ||dL/dh_t|| (top row) and, below it, the same norms against
+    t, one curve per layer, with the slope of the top layer's top Lyapunov exponent dashed.
+
+    runs: dicts with "label", "dh_norms" (L, T) normalised so the top layer's last value is 1,
+    "lyapunov_top" (the top layer's, nats per step).
+    """
+    fig, axes = _figure(ncols=len(runs), nrows=2, width=5.0, height=3.6)
+    every = np.concatenate([np.ravel(r["dh_norms"]) for r in runs])
+    every = every[np.isfinite(every) & (every > 0)]
+    norm = LogNorm(vmin=every.min(), vmax=every.max())
+    for column, r in enumerate(runs):
+        values = np.asarray(r["dh_norms"], float)
+        L, T = values.shape
+        top, bottom = axes[0, column], axes[1, column]
+        image = top.imshow(values, aspect="auto", origin="lower", interpolation="nearest", norm=norm, cmap="magma",
+                           extent=(-0.5, T - 0.5, -0.5, L - 0.5))
+        top.set_yticks(range(L), [f"layer {layer}" for layer in range(L)])
+        top.set_xlabel("timestep t")
+        top.set_title(r["label"])
+        t = np.arange(T)
+        for layer in range(L):
+            bottom.semilogy(t, values[layer], color=color(layer), lw=2.0, label=f"layer {layer}")
+        distance = T - 1 - t
+        bottom.semilogy(t, np.exp(r["lyapunov_top"] * distance), color="black", lw=1.0, ls="--",
+                        label=r"slope of the top layer's $\lambda_{max}$")
+        bottom.set_ylim(max(values[values > 0].min(), 1e-30) / 3, values.max() * 3)
+        bottom.set_xlabel("timestep t")
+        bottom.grid(True, which="major", alpha=0.3)
+    axes[1, 0].set_ylabel(r"$\|\partial L/\partial h_t\|$ / top layer at $t = T-1$")
+    axes[1, 0].legend(fontsize=8, loc="lower right")
+    fig.colorbar(image, ax=list(axes[0]), label=r"$\|\partial L/\partial h_t\|$, ratio")
+    fig.suptitle(title)
+    return fig
+
+
 def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
     """Cosine similarity and relative error of the TBPTT(k, k) gradient to full BPTT, against k.
 

@@ -107,6 +107,30 @@ def test_experiments_reject_missing_out():
 
 
 @pytest.fixture(scope="module")
+def stacks(tmp_path_factory):
+    return run_quick("stack_gradients", tmp_path_factory.mktemp("stacks"))
+
+
+def test_stack_gradients_vanish_along_time_at_the_lyapunov_rate_and_down_the_layers(stacks):
+    result = json.loads((stacks / "results.json").read_text())
+    setup, runs = result["setup"], result["runs"]
+    assert [r["cell"] for r in runs] == ["rnn", "lstm", "gru"]
+    for r in runs:
+        top = r["time_slopes"][-1]
+        assert top < -0.2 and top == pytest.approx(r["lyapunov_top_layer"], abs=0.05), r["cell"]
+        assert len(r["down_per_layer"]) == setup["layers"] - 1 and all(d < 0 for d in r["down_per_layer"])
+        assert r["down_mean"] == pytest.approx(np.mean(r["down_per_layer"]))
+    with open(stacks / "norms.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * setup["layers"] * setup["T"]
+    last = {(r["cell"], int(r["layer"])): float(r["dl_dh"]) for r in rows if int(r["t"]) == setup["T"] - 1}
+    for r in runs:  # the per-layer rates are the logs of the written norms' ratios
+        ratios = [math.log(last[r["cell"], layer] / last[r["cell"], layer + 1]) for layer in range(setup["layers"] - 1)]
+        np.testing.assert_allclose(ratios, r["down_per_layer"], rtol=1e-9)
+    assert_png(stacks / "stack_gradients.png")
+
+
+@pytest.fixture(scope="module")
 def truncation(tmp_path_factory):
     return run_quick("truncation", tmp_path_factory.mktemp("truncation"))
 

@@ -1,0 +1,93 @@
+"""Where a gradient dies in a stack: along time, or down the layers.
+
+Four-layer stacks (bptt.Stack) of tanh RNN, LSTM and GRU cells at PyTorch's default initialisation,
+H = 64, fed N(0, 1) inputs, with a loss on the top layer's output at the last step only (through a
+linear readout, as in vanishing_exploding.py). The reverse sweep reports ||dL/dh_t|| for every layer
+and step (Gradients.dh_norms, (L, 1, T)). Two rates are read off it:
+
+- along time: the least-squares slope of log ||dL/dh_t|| against the distance T-1-t in the top
+  layer, in nats per step, next to the top Lyapunov exponent of the top layer's own recurrence
+  (diagnostics.lyapunov_spectrum on that layer's cell and tape), which predicts it;
+- down the stack: log(||dL/dh^l_t|| / ||dL/dh^(l+1)_t||) at the last step, where the gradient has
+  crossed layers but no time yet, in nats per layer.
+
+    python experiments/stack_gradients.py --out DIR [--quick]
+
+Writes stack_gradients.png (the layer x time maps and the curves), results.json, norms.csv.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # many small factorisations: threads only contend
+
+import numpy as np  # noqa: E402
+
+import bptt  # noqa: E402
+from bptt import diagnostics, plots  # noqa: E402
+
+from common import parse_args, write_csv, write_json  # noqa: E402
+
+CELLS = (("rnn", "tanh RNN"), ("lstm", "LSTM"), ("gru", "GRU"))
+LAYERS, INPUT_SIZE = 4, 8
+SKIP = 10  # steps nearest the loss left out of the slope fit
+
+
+def fit_slope(values: np.ndarray) -> float:
+    """Least-squares slope of log(values) against the distance T-1-t, in nats per step."""
+    T = len(values)
+    distance = (T - 1 - np.arange(T))[: T - SKIP]
+    return float(np.polyfit(distance, np.log(values[: T - SKIP]), 1)[0])
+
+
+def measure(cell: str, T: int, N: int, H: int, seed: int) -> dict:
+    net = bptt.Stack(cell, INPUT_SIZE, H, LAYERS, seed=seed)
+    xs = np.random.default_rng([seed, 1]).standard_normal((T, N, INPUT_SIZE))
+    hs, tape = bptt.forward(net, xs)
+    readout = bptt.Linear(H, 1, seed=seed)
+    pred, cache = readout.forward(hs[-1])
+    _, dpred = bptt.mse(pred, np.random.default_rng([seed, 2]).standard_normal((N, 1)))
+    dhs = np.zeros_like(hs)
+    dhs[-1], _ = readout.backward(dpred, cache)  # the loss sits on the top layer's last step
+    norms = bptt.backward(net, tape, dhs).dh_norms[:, 0]  # (L, T)
+    top_cell, top_tape = net.cells[-1][0], tape.layers[-1][0]
+    lyapunov_top = float(diagnostics.lyapunov_spectrum(top_cell, top_tape, warmup=SKIP)[:, 0].mean())
+    stacked = float(diagnostics.lyapunov_spectrum(net, tape, warmup=SKIP)[:, 0].mean())
+    down = np.log(norms[:-1, -1] / norms[1:, -1])  # layer l against layer l + 1, at t = T-1
+    return {
+        "cell": cell,
+        "time_slopes": [fit_slope(norms[layer]) for layer in range(LAYERS)],
+        "lyapunov_top_layer": lyapunov_top,
+        "lyapunov_stack": stacked,
+        "down_per_layer": down.tolist(),
+        "down_mean": float(down.mean()),
+        "norms": norms,
+    }
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n\n")[0])
+    T, N, H = (30, 4, 16) if args.quick else (100, 16, 64)
+    results = [dict(measure(cell, T, N, H, args.seed), label=label) for cell, label in CELLS]
+    for r in results:
+        print(f"{r['label']:8s} along time (top layer): {r['time_slopes'][-1]:+.3f} nats/step "
+              f"(its Lyapunov exponent {r['lyapunov_top_layer']:+.3f}; the whole stack's {r['lyapunov_stack']:+.3f}); "
+              f"down the stack at t = T-1: {r['down_mean']:+.3f} nats/layer "
+              f"({', '.join(f'{d:+.2f}' for d in r['down_per_layer'])})")
+    figure = plots.stack_gradients_figure(
+        [{"label": r["label"], "dh_norms": r["norms"] / r["norms"][-1, -1], "lyapunov_top": r["lyapunov_top_layer"]}
+         for r in results],
+        f"{LAYERS}-layer stacks at initialisation, H = {H}, T = {T}: "
+        r"$\|\partial L/\partial h_t\|$ for a loss on the top layer's last step")
+    plots.save_figure(figure, os.path.join(args.out, "stack_gradients.png"))
+    write_csv(os.path.join(args.out, "norms.csv"), ["cell", "layer", "t", "dl_dh"],
+              [(r["cell"], layer, t, r["norms"][layer, t]) for r in results for layer in range(LAYERS) for t in range(T)])
+    write_json(os.path.join(args.out, "results.json"), {
+        "setup": {"layers": LAYERS, "T": T, "N": N, "H": H, "D": INPUT_SIZE, "seed": args.seed, "skip": SKIP},
+        "runs": [{k: v for k, v in r.items() if k != "norms"} for r in results],
+    })
+
+
+if __name__ == "__main__":
+    main()
