@@ -15,6 +15,7 @@ appended as one JSON line to benchmarks/results.jsonl.
 This file is the command line; the work is in its siblings:
     bench_peers.py     the runners: bptt, stepwise, ref (a revision), torch, jax, numpy's GEMM
     bench_revision.py  bptt at a git revision, imported under another package name
+    bench_stack.py     the stacked rows: a 2-layer bidirectional Stack against torch's, with lengths too
     bench_harness.py   problems, flop counts, gradient checks, one row
     bench_timing.py    timing one call, and many runners interleaved
     bench_train.py     the training-loop row
@@ -52,6 +53,7 @@ import bench_machine  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_report  # noqa: E402
 import bench_revision  # noqa: E402
+import bench_stack  # noqa: E402
 import bench_timing  # noqa: E402
 import bench_train  # noqa: E402
 from bptt.cells.registry import CELL_NAMES  # noqa: E402
@@ -82,6 +84,9 @@ def parse_args(argv):
     parser.add_argument("--train-reps", type=int, default=5, help="runs of each training loop")
     parser.add_argument("--no-train", dest="train", action="store_false",
                         help="leave out the training-loop row")
+    parser.add_argument("--no-stacks", dest="stacks", action="store_false",
+                        help="leave out the stacked rows (2-layer bidirectional LSTM and GRU, with and without "
+                             "lengths, on the first two sizes, against torch with the same arguments)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for numpy's BLAS, PyTorch and XLA alike (default 1: on a shared "
                              "2-core machine, multi-threaded small products stall when a core is taken)")
@@ -152,6 +157,15 @@ def run(args, peers: dict, argv, revision=None) -> dict:
                                               args.settle)
                 rows.append(row)
                 print(bench_report.format_table([row], columns).splitlines()[-1], flush=True)
+    stack_rows = []
+    if args.stacks:
+        for dtype in args.dtypes:
+            for cell_name in [c for c in args.cells if c in bench_stack.STACK_CELLS]:
+                for size in args.sizes[:2]:
+                    for _, lengths in bench_stack.VARIANTS:
+                        stack_rows.append(bench_stack.bench_stack_row(
+                            cell_name, size, dtype, lengths, "torch" in peers, args.reps, args.row_budget, args.settle))
+                        print(bench_stack.format_stack_table(stack_rows[-1:], rows).splitlines()[-1], flush=True)
     train_rows = []
     if args.train:
         settings = bench_train.TRAIN_QUICK if args.quick else bench_train.TRAIN_FULL
@@ -161,12 +175,15 @@ def run(args, peers: dict, argv, revision=None) -> dict:
     print()
     print(bench_report.format_table(rows, columns))
     print(bench_report.summary(rows, columns))
+    if stack_rows:
+        print()
+        print(bench_stack.format_stack_table(stack_rows, rows))
     if train_rows:
         print()
         print(bench_report.format_train(train_rows))
     info["machine"]["load_average_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     record = {**info, "command": " ".join(["scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
-              "rows": rows, "train_rows": train_rows}
+              "rows": rows, "stack_rows": stack_rows, "train_rows": train_rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(record) + "\n")

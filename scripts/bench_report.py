@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench_harness import bptt_flops, gemm_fraction
 from bench_peers import GEMM_SIZE
+from bench_stack import format_stack_table
 from bptt.cells.registry import CELL_NAMES
 
 # Column order. naive (a textbook numpy loop, since replaced by stepwise) appears in older records.
@@ -124,5 +125,7 @@ def show(path: Path) -> None:
         print(against_line(record["against"]))
     print(format_table(record["rows"], peers))
     print(summary(record["rows"], peers))
+    if record.get("stack_rows"):
+        print(format_stack_table(record["stack_rows"], record["rows"]))
     if record.get("train_rows"):
         print(format_train(record["train_rows"]))

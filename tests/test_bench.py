@@ -19,7 +19,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 SCRIPT = SCRIPTS / "bench.py"
 REPO = SCRIPTS.parent
 SPLIT_MODULES = ["bench_harness", "bench_machine", "bench_peers", "bench_report", "bench_revision",
-                 "bench_timing", "bench_train"]
+                 "bench_stack", "bench_timing", "bench_train"]
 
 
 def load(name: str, path: Path):
@@ -72,6 +72,34 @@ def test_quick_runs_without_jax_checks_gradients_and_appends_a_record(bench, har
         assert row["tape_bytes_per_step"] > row["state_bytes_per_step"] > 0
     assert [r["dtype"] for r in first["train_rows"]] == ["float32", "float64"]
     assert all(r["steps_per_second"]["bptt"] > 0 for r in first["train_rows"])
+    stacked = {(r["cell"], r["dtype"], r["variant"]) for r in first["stack_rows"]}
+    assert stacked == {(c, d, v) for c in ("lstm", "gru") for d in ("float32", "float64")
+                       for v in ("2 layers, bidirectional", "2 layers, bidirectional, lengths")}
+    for row in first["stack_rows"]:  # checked against the plain step pairs, and torch when installed
+        assert set(row["gradient_error"]) == ({"stepwise", "torch"} if torch_installed else {"stepwise"})
+        assert all(e <= harness.GRADIENT_TOLERANCE[row["dtype"]] for e in row["gradient_error"].values())
+        assert (row["lengths"] is not None) == row["variant"].endswith("lengths")
+        if row["lengths"] is not None:
+            assert max(row["lengths"]) == row["T"] and min(row["lengths"]) >= row["T"] // 4
+
+
+def test_a_stacked_row_with_a_wrong_gradient_fails(bench, harness, monkeypatch):
+    stack = bench.bench_stack
+    original = stack.stepwise_runner
+
+    def broken(problem):
+        right = original(problem)
+
+        def run():
+            grads = right()
+            grads["weight_hh_l1_reverse"] = grads["weight_hh_l1_reverse"] * (1 + 1e-6)
+            return grads
+
+        return run
+
+    monkeypatch.setattr(stack, "stepwise_runner", broken)
+    with pytest.raises(harness.GradientMismatch, match="stepwise"):
+        stack.bench_stack_row("gru", (5, 2, 3, 4), "float64", True, False, reps=3, row_budget=1.0)
 
 
 def test_a_peer_with_a_wrong_gradient_fails_its_row(harness, peers):
