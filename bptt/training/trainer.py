@@ -292,6 +292,8 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
         bad = [name for name, g in result.params.items() if not np.isfinite(g).all()]
         if bad:
             raise NonFiniteError(f"gradient of {bad[0]}", f"the gradient of {bad[0]} is not finite")
+        clipping = clip_gradients(result.params, config.clip, config.clip_threshold)
+        lr = _apply_update(run, result.params)
     except NonFiniteError as exc:
         if config.on_nonfinite == "stop":
             run.elapsed = base_elapsed + time.perf_counter() - started
@@ -305,15 +307,29 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
         run.batch = run.walk = None  # the rest of this batch's windows would start from a bad state
         record.update(loss=None, grad_norm=None, clipped=False, lr=None, skipped=True)
     else:
-        clipping = clip_gradients(result.params, config.clip, config.clip_threshold)
         run.clipped += int(clipping.clipped)
-        lr = run.optimizer.step(run.params, result.params)
         run.step += 1
         run.advance(result.tape)
         record.update(loss=result.loss, grad_norm=clipping.norm, clipped=clipping.clipped, lr=lr)
         if config.record_every and run.step % config.record_every == 0:
             logs.write_dh_norms(run.step, result.dh_norms)
     return record
+
+
+def _apply_update(run: TrainingRun, grads: dict) -> float:
+    """The optimizer's step on the live weights, undone (weights and optimizer state) if it leaves a
+    weight non-finite: a finite gradient times a huge learning rate can overflow. Returns the lr."""
+    weights = {name: value.copy() for name, value in run.params.items()}
+    state = run.optimizer.state_arrays()
+    with np.errstate(over="ignore", invalid="ignore"):
+        lr = run.optimizer.step(run.params, grads)
+    bad = [name for name, value in run.params.items() if not np.isfinite(value).all()]
+    if bad:
+        for name, value in run.params.items():
+            value[...] = weights[name]
+        run.optimizer.load_state_arrays(state)
+        raise NonFiniteError("weights", f"the update at lr {lr:.3g} would make {bad[0]} non-finite; it was undone")
+    return lr
 
 
 def _summary(run: TrainingRun, reached_target: bool) -> dict:
