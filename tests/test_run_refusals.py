@@ -151,7 +151,8 @@ def test_one_lock_per_folder_even_within_one_process(tmp_path):
         with pytest.raises(RunLockedError) as info:
             lock_run_folder(tmp_path)
         assert info.value.pid == os.getpid()
-        assert str(info.value) == f"run folder {tmp_path} is being written by process {os.getpid()}; one writer at a time"
+        assert str(info.value) == (f"run folder {tmp_path} is being written by process {os.getpid()}; "
+                                   "one writer at a time")
         with pytest.raises(RunLockedError):
             train(TrainConfig(steps=1, out=str(tmp_path), **TINY))
     assert not held.held and (tmp_path / ".lock").read_text() == ""
@@ -199,7 +200,8 @@ def test_a_resume_after_config_json_changed_is_refused_naming_the_settings(tmp_p
     assert info.value.changes == ("seq_len was 8, config.json now says 12", "lr was 0.01, config.json now says 0.5")
     result = run("train", "--resume", run_dir, "--steps", 6, "--quiet")
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.stderr.startswith(f"Error: cannot resume {run_dir}: it no longer matches its checkpoint: seq_len was 8")
+    assert result.stderr.startswith(f"Error: cannot resume {run_dir}: it no longer matches its checkpoint: "
+                                    "seq_len was 8, config.json now says 12; lr was 0.01")
     assert snapshot(run_dir) == before
 
 
