@@ -171,3 +171,14 @@ def test_stale_temporaries_are_swept_when_a_writer_next_takes_the_folder(tmp_pat
     assert run("train", "--resume", out, "--steps", 3, "--quiet").exit_code == 0
     assert hidden_temporaries(out) == sorted(others)
     assert json.loads((out / "summary.json").read_text())["steps"] == 3
+
+
+def test_a_log_that_cannot_be_read_stops_a_resume_with_a_message(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", "--steps", 2, "--out", out, *FAST).exit_code == 0
+    (out / "dh_norms.jsonl").unlink()
+    (out / "dh_norms.jsonl").mkdir()  # unreadable as a file, even for root
+    result = run("train", "--resume", out, "--steps", 3, "--quiet")
+    assert ended_cleanly(result, 2), result.output
+    assert f"cannot read {out / 'dh_norms.jsonl'}: Is a directory" in result.stderr
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]  # nothing truncated or rewritten

@@ -263,7 +263,10 @@ def _step_records(path: Path) -> list[dict]:
     """A log's records, each checked to be an object with an integer "step" (missing file: none)."""
     if not path.exists():
         return []
-    records = _numbered_lines(path)
+    try:
+        records = _numbered_lines(path)
+    except OSError as exc:  # e.g. no permission: a run that cannot be resumed, like a broken line
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
     for number, record in records:
         if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
             raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'step'")
