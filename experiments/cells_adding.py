@@ -39,7 +39,7 @@ def fit(label, T, runs_dir, **settings) -> dict:
     cell, init = CELLS[label]
     run_dir = os.path.join(runs_dir, f"{cell}-{init}-T{T}")
     config = bptt.TrainConfig(task="adding", cell=cell, init=init, seq_len=T, out=run_dir, **settings)
-    summary = bptt.train(config)
+    summary = bptt.train(config, overwrite=True)  # a rerun into the same --out replaces its runs
     run = read_run(run_dir)
     held_out = run.column("eval_loss")
     keep = np.isfinite(held_out)

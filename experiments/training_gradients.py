@@ -37,7 +37,7 @@ def main() -> None:
     config = bptt.TrainConfig(task="adding", cell="lstm", hidden=H, seq_len=T, steps=steps,
                               record_every=record_every, eval_every=eval_every, checkpoint_every=steps,
                               seed=args.seed, out=run_dir)
-    summary = bptt.train(config)
+    summary = bptt.train(config, overwrite=True)  # a rerun into the same --out replaces its runs
     run = read_run(run_dir)
     reach = np.log10(run.dh_norms[:, 0] / run.dh_norms[:, -1])
     write_json(os.path.join(args.out, "results.json"), {

@@ -76,7 +76,7 @@ def main() -> None:
         config = bptt.TrainConfig(task="adding", cell="lstm", hidden=H, seq_len=T, steps=steps, k1=k, k2=k,
                                   eval_every=eval_every, checkpoint_every=steps, record_every=0,
                                   seed=args.seed, out=run_dir)
-        summary = bptt.train(config)
+        summary = bptt.train(config, overwrite=True)  # a rerun into the same --out replaces its runs
         run = read_run(run_dir)
         held_out = run.column("eval_loss")
         keep = np.isfinite(held_out)

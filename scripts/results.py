@@ -64,8 +64,9 @@ def main() -> None:
         for cell in CELLS:
             run_dir = out / f"{task}-{cell}"
             cmd = command(task, cell, run_dir)
-            subprocess.run([sys.executable, "-m", "bptt", *cmd[1:], "--quiet"], cwd=ROOT, env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            # --overwrite: a rerun replaces the table's runs in --out
+            subprocess.run([sys.executable, "-m", "bptt", *cmd[1:], "--overwrite", "--quiet"], cwd=ROOT, env=env,
+                           check=True, stdout=subprocess.DEVNULL)
             summary = json.loads((run_dir / "summary.json").read_text())
             baseline, result = metric_text(summary)
             shown = " ".join(cmd[:-2])  # the --out folder is the script's choice

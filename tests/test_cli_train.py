@@ -94,3 +94,19 @@ def test_non_finite_stop_is_a_clean_error(tmp_path):
     result = run("train", "--cell", "rnn-relu", "--optimizer", "sgd", "--lr", "10000", "--clip", "none",
                  "--seq-len", "30", "--steps", "30", "--out", str(tmp_path / "nan"), "--quiet")
     assert result.exit_code == 1 and "non-finite" in result.output and "Traceback" not in result.output
+
+
+def test_skipped_steps_and_a_non_finite_final_loss_are_reported(tmp_path):
+    out = tmp_path / "skip"
+    result = run("train", "--cell", "rnn-relu", "--optimizer", "sgd", "--lr", "10000", "--clip", "none",
+                 "--seq-len", "30", "--steps", "30", "--on-nonfinite", "skip", "--eval-size", "16", "--record-every", "0",
+                 "--out", str(out), "--quiet")
+    assert result.exit_code == 0 and result.exception is None, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval_loss"] is None and summary["skipped_steps"] > 0
+    skipped = summary["skipped_steps"]
+    assert "adding / rnn-relu: 30 steps in" in result.stdout
+    assert f", {skipped} of them skipped (non-finite)" in result.stdout
+    assert "eval loss not finite (baseline 0.1667)" in result.stdout
+    assert result.stderr == (f"warning: {skipped} of 30 steps were skipped (non-finite loss, gradient or updated "
+                             "weights); the final held-out loss is not finite\n")

@@ -145,10 +145,11 @@ def test_checkpoint_schema_round_trips_and_names_every_key(tmp_path):
     params = {f"param/cell.{k}" for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
     params |= {"param/readout.weight", "param/readout.bias"}
     assert keys == params | {f"optim/{slot}/{name[len('param/'):]}" for slot in "mv" for name in params} | {
-        "optim/t", "step", "window", "elapsed", "skipped", "clipped", "rng_state", "carry/0", "carry/1", "last_eval"}
+        "optim/t", "step", "window", "elapsed", "skipped", "clipped", "rng_state", "carry/0", "carry/1", "last_eval",
+        "fingerprint"}
     write_checkpoint(tmp_path, checkpoint)
     again = read_checkpoint(tmp_path)
-    for name in ("step", "window", "elapsed", "skipped", "clipped", "rng_state", "last_eval", "vocab"):
+    for name in ("step", "window", "elapsed", "skipped", "clipped", "rng_state", "last_eval", "vocab", "fingerprint"):
         assert getattr(again, name) == getattr(checkpoint, name), name
     for name in ("params", "optimizer"):
         assert all(np.array_equal(getattr(again, name)[k], v) for k, v in getattr(checkpoint, name).items())

@@ -148,6 +148,27 @@ def test_non_finite_steps_can_be_skipped_and_counted(tmp_path):
     assert all(np.isfinite(v).all() for k, v in saved.items() if k.startswith("param/"))
 
 
+@pytest.mark.parametrize("on_nonfinite", ["skip", "stop"])
+def test_an_update_that_makes_the_weights_non_finite_never_reaches_them(tmp_path, on_nonfinite):
+    # Adam's first step moves every weight by about lr: 1e308 overflows although the gradient is finite
+    config = TrainConfig(task="adding", cell="gru", steps=3, lr=1e308, optimizer="adam", on_nonfinite=on_nonfinite,
+                         out=str(tmp_path / "run"), **TINY)
+    initial = trainer.TrainingRun(config).params
+    if on_nonfinite == "skip":
+        summary = train(config)
+        assert summary["skipped_steps"] == 3 and summary["eval_loss"] is not None
+        assert [r.get("skipped") for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [True] * 3
+    else:
+        with pytest.raises(TrainingStopped, match=r"step 1: non-finite weights \(the update at lr 1e\+308 would make "
+                                                  r"cell\.\S+ non-finite; it was undone\); the weights of step 0"):
+            train(config)
+    saved = load_checkpoint(tmp_path / "run")
+    assert int(saved["step"]) == (3 if on_nonfinite == "skip" else 0)
+    for name, value in initial.items():
+        assert np.array_equal(saved[f"param/{name}"], value), name  # never moved
+    assert int(saved["optim/t"]) == 0  # the optimizer's state was put back too
+
+
 @pytest.mark.parametrize("change,message", [
     (dict(task="sorting"), "task must be one of"),
     (dict(k1=5, k2=3), r"k2 must be >= k1 = 5"),

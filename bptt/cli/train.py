@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import click
 
 from ..cells.registry import CELL_NAMES
@@ -11,7 +9,9 @@ from ..training.clipping import CLIPS
 from ..training.config import DTYPES, ON_NONFINITE, TrainConfig
 from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
-from ..training.run_folder import default_run_dir, load_config
+from ..training.run_folder import (
+    CHECKPOINT, RunExistsError, RunFolderError, RunLockedError, RunWriteError, load_config,
+)
 from ..training.sampling import sample
 from ..training.tasks import TASKS
 from ..training.trainer import TrainingStopped, evaluate, train
@@ -21,12 +21,33 @@ DEFAULTS = TrainConfig()
 POSITIVE = click.IntRange(min=1)
 
 
+class Refused(click.ClickException):
+    """A request the run folder refuses (it holds a run, another process writes it, it changed):
+    "Error: ..." on stderr and exit code 2, like a usage error but without the usage text."""
+
+    exit_code = 2
+
+
+def _number(value, spec: str, missing: str) -> str:
+    return missing if value is None else format(value, spec)
+
+
 def _baseline_line(summary: dict) -> str:
-    parts = [f"eval loss {summary['eval_loss']:.4g} (baseline {summary['baseline_loss']:.4g})"]
+    """The held-out results next to the baseline; a non-finite result (None in the summary) says so."""
+    parts = [f"eval loss {_number(summary['eval_loss'], '.4g', 'not finite')} "
+             f"(baseline {_number(summary['baseline_loss'], '.4g', 'n/a')})"]
     for key in ("accuracy", "success"):
         if f"eval_{key}" in summary:
-            parts.append(f"{key} {summary[f'eval_{key}']:.3f} (baseline {summary[f'baseline_{key}']:.3f})")
+            parts.append(f"{key} {_number(summary[f'eval_{key}'], '.3f', 'not finite')} "
+                         f"(baseline {_number(summary[f'baseline_{key}'], '.3f', 'n/a')})")
     return ", ".join(parts)
+
+
+def _steps_line(summary: dict) -> str:
+    line = f"{summary['task']} / {summary['cell']}: {summary['steps']} steps in {summary['wall_seconds']:.1f} s"
+    if summary.get("skipped_steps"):
+        line += f", {summary['skipped_steps']} of them skipped (non-finite)"
+    return line
 
 
 @cli.command(name="train")
@@ -71,11 +92,15 @@ def _baseline_line(summary: dict) -> str:
 @click.option("--target-loss", type=float, default=None, help="Stop early once the held-out loss is at or below this.")
 @click.option("--text", type=click.Path(dir_okay=False), default=None, help="Text file for --task chars.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run folder  [default: runs/<task>-<cell>-<time>]")
+              help="Run folder: new, empty, or holding no run (see --overwrite)  "
+                   "[default: a new runs/<task>-<cell>-<time>-<suffix>]")
 @click.option("--resume", type=click.Path(file_okay=False), default=None,
               help="Continue the run in this folder with its saved settings (--steps may extend it).")
+@click.option("--overwrite", is_flag=True,
+              help="With --out: delete the run already in that folder (its config, logs, summary and checkpoint) "
+                   "and start a new one there.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(resume, quiet, **options):
+def train_command(resume, overwrite, quiet, **options):
     """Train a recurrent cell on a toy sequence task and write a run folder."""
     ctx = click.get_current_context()
     config = TrainConfig(**options)
@@ -86,6 +111,10 @@ def train_command(resume, quiet, **options):
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise click.UsageError(f"--resume continues with the run's saved config.json; it cannot change {flags} "
                                    "(only --steps)")
+        if overwrite:
+            raise click.UsageError("--overwrite starts a new run in --out DIR; it cannot be combined with --resume")
+    elif overwrite and config.out is None:
+        raise click.UsageError("--overwrite needs --out DIR (a default run folder is always a new one)")
     try:
         config.validate()
     except ValueError as exc:
@@ -93,15 +122,12 @@ def train_command(resume, quiet, **options):
     if resume is not None:
         steps_given = ctx.get_parameter_source("steps") == click.core.ParameterSource.COMMANDLINE
         config = config if steps_given else None
-    elif config.out is None:
-        config = dataclasses.replace(config, out=str(default_run_dir(config)))
-    run_dir = resume if resume is not None else config.out
     try:
         total = config.steps if config is not None else load_config(resume).steps
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
-    shown = [0]
+    shown, started = [0], []
     try:
         with click.progressbar(length=total, label="training", show_pos=True, file=None if not quiet else _Null(),
                                item_show_func=_loss_text) as bar:
@@ -109,17 +135,38 @@ def train_command(resume, quiet, **options):
                 bar.update(step - shown[0], record)
                 shown[0] = step
 
-            summary = train(config, resume=resume, callback=progress)
-    except ValueError as exc:  # bad settings, missing text file, unreadable checkpoint
-        raise click.UsageError(str(exc)) from exc
+            summary = train(config, resume=resume, callback=progress, overwrite=overwrite, on_start=started.append)
+    except RunExistsError as exc:
+        raise Refused(f"{exc.path} already holds a run ({', '.join(exc.files)}). Continue it with  "
+                      f"bptt train --resume {exc.path}, choose another --out folder, or add --overwrite to "
+                      "delete that run and start a new one there.") from exc
+    except RunLockedError as exc:
+        holder = "another process" if exc.pid is None else f"process {exc.pid}"
+        raise Refused(f"{exc.path} is in use: {holder} is training in it (one writer per run folder). "
+                      "Wait for it to end, or use another folder.") from exc
+    except RunFolderError as exc:  # resume refused: config.json or text changed
+        raise Refused(str(exc)) from exc
+    except ValueError as exc:  # bad settings, --steps below the steps done, missing text file, unreadable checkpoint
+        raise _usage_error(exc) from exc
+    except RunWriteError as exc:
+        message = str(exc)
+        if started and (started[0] / CHECKPOINT).exists():
+            message += (f"\nthe run is saved up to its last checkpoint; once the folder is writable again, "
+                        f"continue it with:  bptt train --resume {started[0]}")
+        raise click.ClickException(message) from exc
     except TrainingStopped as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; continue from the last checkpoint with:  bptt train --resume {run_dir}", err=True)
+        hint = f"; continue from the last checkpoint with:  bptt train --resume {started[0]}" if started else ""
+        click.echo(f"\ninterrupted{hint}", err=True)
         ctx.exit(130)
-    click.echo(f"{summary['task']} / {summary['cell']}: {summary['steps']} steps in {summary['wall_seconds']:.1f} s")
+    click.echo(_steps_line(summary))
     click.echo(_baseline_line(summary))
-    click.echo(f"run folder: {run_dir}")
+    click.echo(f"run folder: {started[0]}")
+    if summary.get("skipped_steps"):
+        click.echo(f"warning: {summary['skipped_steps']} of {summary['steps']} steps were skipped (non-finite loss, "
+                   "gradient or updated weights)" + ("; the final held-out loss is not finite"
+                                                     if summary["eval_loss"] is None else ""), err=True)
 
 
 def _usage_error(exc: ValueError) -> click.UsageError:

@@ -75,7 +75,7 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # non-finite loss or gradient: stop (after a checkpoint) or skip the step
     target_loss: float | None = None  # stop early once the held-out loss is at or below this
     text: str | None = None  # chars: path of the text file
-    out: str | None = None  # run folder (None: runs/<task>-<cell>-<time>)
+    out: str | None = None  # run folder, holding no run yet (None: a new runs/<task>-<cell>-<time>-<suffix>)
 
     def validate(self) -> "TrainConfig":
         """Check every setting; return self.

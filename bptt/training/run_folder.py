@@ -7,7 +7,9 @@
                      that update's window}
     summary.json     the final held-out metrics next to the task's baseline
     checkpoint.npz   the training state (`Checkpoint`): weights, optimizer state, data RNG state,
-                     position in the current batch, step and counters; the vocabulary for chars
+                     position in the current batch, step and counters; the vocabulary for chars;
+                     the fingerprint of the settings and data a resume must find unchanged
+    .lock            the one-writer lock (not part of the run: readers ignore it)
 
 Writing: a whole file goes to a temporary file in the same folder, is fsynced and renamed over the
 old one, so no reader ever sees half of it; the logs grow by one flushed line at a time. A number
@@ -17,15 +19,25 @@ Reading the logs, one policy for every reader (the trainer resuming, `read_run`,
 broken last line, which is what a kill in the middle of a write leaves, is dropped; a broken line
 before it is a ValueError naming the file and the line. Resuming truncates both logs to the
 checkpoint's step, so the steps replayed after it are logged once.
+
+One run per folder, one writer at a time: `new_run_dir` creates a folder no other run has (an
+exclusive mkdir); `lock_run_folder` takes the folder's OS lock (the file .lock, holding the writer's
+process id), which a writer holds for the whole run and the system drops when it dies; under it,
+`claim_run_folder` refuses a folder that already holds a run unless told to delete it, and the
+temporaries of a writer killed mid-write are swept. Readers take no lock: every file they read is
+whole. An OSError while writing becomes a `RunWriteError` naming the file; a temporary file is
+removed when its write fails. Files and folders follow the process's umask.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
-import tempfile
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +46,7 @@ from typing import Callable
 import numpy as np
 
 from .config import TrainConfig
+from .folder_lock import FolderLock
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -41,22 +54,131 @@ DH_NORMS = "dh_norms.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.npz"
 LOGS = (METRICS, DH_NORMS)
+RUN_FILES = (CONFIG, METRICS, DH_NORMS, SUMMARY, CHECKPOINT)  # any one of them makes a folder a run
+LOCK = ".lock"  # the one-writer lock, holding the writer's process id; not part of the run
+DEFAULT_PARENT = "runs"  # where runs without an `out` go, relative to the working directory
+# settings a resume may change: steps extends the run, out follows a moved folder, text a moved file
+# (the text's content is checked through its hash instead)
+UNCHECKED_SETTINGS = ("steps", "out", "text")
+
+
+# ---------------------------------------------------------------------- errors
+class RunWriteError(OSError):
+    """A file or folder of a run could not be written.
+
+    Constructed like OSError(errno, strerror, filename), with `filename` the file or folder meant
+    (never a temporary name); its text is "cannot write FILENAME: STRERROR".
+    """
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked; `path` is the folder. The subclasses say why."""
+
+
+class RunExistsError(RunFolderError):
+    """A new run was asked for in a folder that already holds a run.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder.
+    files : sequence of str
+        The run's files found there (names from RUN_FILES).
+    """
+
+    def __init__(self, path, files):
+        self.path, self.files = os.fspath(path), tuple(files)
+        super().__init__(self.path, self.files)
+
+    def __str__(self) -> str:
+        return (f"run folder {self.path} already holds a run ({', '.join(self.files)}): continue it with "
+                f"train(resume={self.path!r}), give another out, or pass overwrite=True to delete its files first")
+
+
+class RunLockedError(RunFolderError):
+    """Another process (or another lock in this one) is writing the run folder.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder.
+    pid : int or None
+        The holder's process id, None if it wrote none.
+    """
+
+    def __init__(self, path, pid):
+        self.path, self.pid = os.fspath(path), pid
+        super().__init__(self.path, pid)
+
+    def __str__(self) -> str:
+        holder = "another process" if self.pid is None else f"process {self.pid}"
+        return f"run folder {self.path} is being written by {holder}; one writer at a time"
+
+
+class RunChangedError(RunFolderError):
+    """A resume refused: config.json or the training text is not what the checkpoint was trained on.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder.
+    changes : sequence of str
+        One line per difference, naming the setting or the file.
+    """
+
+    def __init__(self, path, changes):
+        self.path, self.changes = os.fspath(path), tuple(changes)
+        super().__init__(self.path, self.changes)
+
+    def __str__(self) -> str:
+        return (f"cannot resume {self.path}: it no longer matches its checkpoint: {'; '.join(self.changes)}. "
+                "Put back what changed, or start a new run with the new settings or data")
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Turn an OSError raised inside into a RunWriteError naming `path`."""
+    try:
+        yield
+    except RunWriteError:
+        raise
+    except OSError as exc:
+        raise RunWriteError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from exc
 
 
 # ---------------------------------------------------------------------- writing and reading files
+def _temporary_beside(path: Path) -> tuple[Path, int]:
+    """A new file .<name>.<random>.tmp next to `path`, open for writing; mode 0666 less the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _is_temporary(name: str) -> bool:
+    return name.endswith(".tmp") and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES)
+
+
 def _atomic_write(path: Path, write: Callable) -> None:
     """Write through a temporary file in the same folder, fsync, then rename: never a truncated file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with _writing(path):
+        tmp, fd = _temporary_beside(path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def json_safe(value):
@@ -141,30 +263,17 @@ def _step_records(path: Path) -> list[dict]:
     """A log's records, each checked to be an object with an integer "step" (missing file: none)."""
     if not path.exists():
         return []
-    records = _numbered_lines(path)
+    try:
+        records = _numbered_lines(path)
+    except OSError as exc:  # e.g. no permission: a run that cannot be resumed, like a broken line
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
     for number, record in records:
         if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
             raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'step'")
     return [record for _, record in records]
 
 
-# ---------------------------------------------------------------------- the folder and its settings
-def default_run_dir(config: TrainConfig) -> Path:
-    """The folder of a run whose config gives no `out`.
-
-    Parameters
-    ----------
-    config : TrainConfig
-
-    Returns
-    -------
-    Path
-        runs/<task>-<cell>-<YYYYmmdd>-<HHMMSS>, relative to the working directory.
-    """
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.task}-{config.cell}-{stamp}"
-
-
+# ---------------------------------------------------------------------- the folder, its lock and its settings
 def _existing_folder(run_dir) -> Path:
     folder = Path(run_dir)
     if not folder.is_dir():
@@ -172,8 +281,169 @@ def _existing_folder(run_dir) -> Path:
     return folder
 
 
+def new_run_dir(parent, stem: str) -> Path:
+    """Create a folder for a new run, with a name no other run has: parent/<stem>-<time>-<suffix>.
+
+    The time is YYYYmmdd-HHMMSS.mmm and the suffix four random hex digits; the folder is made with
+    an exclusive mkdir, and a name already taken (by a run started in the same millisecond, in this
+    process or another) is tried again with a new suffix. So N calls give N folders.
+
+    Parameters
+    ----------
+    parent : str or os.PathLike
+        Where the folder goes (created if missing), e.g. DEFAULT_PARENT.
+    stem : str
+        The readable start of the name, e.g. "adding-gru": a folder name, no path separator.
+
+    Returns
+    -------
+    Path
+        The new, empty folder.
+
+    Raises
+    ------
+    ValueError
+        If `stem` is empty or holds a path separator.
+    RunWriteError
+        If the parent or the folder cannot be created.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> parent = tempfile.mkdtemp()
+    >>> a, b = new_run_dir(parent, "adding-gru"), new_run_dir(parent, "adding-gru")
+    >>> a != b and a.is_dir() and b.is_dir() and a.name.startswith("adding-gru-")
+    True
+    """
+    separators = {os.sep, os.altsep} - {None}
+    if not isinstance(stem, str) or stem in ("", ".", "..") or any(sep in stem for sep in separators):
+        raise ValueError(f"stem must be a folder name without a path separator, e.g. 'adding-gru'; got {stem!r}")
+    parent = Path(parent)
+    with _writing(parent):
+        parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        now = time.time()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+        folder = parent / f"{stem}-{stamp}-{secrets.token_hex(2)}"
+        with _writing(folder):
+            try:
+                folder.mkdir()
+            except FileExistsError:  # taken in this millisecond: draw another suffix
+                continue
+        return folder
+    raise RunWriteError(errno.EEXIST, "a hundred names in a row were taken", os.fspath(parent / f"{stem}-*"))
+
+
+def lock_run_folder(run_dir, *, create: bool = False) -> FolderLock:
+    """Take a run folder's one-writer lock, and remove the temporaries a killed writer left there.
+
+    The lock is an OS lock on the file .lock in the folder: the system drops it when the holder
+    exits or is killed, so it never goes stale. Hold it for the whole of a write (`train` does, from
+    the folder's first file to the summary) and `release()` it after; it is a context manager too.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run folder.
+    create : bool
+        Create the folder (and its parents) if missing; otherwise it must exist.
+
+    Returns
+    -------
+    FolderLock
+        Held; `release()` or leave its `with` block to give it up.
+
+    Raises
+    ------
+    RunLockedError
+        If another process, or another lock in this one, holds it; with the holder's process id.
+    ValueError
+        If the folder does not exist and `create` is false.
+    RunWriteError
+        If the folder or its lock file cannot be created.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with lock_run_folder(folder):
+    ...     try:
+    ...         lock_run_folder(folder)
+    ...     except RunLockedError as exc:
+    ...         exc.pid == os.getpid()
+    True
+    """
+    folder = Path(run_dir)
+    if create:
+        with _writing(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+    else:
+        _existing_folder(folder)
+    lock = FolderLock(folder / LOCK)
+    with _writing(lock.path):
+        taken = lock.try_acquire()
+    if not taken:
+        raise RunLockedError(folder, lock.holder())
+    try:
+        for path in folder.iterdir():
+            if _is_temporary(path.name):
+                with _writing(path):
+                    path.unlink()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def run_files(run_dir) -> list[str]:
+    """The files of a run that a folder holds.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+
+    Returns
+    -------
+    list of str
+        The names from RUN_FILES present in the folder, in that order; [] for a missing folder.
+    """
+    folder = Path(run_dir)
+    return [name for name in RUN_FILES if os.path.lexists(folder / name)]
+
+
+def claim_run_folder(run_dir, *, overwrite: bool = False) -> None:
+    """Make a folder ready for a new run: refuse the run it holds, or delete that run's files.
+
+    Call it holding the folder's lock (`lock_run_folder`), so that no run appears between the check
+    and the new run's first file. Files that are not a run's (e.g. figures) are left alone.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        An existing folder.
+    overwrite : bool
+        Delete the files of a run found there instead of refusing.
+
+    Raises
+    ------
+    RunExistsError
+        If the folder holds a run (any of RUN_FILES) and `overwrite` is false.
+    RunWriteError
+        If a file cannot be deleted.
+    """
+    folder = Path(run_dir)
+    found = run_files(folder)
+    if found and not overwrite:
+        raise RunExistsError(folder, found)
+    for name in found:
+        with _writing(folder / name):
+            (folder / name).unlink()
+
+
 def start_run_folder(run_dir, config: TrainConfig) -> Path:
     """Create a run folder (and its parents) holding config.json and two empty logs.
+
+    `train` calls it holding the folder's lock, after `claim_run_folder`.
 
     Parameters
     ----------
@@ -185,9 +455,15 @@ def start_run_folder(run_dir, config: TrainConfig) -> Path:
     -------
     Path
         The folder.
+
+    Raises
+    ------
+    RunWriteError
+        If the folder or a file cannot be written.
     """
     folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    with _writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     write_config(folder, config)
     for name in LOGS:
         _atomic_write(folder / name, lambda f: None)
@@ -264,13 +540,22 @@ class Logs:
     ----------
     run_dir : str or os.PathLike
         A folder made by `start_run_folder` (or resumed, after `truncate_logs`).
+
+    Raises
+    ------
+    RunWriteError
+        From the constructor and every method, if a log cannot be opened, written or closed. A line
+        cut short by a full disk is the broken last line every reader drops.
     """
 
     def __init__(self, run_dir):
         folder = Path(run_dir)
-        self._metrics = open(folder / METRICS, "a")
+        self._metrics_path, self._dh_norms_path = folder / METRICS, folder / DH_NORMS
+        with _writing(self._metrics_path):
+            self._metrics = open(self._metrics_path, "a")
         try:
-            self._dh_norms = open(folder / DH_NORMS, "a")
+            with _writing(self._dh_norms_path):
+                self._dh_norms = open(self._dh_norms_path, "a")
         except BaseException:
             self._metrics.close()
             raise
@@ -289,8 +574,9 @@ class Logs:
             The record as written: non-finite numbers as None.
         """
         record = json_safe(record)
-        self._metrics.write(json.dumps(record) + "\n")
-        self._metrics.flush()
+        with _writing(self._metrics_path):
+            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.flush()
         return record
 
     def write_dh_norms(self, step: int, dh_norms: np.ndarray) -> None:
@@ -303,19 +589,29 @@ class Logs:
         dh_norms : ndarray, shape (W,)
             Norm over the batch of dL/dh_t at each step of the update's window.
         """
-        self._dh_norms.write(json.dumps({"step": step, "dh_norms": json_safe(np.asarray(dh_norms).tolist())}) + "\n")
-        self._dh_norms.flush()
+        line = json.dumps({"step": step, "dh_norms": json_safe(np.asarray(dh_norms).tolist())}) + "\n"
+        with _writing(self._dh_norms_path):
+            self._dh_norms.write(line)
+            self._dh_norms.flush()
 
     def close(self) -> None:
-        """Close both files."""
-        self._metrics.close()
-        self._dh_norms.close()
+        """Close both files (both are closed even if the first fails to flush)."""
+        try:
+            with _writing(self._metrics_path):
+                self._metrics.close()
+        finally:
+            with _writing(self._dh_norms_path):
+                self._dh_norms.close()
 
     def __enter__(self) -> "Logs":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            self.close()
+        except RunWriteError:
+            if exc_type is None:
+                raise  # otherwise the write that failed first is the one to report
 
 
 def truncate_logs(run_dir, last_step: int) -> None:
@@ -373,6 +669,9 @@ class Checkpoint:
         The latest held-out metrics: last_eval (as JSON text).
     vocab : str or None
         The chars task's vocabulary: vocab.
+    fingerprint : dict or None
+        What a resume must find unchanged (`run_fingerprint`): fingerprint (as JSON text). None in
+        checkpoints written before it was recorded, which resume unchecked.
     path : str or None
         Where it was read from; not stored.
     """
@@ -388,6 +687,7 @@ class Checkpoint:
     carry: tuple = ()
     last_eval: dict = field(default_factory=dict)
     vocab: str | None = None
+    fingerprint: dict | None = None
     path: str | None = None
 
     def load_params(self, params: dict) -> None:
@@ -437,6 +737,8 @@ def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
     arrays["last_eval"] = np.array(json.dumps(checkpoint.last_eval))
     if checkpoint.vocab is not None:
         arrays["vocab"] = np.array(checkpoint.vocab)
+    if checkpoint.fingerprint is not None:
+        arrays["fingerprint"] = np.array(json.dumps(checkpoint.fingerprint))
     _atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))
 
 
@@ -486,10 +788,61 @@ def read_checkpoint(run_dir) -> Checkpoint:
             carry=tuple(arrays[k] for k in carry),
             last_eval=json.loads(str(arrays["last_eval"])),
             vocab=str(arrays["vocab"]) if "vocab" in arrays else None,
+            fingerprint=json.loads(str(arrays["fingerprint"])) if "fingerprint" in arrays else None,
             path=str(path),
         )
     except (ValueError, TypeError) as exc:
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
+def run_fingerprint(config: TrainConfig, data: dict) -> dict:
+    """What a resumed run must find as it was: its settings and its training data.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's settings; those in UNCHECKED_SETTINGS (steps, out, text) are left out.
+    data : dict
+        The task's `data_fingerprint`, e.g. {"text": path, "text_sha256": hex digest} for chars.
+
+    Returns
+    -------
+    dict
+        {"settings": {...}, "data": {...}}, as JSON holds it (non-finite numbers as None), so that a
+        fingerprint read back from a checkpoint compares equal to a fresh one.
+    """
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in UNCHECKED_SETTINGS}
+    return json.loads(json.dumps(json_safe({"settings": settings, "data": dict(data)}), default=os.fspath))
+
+
+def fingerprint_changes(recorded: dict, current: dict) -> list[str]:
+    """How `current` differs from `recorded`, one line per setting or file that changed.
+
+    Only what both fingerprints hold is compared, so a setting added to TrainConfig later does not
+    count as a change; the text's path is shown, its hash compared.
+
+    Parameters
+    ----------
+    recorded : dict
+        The checkpoint's fingerprint.
+    current : dict
+        `run_fingerprint` of config.json and the data as they are now.
+
+    Returns
+    -------
+    list of str
+        Empty if nothing changed.
+    """
+    changes = []
+    old, new = recorded.get("settings", {}), current.get("settings", {})
+    for key in old:
+        if key in new and old[key] != new[key]:
+            changes.append(f"{key} was {old[key]!r}, config.json now says {new[key]!r}")
+    old, new = recorded.get("data", {}), current.get("data", {})
+    if "text_sha256" in old and "text_sha256" in new and old["text_sha256"] != new["text_sha256"]:
+        changes.append(f"the text file {new.get('text')!r} is not the text the run trained on (SHA-256 "
+                       f"{old['text_sha256'][:12]}... then, {new['text_sha256'][:12]}... now)")
+    return changes
 
 
 # ---------------------------------------------------------------------- reading a run back

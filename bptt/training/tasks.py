@@ -26,6 +26,7 @@ Letters: T time, N batch, D input size, O outputs.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from functools import cached_property
 from pathlib import Path
@@ -78,6 +79,11 @@ class Task:
     @property
     def baseline(self) -> dict:
         raise NotImplementedError
+
+    @property
+    def data_fingerprint(self) -> dict:
+        """What the training data depends on beyond the settings: {} for a generated task."""
+        return {}
 
 
 class Adding(Task):
@@ -286,6 +292,7 @@ class Chars(Task):
                 f"seq_len + 1 = {self.seq_len + 1}, so it needs at least {10 * (self.seq_len + 1)}"
             )
         self.path = str(path)
+        self.sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()  # of the text as read and trained on
         self.vocab = "".join(sorted(set(text)))
         lookup = {ch: i for i, ch in enumerate(self.vocab)}
         self.codes = np.array([lookup[ch] for ch in text], np.int64)
@@ -307,6 +314,11 @@ class Chars(Task):
         index = offsets[None, :] + np.arange(T + 1)[:, None]  # (T + 1, N)
         chunk = codes[index]
         return Batch(_one_hot(chunk[:-1], self.input_size), chunk[1:], np.ones((T, len(offsets)), bool))
+
+    @property
+    def data_fingerprint(self) -> dict:
+        """The text file: its path (to name it) and the SHA-256 of its text (to compare it)."""
+        return {"text": self.path, "text_sha256": self.sha256}
 
     @property
     def baseline(self):

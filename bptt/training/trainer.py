@@ -11,6 +11,7 @@ aside) as one that never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -24,12 +25,14 @@ from ..core.readout import Linear
 from ..core.truncation import TBPTT, NonFiniteError, WindowWalk, model_params, window_gradients
 from ..core.unroll import forward
 from .clipping import clip_gradients
-from .config import TrainConfig
+from .config import SettingError, TrainConfig
+from .folder_lock import FolderLock
 from .init import initialise
 from .optim import Schedule, make_optimizer
 from .run_folder import (
-    Checkpoint, Logs, default_run_dir, json_safe, load_config, read_checkpoint, start_run_folder,
-    truncate_logs, write_checkpoint, write_config, write_summary,
+    DEFAULT_PARENT, LOCK, RUN_FILES, Checkpoint, Logs, RunChangedError, claim_run_folder,
+    fingerprint_changes, json_safe, load_config, lock_run_folder, new_run_dir, read_checkpoint, run_fingerprint,
+    start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
 )
 from .tasks import Batch, make_task
 
@@ -47,8 +50,8 @@ class TrainingRun:
     ----------
     config : TrainConfig
         Validated settings.
-    run_dir : pathlib.Path
-        The run folder (written by `save`).
+    run_dir : pathlib.Path, optional
+        The run folder (written by `save`); None until it exists.
 
     Raises
     ------
@@ -65,12 +68,15 @@ class TrainingRun:
         The current batch, None between batches; `walk` its WindowWalk.
     step, elapsed, skipped, clipped, last_eval
         Updates done, seconds of training, skipped and clipped updates, the latest held-out metrics.
+    fingerprint : dict
+        The settings and data a resume must find unchanged (`run_fingerprint`), saved in checkpoints.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path):
-        self.config, self.dir = config, Path(run_dir)
+    def __init__(self, config: TrainConfig, run_dir: Path | None = None):
+        self.config, self.dir = config, None if run_dir is None else Path(run_dir)
         self.dtype = np.dtype(config.dtype)
         self.task = make_task(config.task, config.seq_len, config.text)
+        self.fingerprint = run_fingerprint(config, self.task.data_fingerprint)
         # a fourth child leaves the first three (and so every run without an init) unchanged
         cell_seed, readout_seed, data_seed, init_seed = np.random.SeedSequence(config.seed).spawn(4)
         self.cell = make_cell(config.cell, self.task.input_size, config.hidden, seed=cell_seed, dtype=self.dtype)
@@ -156,6 +162,7 @@ class TrainingRun:
             carry=() if carry is None else self.cell.unpack_state(carry),
             last_eval=self.last_eval,
             vocab=getattr(self.task, "vocab", None),
+            fingerprint=self.fingerprint,
         )
 
     def save(self) -> None:
@@ -193,20 +200,33 @@ def train(
     *,
     resume: str | os.PathLike | None = None,
     callback: Callable[[int, dict], None] | None = None,
+    overwrite: bool = False,
+    on_start: Callable[[Path], None] | None = None,
 ) -> dict:
     """Train as `config` says, or continue the run folder `resume`; write the run folder.
+
+    A new run gets its own folder: `config.out`, which must not hold a run already (unless
+    `overwrite`), or else a new uniquely named folder under runs/ (`new_run_dir`). The folder is
+    locked (`lock_run_folder`) from before its first file until the summary is written, so a second
+    writer is refused. Settings and task are checked before any folder is made.
 
     Parameters
     ----------
     config : TrainConfig, optional
         The settings of a new run (None: the defaults). With `resume`, only its `steps` is read, to
-        extend or shorten the run; the rest comes from the saved config.json.
+        extend or shorten the run (not below the steps done); the rest comes from config.json.
     resume : str or os.PathLike, optional
-        A run folder to continue from its checkpoint.
+        A run folder to continue from its checkpoint. Refused if config.json or the chars text
+        changed since the checkpoint (checkpoints from before this check resume unchecked).
     callback : callable, optional
         callback(step, record) after every update, with that step's metrics record (the line written
         to metrics.jsonl). An exception raised there stops the run; the last checkpoint stays, and
         `train(resume=run_dir)` continues from it.
+    overwrite : bool
+        For a new run in a folder that holds one: delete that run's files first instead of refusing.
+    on_start : callable, optional
+        on_start(run_dir) once the folder is locked and ready, before the first update: how a caller
+        learns the name of a default folder before the run ends.
 
     Returns
     -------
@@ -216,31 +236,91 @@ def train(
     Raises
     ------
     ValueError
-        On bad settings (a `SettingError`), a task that cannot be built, or a run folder that cannot
-        be resumed (unreadable config, checkpoint or log); nothing in the folder is changed then.
+        On bad settings (a `SettingError`, also for `steps` below the steps a resumed run has done), a
+        task that cannot be built, or a run folder that cannot be resumed (missing, unreadable config,
+        checkpoint or log); nothing in the folder is changed then.
+    RunExistsError
+        (a ValueError) If `config.out` holds a run and `overwrite` is false; nothing is changed.
+    RunLockedError
+        (a ValueError) If another process is writing the folder, with its process id.
+    RunChangedError
+        (a ValueError) If a resumed run's config.json or text no longer matches its checkpoint.
+    RunWriteError
+        (an OSError) If a file or folder cannot be written, e.g. a full disk. The run stays resumable
+        from its last checkpoint, and no temporary file is left; a new run that fails before its
+        first checkpoint leaves no run behind.
     TrainingStopped
-        On a non-finite loss or gradient with on_nonfinite="stop", after checkpointing the last good
-        weights.
+        On a non-finite loss, gradient or updated weight with on_nonfinite="stop", after
+        checkpointing the last good weights.
     """
     if resume is not None:
-        run_dir = Path(resume)
-        saved = load_config(run_dir)
-        steps_changed = config is not None and config.steps != saved.steps
-        if steps_changed:
-            saved = dataclasses.replace(saved, steps=config.steps).validate()  # extend (or shorten) the run
-        run = TrainingRun(saved, run_dir)
-        run.restore(read_checkpoint(run_dir))
-        truncate_logs(run_dir, run.step)  # the first write: everything above only reads
-        if steps_changed:
-            write_config(run_dir, saved)
+        if overwrite:
+            raise ValueError("overwrite=True starts a new run; it cannot be combined with resume")
+        run, lock = _resume(resume, config)
     else:
-        config = (config or TrainConfig()).validate()
-        run_dir = Path(config.out) if config.out else default_run_dir(config)
-        config = dataclasses.replace(config, out=str(run_dir))
-        run = TrainingRun(config, run_dir)
-        start_run_folder(run_dir, config)
-        run.save()
-    return _loop(run, callback)
+        run, lock = _start(config, overwrite)
+    with lock:
+        if on_start is not None:
+            on_start(run.dir)
+        return _loop(run, callback)
+
+
+def _resume(run_dir, config: TrainConfig | None) -> tuple[TrainingRun, FolderLock]:
+    """The run in `run_dir` restored from its checkpoint, its logs truncated, its folder locked."""
+    folder = Path(run_dir)
+    lock = lock_run_folder(folder)
+    try:
+        saved = load_config(folder)
+        checkpoint = read_checkpoint(folder)
+        steps = saved.steps if config is None else config.steps
+        if steps < checkpoint.step:
+            raise SettingError("steps", steps, f"at least {checkpoint.step} (the updates {folder} has already done)")
+        steps_changed = steps != saved.steps
+        if steps_changed:
+            saved = dataclasses.replace(saved, steps=steps).validate()  # extend (or shorten) the run
+        run = TrainingRun(saved, folder)
+        if checkpoint.fingerprint is not None:
+            changes = fingerprint_changes(checkpoint.fingerprint, run.fingerprint)
+            if changes:
+                raise RunChangedError(folder, changes)
+        run.restore(checkpoint)
+        truncate_logs(folder, run.step)  # the first write: everything above only reads
+        if steps_changed:
+            write_config(folder, saved)
+    except BaseException:
+        lock.release()
+        raise
+    return run, lock
+
+
+def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, FolderLock]:
+    """A new run with its folder made (or claimed), locked, holding config.json, logs and a checkpoint."""
+    config = (config or TrainConfig()).validate()
+    run = TrainingRun(config)  # builds the task: a run that cannot start makes no folder
+    made_here = not config.out
+    folder = Path(config.out) if config.out else new_run_dir(DEFAULT_PARENT, f"{config.task}-{config.cell}")
+    lock = None
+    try:
+        lock = lock_run_folder(folder, create=True)
+        claim_run_folder(folder, overwrite=overwrite)
+        run.dir, run.config = folder, dataclasses.replace(config, out=str(folder))
+        try:
+            start_run_folder(folder, run.config)
+            run.save()
+        except BaseException:  # a run without a checkpoint can be neither resumed nor reused: remove it
+            for name in RUN_FILES:
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink(missing_ok=True)
+            raise
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if made_here:  # a name no one else knows: take the empty folder away again
+            with contextlib.suppress(OSError):
+                (folder / LOCK).unlink(missing_ok=True)
+                folder.rmdir()
+        raise
+    return run, lock
 
 
 def _loop(run: TrainingRun, callback) -> dict:
@@ -292,6 +372,8 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
         bad = [name for name, g in result.params.items() if not np.isfinite(g).all()]
         if bad:
             raise NonFiniteError(f"gradient of {bad[0]}", f"the gradient of {bad[0]} is not finite")
+        clipping = clip_gradients(result.params, config.clip, config.clip_threshold)
+        lr = _apply_update(run, result.params)
     except NonFiniteError as exc:
         if config.on_nonfinite == "stop":
             run.elapsed = base_elapsed + time.perf_counter() - started
@@ -305,15 +387,29 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
         run.batch = run.walk = None  # the rest of this batch's windows would start from a bad state
         record.update(loss=None, grad_norm=None, clipped=False, lr=None, skipped=True)
     else:
-        clipping = clip_gradients(result.params, config.clip, config.clip_threshold)
         run.clipped += int(clipping.clipped)
-        lr = run.optimizer.step(run.params, result.params)
         run.step += 1
         run.advance(result.tape)
         record.update(loss=result.loss, grad_norm=clipping.norm, clipped=clipping.clipped, lr=lr)
         if config.record_every and run.step % config.record_every == 0:
             logs.write_dh_norms(run.step, result.dh_norms)
     return record
+
+
+def _apply_update(run: TrainingRun, grads: dict) -> float:
+    """The optimizer's step on the live weights, undone (weights and optimizer state) if it leaves a
+    weight non-finite: a finite gradient times a huge learning rate can overflow. Returns the lr."""
+    weights = {name: value.copy() for name, value in run.params.items()}
+    state = run.optimizer.state_arrays()
+    with np.errstate(over="ignore", invalid="ignore"):
+        lr = run.optimizer.step(run.params, grads)
+    bad = [name for name, value in run.params.items() if not np.isfinite(value).all()]
+    if bad:
+        for name, value in run.params.items():
+            value[...] = weights[name]
+        run.optimizer.load_state_arrays(state)
+        raise NonFiniteError("weights", f"the update at lr {lr:.3g} would make {bad[0]} non-finite; it was undone")
+    return lr
 
 
 def _summary(run: TrainingRun, reached_target: bool) -> dict:
