@@ -351,3 +351,85 @@ def learning_curves_grid_figure(panels: list, title: str, ylabel: str, baseline=
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
     fig.suptitle(title)
     return fig
+
+
+# ----------------------------------------------------------------- sweeps
+def sweep_metrics_figure(x, panels: list, xlabel: str, title: str, logx: bool = False) -> Figure:
+    """Metrics of a sweep against one swept setting, one panel per metric and one line per group of
+    runs (e.g. per cell): the mean over seeds with markers, a band from the lowest to the highest
+    seed, each seed a faint dot.
+
+    x: (K,) the setting's values. panels: dicts with "ylabel" and "lines" ({label: (K, S) values,
+    NaN where a seed is missing}), optionally "baseline" ((K,) values, drawn dashed), "logy" and
+    "fraction" (values are 0 or 1 per seed; the line is the fraction of seeds at 1, with k/n marked).
+    """
+    import warnings
+
+    x = np.asarray(x, float)
+    fig, axes = _figure(ncols=len(panels), width=5.2, height=4.2)
+    for ax, panel in zip(axes[0], panels):
+        for i, (label, values) in enumerate(panel["lines"].items()):
+            values = np.asarray(values, float)
+            counted = np.isfinite(values).sum(axis=1)
+            with np.errstate(invalid="ignore"):
+                mean = np.where(counted > 0, np.nansum(values, axis=1) / np.maximum(counted, 1), np.nan)
+            ax.plot(x, mean, "o-", color=color(i), lw=1.8, ms=5, label=label)
+            if panel.get("fraction"):
+                for xi, m, n in zip(x, mean, counted):
+                    if n:
+                        ax.annotate(f"{round(m * n)}/{n}", (xi, m), textcoords="offset points", xytext=(4, 4 + 9 * i),
+                                    fontsize=7, color=color(i))
+                continue
+            if values.shape[1] > 1:
+                with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # a length with no finished seed
+                    low, high = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+                ax.fill_between(x, low, high, color=color(i), alpha=0.15, lw=0)
+                for j in range(values.shape[1]):
+                    ax.plot(x, values[:, j], ".", color=color(i), alpha=0.45, ms=4)
+        if panel.get("baseline") is not None:
+            ax.plot(x, panel["baseline"], color="black", ls="--", lw=1.0, label="task baseline")
+        if panel.get("fraction"):
+            ax.set_ylim(-0.05, 1.1)
+        if panel.get("logy"):
+            ax.set_yscale("log")
+        if logx:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(x, [f"{v:g}" for v in x])
+            ax.minorticks_off()
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(panel["ylabel"])
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def sweep_curves_figure(panels: list, title: str, ylabel: str = "held-out loss", logy: bool = True) -> Figure:
+    """Held-out loss against training step for every run of a sweep, one panel per group of runs
+    (the seeds of one setting), in a grid of up to four columns.
+
+    panels: [(panel title, {label: (steps (R,), values (R,))}, baseline loss or None)].
+    """
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = _figure(ncols=ncols, nrows=nrows, width=3.8, height=2.9, sharey=True)
+    for ax, (panel_title, curves, baseline) in zip(axes.flat, panels):
+        for i, (label, (steps, values)) in enumerate(curves.items()):
+            ax.plot(steps, values, color=color(i), lw=1.2, label=label)
+        if baseline is not None:
+            ax.axhline(baseline, color="black", ls="--", lw=1.0, label="task baseline")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_title(panel_title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes.flat[:len(panels)]), key=lambda h: len(h[1]))
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8)
+    fig.suptitle(title)
+    return fig

@@ -11,4 +11,4 @@ def cli():
     """Backpropagation through time for recurrent networks: train, inspect and check gradients."""
 
 
-from . import gradcheck, plot, train  # noqa: E402,F401  (each registers its commands on `cli`)
+from . import gradcheck, plot, sweep, train  # noqa: E402,F401  (each registers its commands on `cli`)

@@ -1,0 +1,177 @@
+"""`bptt sweep SPEC`: a grid of training runs on every local core, or on a Dask cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from . import cli
+
+
+class BadInput(click.ClickException):
+    """A spec, folder or scheduler that cannot be used: "Error: ..." and exit code 2, no usage text."""
+
+    exit_code = 2
+
+
+def _loss(value) -> str:
+    return "n/a" if value is None else format(value, ".4g")
+
+
+def run_line(run) -> str:
+    """One line for a finished run: its status, name and result."""
+    if run.status == "failed":
+        return f"failed  {run.name}: {run.error}"
+    s = run.summary
+    text = f"done    {run.name}: eval loss {_loss(s.get('eval_loss'))} (baseline {_loss(s.get('baseline_loss'))})"
+    for key in ("accuracy", "success"):
+        if s.get(f"eval_{key}") is not None:
+            text += f", {key} {s[f'eval_{key}']:.1%}"
+    if s.get("reached_target"):
+        text += ", reached target"
+    text += f", {s.get('steps')} steps, {s.get('wall_seconds', 0):.0f} s"
+    return text + (f" on {';'.join(run.workers)}" if run.workers else "")
+
+
+class _Progress:
+    """The progress bar on stderr (done / failed / running, ETA) and a line per finished run."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar, self.counts = quiet, None, {}
+        self.stderr = click.get_text_stream("stderr")
+
+    def planned(self, result, to_run):
+        finished = len(result.runs) - to_run
+        if not self.quiet:
+            click.echo(f"{len(result.runs)} runs in {result.out}: {to_run} to run"
+                       + (f", {finished} finished before" if finished else ""), err=True)
+        if to_run and not self.quiet:
+            self.bar = click.progressbar(length=to_run, label="sweep", file=self.stderr, show_eta=True,
+                                         show_pos=True, item_show_func=self._text)
+            self.bar.__enter__()
+
+    def _text(self, _item=None):
+        c = self.counts
+        return c and f"done {c['done']}, failed {c['failed']}, running {c['running']}"
+
+    def _clear(self):
+        if self.bar is not None and self.stderr.isatty():
+            self.stderr.write("\r\033[K")
+
+    def finished(self, run):
+        if self.quiet:
+            return
+        self._clear()
+        click.echo(run_line(run), err=True)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def lost(self, run, message):
+        if not self.quiet:
+            self._clear()
+            click.echo(f"lost    {run.name}: {message}; it runs again from its last checkpoint", err=True)
+
+    def update(self, counts):
+        if counts != self.counts:
+            self.counts = counts
+            if self.bar is not None:
+                self.bar.current_item = None
+                self.bar.render_progress()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+HELP = """Train every run of a sweep SPEC (a TOML file) into one folder: on every local core by
+default, or on a Dask cluster with --scheduler.
+
+\b
+    # experiments/sweeps/long_dependencies.toml
+    [base]                  # any TrainConfig field, by its name (the settings of bptt train)
+    task = "adding"
+    steps = 2000
+    target_loss = 0.01
+    [grid]                  # every combination is a run
+    cell = ["rnn", "lstm", "gru"]
+    seq_len = [25, 50, 100, 200]
+    seed = [0, 1, 2, 3, 4]
+
+\b
+Rows with settings of their own are [[runs]] tables, each crossed with the grid:
+    [[runs]]
+    label = "parity"        # optional; names the group in folder names
+    task = "parity"
+    hidden = 16
+
+Values have the setting's type ("none" gives None to k1, k2, target_loss); a key goes in one
+place only; `out` is not a key (each run goes to DIR/runs/<name>, e.g. cell=lstm,seq_len=100,seed=3).
+
+\b
+DIR/runs/<name>/   an ordinary run folder per grid point (bptt evaluate, bptt plot)
+DIR/results.csv    a row per run: swept keys, run, status, error, eval_loss, baseline_loss,
+                   accuracy or success, reached_target, steps, wall_seconds, worker
+DIR/summary.md     the runs grouped over seeds, with DIR/figures/*.png
+
+Run the same command again to continue: finished runs are not touched, interrupted ones resume
+from their checkpoints (ending bitwise as one uninterrupted run), missing ones start. A run that
+fails (invalid settings, a non-finite loss) is marked failed and the others go on; a failed run
+is tried again by the next sweep. Exit codes: 0 all done, 1 some failed, 2 bad input, 130 Ctrl-C.
+
+With --scheduler every run is a task on that Dask cluster (pip install 'bptt[dask]'; the workers
+need bptt too). Workers train in temporary folders and send each run's files back every
+--sync-seconds; no shared filesystem is assumed, and a run whose worker dies runs again elsewhere
+from the last checkpoint that came back.
+"""
+
+
+@cli.command(name="sweep", help=HELP)
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder of the sweep; a sweep run into it before is continued  [default: runs/<SPEC's name>]")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local worker processes, each running one run at a time with single-threaded BLAS (unless "
+                   "OPENBLAS/OMP/MKL_NUM_THREADS is set)  [default: one per core]")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="A Dask scheduler, e.g. tcp://scheduler-host:8786: run every run as a task on its cluster.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds to wait for the scheduler to answer.")
+@click.option("--sync-seconds", type=click.FloatRange(min=0), default=20.0, show_default=True,
+              help="A worker sends a run's files back at its first checkpoint after this many seconds: the most "
+                   "training a lost worker costs (plus one --checkpoint-every interval).")
+@click.option("--quiet", is_flag=True, help="No progress bar and no line per finished run.")
+def sweep_command(spec, out, workers, scheduler, connect_timeout, sync_seconds, quiet):
+    from ..training.sweep import SweepInterrupted, SweepLockedError, SweepMismatchError, run_sweep
+    from ..training.sweep_engine import SchedulerError
+    from ..training.sweep_spec import SpecError, load_spec
+
+    if workers is not None and scheduler is not None:
+        raise click.UsageError("--workers sets local processes; with --scheduler the cluster's workers run the sweep")
+    try:
+        parsed = load_spec(spec)
+    except SpecError as exc:
+        raise BadInput(str(exc)) from exc
+    out = out or os.path.join("runs", Path(spec).stem)
+    progress = _Progress(quiet)
+    ctx = click.get_current_context()
+    try:
+        result = run_sweep(parsed, out, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout,
+                           sync_seconds=sync_seconds, progress=progress)
+    except (SweepLockedError, SweepMismatchError, SchedulerError) as exc:
+        progress.close()
+        raise BadInput(str(exc)) from exc
+    except SweepInterrupted as exc:
+        progress.close()
+        r = exc.result
+        click.echo(f"\ninterrupted: {r.count('done')} runs done, {r.count('failed')} failed, {r.count('pending')} "
+                   f"to go; every run is saved where it can continue. Run the same command again to go on.", err=True)
+        ctx.exit(130)
+    progress.close()
+    done, failed = result.count("done"), result.count("failed")
+    click.echo(f"{len(result.runs)} runs: {done} done, {failed} failed; results in {Path(out) / 'results.csv'}, "
+               f"summary in {Path(out) / 'summary.md'}")
+    if failed:
+        ctx.exit(1)
