@@ -296,7 +296,10 @@ def _expand(spec: SweepSpec, groups: list, varying: list) -> list:
                 swept[LABEL] = group[LABEL]
             swept.update({k: resolved[k] for k in varying})
             swept.update(dict(zip(keys, combination)))
-            name = point_name(swept, named_by_label=LABEL in group)
+            if LABEL in group:  # the label stands for its group's settings
+                name = point_name({LABEL: group[LABEL], **dict(zip(keys, combination))}, named_by_label=True)
+            else:
+                name = point_name(swept)
             try:
                 config.validate()
                 error = None
