@@ -34,6 +34,18 @@ def torch():
     return torch_module
 
 
+@pytest.fixture(scope="session")
+def distributed():
+    """Dask distributed (the dask extra); skips without it, unless BPTT_REQUIRE_DASK=1 makes that a failure."""
+    try:
+        import distributed as distributed_module
+    except ImportError:
+        if os.environ.get("BPTT_REQUIRE_DASK") == "1":
+            pytest.fail("BPTT_REQUIRE_DASK=1 but Dask distributed is not installed (pip install -e '.[dask]')")
+        pytest.skip("Dask distributed not installed; install the dask extra for the cluster tests")
+    return distributed_module
+
+
 def assert_gradients_agree(cell, ours, theirs, tol):
     """Two `bptt.Gradients` for the same problem agree field by field to relative error `tol`."""
     from bptt.modes.finite_diff import relative_error

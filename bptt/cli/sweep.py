@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -40,7 +42,7 @@ class _Progress:
 
     def __init__(self, quiet: bool):
         self.quiet, self.bar, self.counts = quiet, None, {}
-        self.stderr = click.get_text_stream("stderr")
+        self.stderr = sys.stderr
 
     def planned(self, result, to_run):
         finished = len(result.runs) - to_run
@@ -84,6 +86,10 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 HELP = """Train every run of a sweep SPEC (a TOML file) into one folder: on every local core by
@@ -157,6 +163,7 @@ def sweep_command(spec, out, workers, scheduler, connect_timeout, sync_seconds, 
     out = out or os.path.join("runs", Path(spec).stem)
     progress = _Progress(quiet)
     ctx = click.get_current_context()
+    terminate = signal.signal(signal.SIGTERM, _interrupt)  # a batch system's stop: save like Ctrl-C
     try:
         result = run_sweep(parsed, out, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout,
                            sync_seconds=sync_seconds, progress=progress)
@@ -169,6 +176,12 @@ def sweep_command(spec, out, workers, scheduler, connect_timeout, sync_seconds, 
         click.echo(f"\ninterrupted: {r.count('done')} runs done, {r.count('failed')} failed, {r.count('pending')} "
                    f"to go; every run is saved where it can continue. Run the same command again to go on.", err=True)
         ctx.exit(130)
+    except KeyboardInterrupt:  # before the runs started: nothing to save
+        progress.close()
+        click.echo("\ninterrupted before any run started", err=True)
+        ctx.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, terminate)
     progress.close()
     done, failed = result.count("done"), result.count("failed")
     click.echo(f"{len(result.runs)} runs: {done} done, {failed} failed; results in {Path(out) / 'results.csv'}, "

@@ -222,6 +222,20 @@ def _save(state: RunState, files: dict) -> None:
             _atomic_write(state.folder / name, lambda f, data=files[name]: f.write(data))
 
 
+def _release(run: RunState) -> None:
+    """Give up a run folder's lock; a folder that never received a file goes away again."""
+    if run.lock is None:
+        return
+    run.lock.release()
+    run.lock = None
+    if [p.name for p in run.folder.iterdir()] == [LOCK]:
+        try:
+            (run.folder / LOCK).unlink()
+            run.folder.rmdir()
+        except OSError:
+            pass  # e.g. another process locked it meanwhile: leave it
+
+
 def run_sweep(spec: SweepSpec, out, *, workers: int | None = None, scheduler: str | None = None,
               connect_timeout: float = 10.0, sync_seconds: float = 20.0,
               progress: SweepProgress | None = None) -> SweepResult:
@@ -285,9 +299,7 @@ def run_sweep(spec: SweepSpec, out, *, workers: int | None = None, scheduler: st
             finally:
                 engine.close()
                 for run in result.runs:
-                    if run.lock is not None:
-                        run.lock.release()
-                        run.lock = None
+                    _release(run)
         write_results(spec, result)
         return result
     finally:
@@ -320,9 +332,7 @@ def _drive(engine, result: SweepResult, todo: list, spec: SweepSpec, sync_second
         run.status, run.error, run.files = status, error, None
         if status == "done":
             run.summary = json.loads((run.folder / SUMMARY).read_text())
-        if run.lock is not None:
-            run.lock.release()
-            run.lock = None
+        _release(run)
         progress.finished(run)
         write_results(spec, result, figures=False)
 

@@ -96,12 +96,21 @@ def init_local_worker(stop, counter) -> None:
     """
     global _LOCAL_NAME, _STOP
     import signal
+    import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with counter.get_lock():
         counter.value += 1
         _LOCAL_NAME = f"local-{counter.value}"
     _STOP = stop
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once the sweep that started it is gone (killed outright, it cannot say so)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def worker_name() -> str:

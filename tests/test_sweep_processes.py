@@ -1,0 +1,320 @@
+"""`bptt sweep` under real processes: the local pool interrupted with SIGINT and started again, a local
+worker killed, a Dask scheduler and two workers on 127.0.0.1 with and without one of them killed
+mid-sweep, and a grid point against the plain `bptt train` of the same settings.
+
+"Bitwise the same checkpoint" means every array of checkpoint.npz but `elapsed`, the wall seconds
+trained, which no two runs share; logs are compared without their `elapsed` field, results.csv
+without `wall_seconds` and `worker`. Every process a test starts is stopped by the test, by its id;
+all traffic stays on 127.0.0.1.
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bptt.training.run_folder import read_jsonl, read_run
+
+SPEC = """
+[base]
+task = "adding"
+steps = 200
+hidden = 8
+seq_len = 10
+batch_size = 8
+eval_size = 16
+eval_every = 50
+checkpoint_every = 20
+record_every = 40
+[grid]
+cell = ["rnn", "gru"]
+seed = [0, 1, 2]
+"""
+NAMES = [f"cell={cell},seed={seed}" for cell in ("rnn", "gru") for seed in range(3)]
+BLAS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+ENV = {k: v for k, v in os.environ.items() if k not in BLAS}  # the sweep sets them for its workers
+SINGLE = dict(ENV, **{k: "1" for k in BLAS})
+
+
+def command(*args):
+    return [sys.executable, "-m", "bptt", *map(str, args)]
+
+
+def start_sweep(spec, out, *args, cwd=None):
+    # SIGINT as a terminal's Ctrl-C finds it, even where this test runs with SIGINT ignored
+    return subprocess.Popen(command("sweep", spec, "--out", out, "--sync-seconds", 0, *args), env=ENV, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def finish(process, timeout=240):
+    """Wait for a started process, killing it (by its id) if it overruns; (returncode, stdout, stderr)."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return process.returncode, out, err
+
+
+def stop(process):
+    """Stop a process this test started, by its id: SIGTERM, then SIGKILL."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_for_checkpoint(out, process, timeout=120):
+    """Return once the sweep has written some run's checkpoint (it is under way)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list(Path(out).glob("runs/*/checkpoint.npz")):
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint in {out} after {timeout} s")
+
+
+def results(out):
+    with open(Path(out) / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in ("wall_seconds", "worker")} for row in rows]
+
+
+def checkpoint_arrays(folder):
+    with np.load(Path(folder) / "checkpoint.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def assert_same_run(a, b):
+    """Two run folders hold bitwise the same training: checkpoint arrays but `elapsed`, logs but `elapsed`."""
+    ours, theirs = checkpoint_arrays(a), checkpoint_arrays(b)
+    assert sorted(ours) == sorted(theirs)
+    for key in ours:
+        if key != "elapsed":
+            assert ours[key].dtype == theirs[key].dtype and np.array_equal(ours[key], theirs[key]), (a, key)
+    for log in ("metrics.jsonl", "dh_norms.jsonl"):
+        strip = [[{k: v for k, v in r.items() if k != "elapsed"} for r in read_jsonl(Path(folder) / log)]
+                 for folder in (a, b)]
+        assert strip[0] == strip[1], (a, log)
+
+
+def assert_same_sweep(out, reference):
+    assert without_timing(results(out)) == without_timing(results(reference))
+    assert sorted(p.name for p in (Path(out) / "runs").iterdir()) == sorted(NAMES)
+    for name in NAMES:
+        assert_same_run(Path(out) / "runs" / name, Path(reference) / "runs" / name)
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spec") / "tiny.toml"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(spec, tmp_path_factory):
+    """The sweep run once, uninterrupted, on two local workers."""
+    out = tmp_path_factory.mktemp("reference") / "sweep"
+    code, stdout, stderr = finish(start_sweep(spec, out, "--workers", 2))
+    assert code == 0, stderr
+    assert "6 runs: 6 done, 0 failed" in stdout
+    assert [row["status"] for row in results(out)] == ["done"] * 6
+    return out
+
+
+# ---------------------------------------------------------------- the same run as `bptt train`
+def test_a_grid_point_is_the_plain_bptt_train_run_with_the_same_settings(spec, reference, tmp_path):
+    plain = tmp_path / "plain"
+    done = subprocess.run(command("train", "--task", "adding", "--cell", "gru", "--seed", 1, "--steps", 200,
+                                  "--hidden", 8, "--seq-len", 10, "--batch-size", 8, "--eval-size", 16,
+                                  "--eval-every", 50, "--checkpoint-every", 20, "--record-every", 40,
+                                  "--out", plain, "--quiet"),
+                          env=SINGLE, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    swept = reference / "runs" / "cell=gru,seed=1"
+    assert_same_run(swept, plain)  # trained in chunks of one checkpoint, on two workers
+    configs = [json.loads((folder / "config.json").read_text()) for folder in (swept, plain)]
+    assert configs[0].pop("out") == str(swept) and configs[1].pop("out") == str(plain)
+    assert configs[0] == configs[1]
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in (swept, plain)]
+    for summary in summaries:
+        summary.pop("wall_seconds")
+    assert summaries[0] == summaries[1]
+    # an ordinary run folder: read back, evaluated and drawn by the commands that read runs
+    assert read_run(swept).steps[-1] == 200
+    evaluated = [subprocess.run(command("evaluate", folder), env=SINGLE, capture_output=True, text=True, timeout=60)
+                 for folder in (swept, plain)]
+    assert evaluated[0].returncode == 0 and evaluated[0].stdout == evaluated[1].stdout
+    drawn = subprocess.run(command("plot", swept, "--out", tmp_path / "figures"), env=SINGLE, capture_output=True,
+                           text=True, timeout=120)
+    assert drawn.returncode == 0 and (tmp_path / "figures" / "loss.png").exists()
+
+
+def test_the_sweep_writes_its_summary_and_figures(reference):
+    summary = (reference / "summary.md").read_text()
+    assert "6 runs: 6 done, 0 failed" in summary
+    assert "| cell | done | held-out loss | baseline loss | steps | wall s |" in summary
+    assert "| rnn | 3/3 |" in summary and "| gru | 3/3 |" in summary
+    assert (reference / "figures" / "curves.png").stat().st_size > 0
+    assert (reference / "spec.toml").read_text() == SPEC
+
+
+# ---------------------------------------------------------------- Ctrl-C, and starting again
+def snapshot(out):
+    """Every file under the sweep folder but the lock files: (size, mtime, inode)."""
+    return {str(p.relative_to(out)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
+            for p in Path(out).rglob("*") if p.is_file() and p.name != ".lock"}
+
+
+def test_an_interrupted_sweep_started_again_ends_as_one_never_interrupted(spec, reference, tmp_path):
+    out = tmp_path / "sweep"
+    process = start_sweep(spec, out, "--workers", 2)
+    wait_for_checkpoint(out, process)
+    os.kill(process.pid, signal.SIGINT)
+    code, _, stderr = finish(process)
+    assert code == 130, stderr
+    assert "interrupted:" in stderr and "Run the same command again" in stderr and "Traceback" not in stderr
+    statuses = [row["status"] for row in results(out)]
+    assert "pending" in statuses, statuses  # it stopped mid-sweep
+    for folder in (out / "runs").iterdir():  # every run it began can be continued: a checkpoint, no temporaries
+        files = {p.name for p in folder.iterdir()} - {".lock"}
+        assert "checkpoint.npz" in files and not [name for name in files if name.endswith(".tmp")], files
+
+    code, stdout, stderr = finish(start_sweep(spec, out, "--workers", 2))
+    assert code == 0, stderr
+    assert "6 runs: 6 done, 0 failed" in stdout
+    assert_same_sweep(out, reference)
+
+    before = snapshot(out)
+    code, stdout, stderr = finish(start_sweep(spec, out, "--workers", 2))
+    assert code == 0 and "6 runs: 6 done, 0 failed" in stdout, stderr
+    assert "0 to run, 6 finished before" in stderr
+    assert snapshot(out) == before  # nothing rewritten
+
+
+# ---------------------------------------------------------------- a worker dies
+def children(pid):
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the pool's processes through /proc")
+def test_a_killed_local_worker_loses_no_run(spec, reference, tmp_path):
+    out = tmp_path / "sweep"
+    process = start_sweep(spec, out, "--workers", 2)
+    try:
+        wait_for_checkpoint(out, process)
+        workers = [c for c in children(process.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+                   and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, workers
+        environ = Path(f"/proc/{workers[0]}/environ").read_bytes().split(b"\0")
+        assert all(f"{name}=1".encode() in environ for name in BLAS)  # single-threaded BLAS, set by the sweep
+        os.kill(workers[0], signal.SIGKILL)
+    except BaseException:
+        stop(process)
+        raise
+    code, stdout, stderr = finish(process)
+    assert code == 0, stderr
+    assert "lost    " in stderr and "runs again from its last checkpoint" in stderr
+    assert_same_sweep(out, reference)
+
+
+# ---------------------------------------------------------------- a Dask cluster on 127.0.0.1
+@pytest.fixture
+def cluster(distributed, tmp_path):
+    """A Dask scheduler and two workers (worker-a, worker-b), each its own process on 127.0.0.1 with no
+    dashboard, each in a folder of its own; stopped by their ids at the end."""
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = {}
+
+    def launch(name, *args):
+        folder = tmp_path / name
+        folder.mkdir()
+        processes[name] = subprocess.Popen([sys.executable, "-m", "dask", *args], cwd=folder, env=SINGLE,
+                                           stdout=subprocess.DEVNULL, stderr=open(folder / "log", "w"))
+
+    try:
+        launch("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+               "--scheduler-file", scheduler_file)
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
+            assert time.monotonic() < deadline and processes["scheduler"].poll() is None, "no scheduler"
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        for name in ("worker-a", "worker-b"):
+            launch(name, "worker", "--scheduler-file", scheduler_file, "--host", "127.0.0.1", "--nthreads", "1",
+                   "--no-nanny", "--no-dashboard", "--name", name)
+        with distributed.Client(address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, processes
+    finally:
+        for name in ("worker-a", "worker-b", "scheduler"):
+            if name in processes:
+                stop(processes[name])
+
+
+def test_a_sweep_on_a_dask_cluster_uses_both_workers_and_matches_the_local_one(spec, reference, cluster, tmp_path):
+    address, _ = cluster
+    out = tmp_path / "sweep"
+    code, stdout, stderr = finish(start_sweep(spec, out, "--scheduler", address))
+    assert code == 0, stderr
+    assert "6 runs: 6 done, 0 failed" in stdout
+    rows = results(out)
+    assert {w for row in rows for w in row["worker"].split(";")} == {"worker-a", "worker-b"}
+    assert_same_sweep(out, reference)
+
+
+def test_a_worker_killed_mid_sweep_loses_no_run(spec, reference, cluster, tmp_path):
+    address, processes = cluster
+    out = tmp_path / "sweep"
+    process = start_sweep(spec, out, "--scheduler", address)
+    try:
+        wait_for_checkpoint(out, process)
+        os.kill(processes["worker-b"].pid, signal.SIGKILL)
+        assert processes["worker-b"].wait(timeout=30) == -signal.SIGKILL
+    except BaseException:
+        stop(process)
+        raise
+    code, stdout, stderr = finish(process)
+    assert code == 0, stderr
+    assert "6 runs: 6 done, 0 failed" in stdout
+    assert_same_sweep(out, reference)
+    assert "worker-a" in {w for row in results(out) for w in row["worker"].split(";")}
+
+
+def test_the_chars_text_travels_to_workers_that_cannot_read_it(cluster, tmp_path):
+    address, _ = cluster
+    here = tmp_path / "here"  # the workers run in folders of their own: "text.txt" means nothing there
+    here.mkdir()
+    (here / "text.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    (here / "chars.toml").write_text('[base]\ntask = "chars"\ntext = "text.txt"\nsteps = 20\nhidden = 8\nseq_len = 10\n'
+                                     'batch_size = 4\neval_size = 4\neval_every = 10\ncheckpoint_every = 10\n'
+                                     '[grid]\ncell = ["gru", "lstm"]\n')
+    code, stdout, stderr = finish(start_sweep("chars.toml", "out", "--scheduler", address, cwd=here))
+    assert code == 0, stderr
+    assert "2 runs: 2 done, 0 failed" in stdout
+    run = here / "out" / "runs" / "cell=gru"
+    assert json.loads((run / "config.json").read_text())["text"] == "text.txt"  # as the spec gave it
+    evaluated = subprocess.run(command("evaluate", "out/runs/cell=gru"), cwd=here, env=SINGLE, capture_output=True,
+                               text=True, timeout=60)
+    assert evaluated.returncode == 0, evaluated.stderr

@@ -1,0 +1,220 @@
+"""`bptt sweep`'s spec and its bad input: each refused with a message naming what was wrong and exit
+code 2, before any run starts; a grid point whose settings are invalid only in combination fails
+alone."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bptt.cli import cli
+from bptt.training.config import TrainConfig
+from bptt.training.sweep_spec import SpecError, load_spec, parse_spec, point_name
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = """
+[base]
+task = "adding"
+steps = 20
+hidden = 4
+seq_len = 6
+batch_size = 4
+eval_size = 8
+eval_every = 10
+checkpoint_every = 10
+record_every = 0
+"""
+
+
+def sweep(tmp_path, spec_text, *args):
+    """`bptt sweep` on a spec written to tmp_path, in-process; the click Result."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(textwrap.dedent(spec_text))
+    return CliRunner().invoke(cli, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--quiet", *args])
+
+
+def refused(tmp_path, spec_text, *args):
+    result = sweep(tmp_path, spec_text, *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "runs").exists()  # nothing ran
+    return result.output
+
+
+# ---------------------------------------------------------------- what a spec expands to
+def test_the_issues_spec_expands_to_every_combination_named_by_its_swept_values():
+    spec = load_spec(ROOT / "experiments" / "sweeps" / "long_dependencies.toml")
+    assert len(spec.points) == 3 * 4 * 5
+    assert spec.swept == ["cell", "seq_len", "seed"]
+    assert spec.points[0].name == "cell=rnn,seq_len=25,seed=0"
+    assert spec.points[-1].name == "cell=gru,seq_len=200,seed=4"
+    point = spec.points[7]  # rnn, T = 50, seed 2
+    assert point.swept == {"cell": "rnn", "seq_len": 50, "seed": 2}
+    assert point.config == TrainConfig(task="adding", steps=2000, target_loss=0.01, cell="rnn", seq_len=50, seed=2)
+    assert len({p.name for p in spec.points}) == 60
+
+
+def test_runs_tables_cross_the_grid_with_their_own_settings_and_labels():
+    spec = load_spec(ROOT / "experiments" / "sweeps" / "results.toml")
+    assert len(spec.points) == 6 * 3 * 3
+    assert [p.name for p in spec.points[:4]] == ["adding,cell=rnn,seed=0", "adding,cell=rnn,seed=1",
+                                                 "adding,cell=rnn,seed=2", "adding,cell=lstm,seed=0"]
+    assert spec.swept[0] == "label" and spec.swept[-2:] == ["cell", "seed"]
+    assert {"task", "seq_len", "hidden", "lr", "text", "target_loss"} <= set(spec.swept)
+    chars = spec.points[-1]
+    assert chars.name == "chars,cell=gru,seed=2"
+    assert (chars.config.task, chars.config.lr, chars.config.text) == ("chars", 0.005, "scripts/data/unroll_source.txt")
+    assert all(p.error is None for p in spec.points)
+
+
+def test_values_take_their_settings_types():
+    spec = parse_spec('[base]\nlr = 1\n[grid]\nk1 = ["none", 5]\n')
+    assert [p.config.k1 for p in spec.points] == [None, 5]
+    assert isinstance(spec.points[0].config.lr, float)  # as `bptt train --lr 1` gives it
+    assert [p.name for p in spec.points] == ["k1=none", "k1=5"]
+
+
+def test_names_keep_to_safe_characters_and_a_bounded_length():
+    assert point_name({"text": "a/b c.txt", "lr": 1e-05}) == "text=a_b_c.txt,lr=1e-05"
+    long = point_name({"text": "x" * 400})
+    assert len(long) <= 180 and long != point_name({"text": "x" * 399})
+
+
+def test_a_point_invalid_only_in_combination_keeps_its_error():
+    spec = parse_spec('[base]\nk1 = 4\n[grid]\nk2 = [2, 8]\n')
+    assert spec.points[0].error == "k2 must be >= k1 = 4 (an update backpropagates at least its k1 new steps), got 2"
+    assert spec.points[1].error is None
+
+
+# ---------------------------------------------------------------- bad input: exit code 2, a clear message
+def test_a_spec_that_is_not_toml(tmp_path):
+    output = refused(tmp_path, "[base\ntask = adding\n")
+    assert "is not valid TOML" in output and "line 1" in output
+
+
+def test_a_missing_spec_file(tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "cannot read the spec" in result.output and "nope.toml" in result.output
+
+
+def test_an_unknown_key_is_named_with_the_valid_ones(tmp_path):
+    output = refused(tmp_path, TINY + "[grid]\ncells = ['rnn', 'gru']\n")
+    assert "[grid]: unknown key 'cells'; valid keys: task, cell, hidden," in output
+    assert "seed" in output and "target_loss" in output
+
+
+def test_an_unknown_table(tmp_path):
+    output = refused(tmp_path, TINY + "[grids]\nseed = [0, 1]\n")
+    assert "unknown table or key 'grids'" in output and "[base], [grid] and [[runs]]" in output
+
+
+@pytest.mark.parametrize("grid, expected", [
+    ('k1 = [6, "12"]', "[grid] k1[1]: k1 takes an integer or \"none\", got '12' (a string)"),
+    ("seed = [6, 12.5]", "[grid] seed[1]: seed takes an integer, got 12.5 (a number)"),
+    ("lr = [0.01, true]", "lr takes a number, got True (a boolean)"),
+    ('cell = ["rnn", 3]', "cell takes a string, got 3 (an integer)"),
+    ('target_loss = ["nothing"]', 'target_loss takes a number or "none", got \'nothing\''),
+    ("seed = 3", "[grid] seed must be a list of values, e.g. seed = [3], got an integer"),
+])
+def test_a_value_of_the_wrong_type(tmp_path, grid, expected):
+    assert expected in refused(tmp_path, TINY + "[grid]\n" + grid + "\n")
+
+
+def test_an_empty_grid(tmp_path):
+    assert "the grid is empty" in refused(tmp_path, TINY)
+    assert "[grid] seed is an empty list" in refused(tmp_path, TINY + "[grid]\nseed = []\n")
+
+
+def test_a_key_both_in_base_and_grid(tmp_path):
+    output = refused(tmp_path, TINY + "[grid]\nhidden = [4, 8]\n")
+    assert "hidden is both in [base] and in [grid]" in output
+
+
+def test_a_key_both_in_grid_and_runs(tmp_path):
+    output = refused(tmp_path, TINY + "[grid]\nseed = [0]\n[[runs]]\nseed = 3\n")
+    assert "seed is both in [grid] and in [[runs]] #1" in output
+
+
+def test_a_value_listed_twice_and_runs_with_the_same_settings(tmp_path):
+    assert "[grid] seed lists 1 twice" in refused(tmp_path, TINY + "[grid]\nseed = [0, 1, 1]\n")
+    output = refused(tmp_path, TINY + "[grid]\nseed = [0]\n[[runs]]\nlr = 0.1\n[[runs]]\nlr = 0.1\n")
+    assert "have the same settings" in output
+
+
+def test_out_is_the_sweeps_to_set(tmp_path):
+    assert "[base].out: the sweep places every run in DIR/runs/<name>" in refused(tmp_path, TINY + 'out = "x"\n'
+                                                                                  "[grid]\nseed = [0]\n")
+
+
+def test_labels_on_every_runs_table_or_none(tmp_path):
+    output = refused(tmp_path, TINY + '[grid]\nseed = [0]\n[[runs]]\nlabel = "a"\nlr = 0.1\n[[runs]]\nlr = 0.2\n')
+    assert "[[runs]] #2 has no label" in output
+
+
+def test_a_spec_where_no_run_has_valid_settings(tmp_path):
+    output = refused(tmp_path, TINY + "[grid]\ncell = ['lstmm', 'grru']\n")
+    assert "no run has valid settings; the first, cell=lstmm: cell must be one of" in output
+
+
+def test_workers_and_scheduler_together(tmp_path):
+    result = sweep(tmp_path, TINY + "[grid]\nseed = [0]\n", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 2 and "--workers sets local processes" in result.output
+
+
+def test_an_unreachable_scheduler_is_named_after_a_short_timeout(tmp_path, distributed):
+    with socket.socket() as s:  # a loopback port with nothing listening on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    output = refused(tmp_path, TINY + "[grid]\nseed = [0]\n", "--scheduler", address, "--connect-timeout", "1")
+    assert f"cannot reach the Dask scheduler at {address} within 1 s" in output
+
+
+def test_a_folder_holding_runs_with_other_settings(tmp_path):
+    assert sweep(tmp_path, TINY + "[grid]\nseed = [0]\n", "--workers", "1").exit_code == 0
+    second = sweep(tmp_path, TINY.replace("steps = 20", "steps = 30") + "[grid]\nseed = [0]\n")
+    assert second.exit_code == 2, second.output
+    assert "steps: 20 there, 30 in the spec" in second.output and "seed=0" in second.output
+
+
+def test_a_folder_another_sweep_is_writing(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from bptt.training.folder_lock import FolderLock; "
+        f"lock = FolderLock({str(out / '.lock')!r}); assert lock.try_acquire(); print('held', flush=True); "
+        "sys.stdin.read()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        output = refused(tmp_path, TINY + "[grid]\nseed = [0]\n")
+        assert f"is being swept by process {holder.pid}" in output
+    finally:
+        os.kill(holder.pid, signal.SIGTERM)
+        holder.communicate(timeout=30)
+
+
+# ---------------------------------------------------------------- failures are isolated
+def test_a_failing_run_is_marked_and_the_others_go_on(tmp_path):
+    import csv
+
+    spec = TINY.replace("seq_len = 6\n", "") + "k1 = 4\n[grid]\nk2 = [2, 8]\nlr = [0.01, 1e308]\nseq_len = [6]\n"
+    result = sweep(tmp_path, spec, "--workers", "2")
+    assert result.exit_code == 1, result.output
+    assert "4 runs: 1 done, 3 failed" in result.output
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        rows = {row["run"]: row for row in csv.DictReader(f)}
+    bad_k2 = rows["runs/k2=2,lr=0.01,seq_len=6"]
+    assert bad_k2["status"] == "failed" and bad_k2["error"].startswith("SettingError: k2 must be >= k1 = 4")
+    assert rows["runs/k2=8,lr=0.01,seq_len=6"]["status"] == "done"
+    assert float(rows["runs/k2=8,lr=0.01,seq_len=6"]["eval_loss"]) > 0
+    overflow = rows["runs/k2=8,lr=1e+308,seq_len=6"]
+    assert overflow["status"] == "failed" and overflow["error"].startswith("TrainingStopped: step 1: non-finite")
+    assert str(tmp_path / "out" / "runs" / "k2=8,lr=1e+308,seq_len=6") in overflow["error"]  # not a worker's folder
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "## Failed runs" in summary and "`k2=8,lr=1e+308,seq_len=6`: TrainingStopped" in summary
