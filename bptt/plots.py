@@ -413,7 +413,7 @@ def sweep_curves_figure(panels: list, title: str, ylabel: str = "held-out loss",
     """
     ncols = min(4, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = _figure(ncols=ncols, nrows=nrows, width=3.8, height=2.9, sharey=True)
+    fig, axes = _figure(ncols=ncols, nrows=nrows, width=3.8, height=2.9)
     for ax, (panel_title, curves, baseline) in zip(axes.flat, panels):
         for i, (label, (steps, values)) in enumerate(curves.items()):
             ax.plot(steps, values, color=color(i), lw=1.2, label=label)

@@ -190,7 +190,7 @@ def test_an_interrupted_sweep_started_again_ends_as_one_never_interrupted(spec, 
     os.kill(process.pid, signal.SIGINT)
     code, _, stderr = finish(process)
     assert code == 130, stderr
-    assert "interrupted:" in stderr and "Run the same command again" in stderr and "Traceback" not in stderr
+    assert "interrupted (done " in stderr and "Run the same command again" in stderr and "Traceback" not in stderr
     statuses = [row["status"] for row in results(out)]
     assert "pending" in statuses, statuses  # it stopped mid-sweep
     for folder in (out / "runs").iterdir():  # every run it began can be continued: a checkpoint, no temporaries

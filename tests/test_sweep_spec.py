@@ -2,6 +2,7 @@
 code 2, before any run starts; a grid point whose settings are invalid only in combination fails
 alone."""
 
+import io
 import os
 import signal
 import socket
@@ -218,3 +219,42 @@ def test_a_failing_run_is_marked_and_the_others_go_on(tmp_path):
     assert str(tmp_path / "out" / "runs" / "k2=8,lr=1e+308,seq_len=6") in overflow["error"]  # not a worker's folder
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "## Failed runs" in summary and "`k2=8,lr=1e+308,seq_len=6`: TrainingStopped" in summary
+
+
+# ---------------------------------------------------------------- what the command shows
+def test_help_documents_the_spec_and_the_folder():
+    result = CliRunner().invoke(cli, ["sweep", "--help"])
+    assert result.exit_code == 0
+    for text in ("[base]", "[grid]", "[[runs]]", "--scheduler", "--workers", "results.csv", "summary.md",
+                 "Exit codes: 0 all done, 1 some failed, 2 bad"):
+        assert text in result.output, text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_counts_runs_and_prints_a_line_per_finished_run():
+    from bptt.cli.sweep import _Progress
+    from bptt.training.sweep import RunState, SweepResult
+
+    spec = parse_spec("[grid]\nseed = [0, 1]\n")
+    runs = [RunState(point, Path("out/runs") / point.name) for point in spec.points]
+    terminal = _Terminal()
+    progress = _Progress(quiet=False, stream=terminal)
+    progress.planned(SweepResult(Path("out"), runs), 2)
+    progress.update({"done": 0, "failed": 0, "running": 2, "pending": 0})
+    runs[0].status, runs[0].workers = "done", ["local-1"]
+    runs[0].summary = {"eval_loss": 0.01, "baseline_loss": 0.1667, "eval_accuracy": 0.5, "steps": 40,
+                       "wall_seconds": 1.25, "reached_target": None}
+    progress.finished(runs[0])
+    runs[1].status, runs[1].error = "failed", "TrainingStopped: step 3: non-finite loss"
+    progress.finished(runs[1])
+    progress.update({"done": 1, "failed": 1, "running": 0, "pending": 0})
+    progress.close()
+    shown = terminal.getvalue()
+    assert "2 runs in out: 2 to run" in shown
+    assert "running 2" in shown and "done 1, failed 1, running 0" in shown and "2/2" in shown
+    assert "done    seed=0: eval loss 0.01 (baseline 0.1667), accuracy 50.0%, 40 steps, 1.2 s on local-1" in shown
+    assert "failed  seed=1: TrainingStopped: step 3: non-finite loss" in shown

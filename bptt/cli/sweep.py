@@ -33,22 +33,22 @@ def run_line(run) -> str:
             text += f", {key} {s[f'eval_{key}']:.1%}"
     if s.get("reached_target"):
         text += ", reached target"
-    text += f", {s.get('steps')} steps, {s.get('wall_seconds', 0):.0f} s"
+    text += f", {s.get('steps')} steps, {s.get('wall_seconds', 0):.1f} s"
     return text + (f" on {';'.join(run.workers)}" if run.workers else "")
 
 
 class _Progress:
     """The progress bar on stderr (done / failed / running, ETA) and a line per finished run."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, stream=None):
         self.quiet, self.bar, self.counts = quiet, None, {}
-        self.stderr = sys.stderr
+        self.stderr = stream or sys.stderr
 
     def planned(self, result, to_run):
         finished = len(result.runs) - to_run
         if not self.quiet:
             click.echo(f"{len(result.runs)} runs in {result.out}: {to_run} to run"
-                       + (f", {finished} finished before" if finished else ""), err=True)
+                       + (f", {finished} finished before" if finished else ""), file=self.stderr)
         if to_run and not self.quiet:
             self.bar = click.progressbar(length=to_run, label="sweep", file=self.stderr, show_eta=True,
                                          show_pos=True, item_show_func=self._text)
@@ -56,7 +56,7 @@ class _Progress:
 
     def _text(self, _item=None):
         c = self.counts
-        return c and f"done {c['done']}, failed {c['failed']}, running {c['running']}"
+        return f"done {c['done']}, failed {c['failed']}, running {c['running']}" if c else None
 
     def _clear(self):
         if self.bar is not None and self.stderr.isatty():
@@ -66,14 +66,14 @@ class _Progress:
         if self.quiet:
             return
         self._clear()
-        click.echo(run_line(run), err=True)
+        click.echo(run_line(run), file=self.stderr)
         if self.bar is not None:
             self.bar.update(1)
 
     def lost(self, run, message):
         if not self.quiet:
             self._clear()
-            click.echo(f"lost    {run.name}: {message}; it runs again from its last checkpoint", err=True)
+            click.echo(f"lost    {run.name}: {message}; it runs again from its last checkpoint", file=self.stderr)
 
     def update(self, counts):
         if counts != self.counts:
@@ -136,7 +136,7 @@ from the last checkpoint that came back.
 
 @cli.command(name="sweep", help=HELP)
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Folder of the sweep; a sweep run into it before is continued  [default: runs/<SPEC's name>]")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local worker processes, each running one run at a time with single-threaded BLAS (unless "
@@ -173,12 +173,13 @@ def sweep_command(spec, out, workers, scheduler, connect_timeout, sync_seconds, 
     except SweepInterrupted as exc:
         progress.close()
         r = exc.result
-        click.echo(f"\ninterrupted: {r.count('done')} runs done, {r.count('failed')} failed, {r.count('pending')} "
-                   f"to go; every run is saved where it can continue. Run the same command again to go on.", err=True)
+        click.echo(f"\ninterrupted (done {r.count('done')}, failed {r.count('failed')}, to go {r.count('pending')}); "
+                   "every run is saved where it can continue. Run the same command again to go on.", err=True)
         ctx.exit(130)
-    except KeyboardInterrupt:  # before the runs started: nothing to save
+    except KeyboardInterrupt:  # before or after the runs: each is saved already
         progress.close()
-        click.echo("\ninterrupted before any run started", err=True)
+        click.echo("\ninterrupted; every run is saved where it can continue. Run the same command again to go on.",
+                   err=True)
         ctx.exit(130)
     finally:
         signal.signal(signal.SIGTERM, terminate)

@@ -376,6 +376,7 @@ def _drive(engine, result: SweepResult, todo: list, spec: SweepSpec, sync_second
                 time.sleep(0.1)
             for future in done:
                 receive(future)
+        progress.update(counts())
     except KeyboardInterrupt:
         engine.stop(list(running))
         deadline = time.monotonic() + 30

@@ -57,7 +57,18 @@ def _cell(value) -> str:
 
 
 def rows(spec, result) -> tuple[list, list]:
-    """(columns, rows): one dict per grid point, in the spec's order."""
+    """The rows of results.csv.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    result : SweepResult
+
+    Returns
+    -------
+    tuple of (list of str, list of dict)
+        The columns, and one dict per grid point in the spec's order (None where a value is missing).
+    """
     columns = _columns(spec, result.runs)
     table = []
     for run in result.runs:
@@ -73,7 +84,17 @@ def rows(spec, result) -> tuple[list, list]:
 
 
 def results_csv(spec, result) -> str:
-    """results.csv's text."""
+    """results.csv's text: `rows` with floats written in full (repr) and missing values empty.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    result : SweepResult
+
+    Returns
+    -------
+    str
+    """
     columns, table = rows(spec, result)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -84,7 +105,20 @@ def results_csv(spec, result) -> str:
 
 
 def read_previous_workers(out) -> dict:
-    """run name -> workers, from an earlier sweep's results.csv (workers are recorded nowhere else)."""
+    """The workers of each run, from the results.csv an earlier sweep left in `out`.
+
+    Workers are recorded nowhere else, so a finished run keeps its `worker` cell across sweeps.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        DIR.
+
+    Returns
+    -------
+    dict
+        Run name -> list of worker names; {} without a readable results.csv.
+    """
     path = Path(out) / RESULTS
     try:
         with open(path, newline="") as f:
@@ -95,9 +129,17 @@ def read_previous_workers(out) -> dict:
 
 
 # ---------------------------------------------------------------- grouping over seeds
+def group_keys(spec) -> list:
+    """The keys that name a group of runs differing only in their seed: the swept keys but the seed,
+    with a [[runs]] label standing for its table's settings."""
+    if LABEL in spec.swept:
+        return [LABEL] + [k for k in spec.grid if k != REPLICATE]
+    return [k for k in spec.swept if k != REPLICATE]
+
+
 def _groups(spec, result) -> "OrderedDict":
-    """(values of the swept keys but the seed) -> runs, in the spec's order."""
-    keys = [k for k in spec.swept if k != REPLICATE]
+    """(values of the group keys) -> runs, in the spec's order."""
+    keys = group_keys(spec)
     groups = OrderedDict()
     for run in result.runs:
         groups.setdefault(tuple(run.point.swept.get(k) for k in keys), []).append(run)
@@ -126,8 +168,22 @@ def _same(values: np.ndarray, fmt: str) -> str:
 
 
 def summary_markdown(spec, result, figures: list) -> str:
-    """summary.md's text; `figures` are the PNG paths relative to DIR."""
-    keys = [k for k in spec.swept if k != REPLICATE]
+    """summary.md's text.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    result : SweepResult
+    figures : list of str
+        The PNG files to show, relative to DIR.
+
+    Returns
+    -------
+    str
+        A heading, the counts, one table row per group of runs differing only in their seed (mean
+        [lowest, highest] over seeds), the figures and the failed runs with their errors.
+    """
+    keys = group_keys(spec)
     groups = _groups(spec, result)
     done, failed, pending = (result.count(s) for s in ("done", "failed", "pending"))
     seeds = REPLICATE in spec.swept
@@ -154,7 +210,8 @@ def summary_markdown(spec, result, figures: list) -> str:
             cells += [_spread(_values(runs, f"eval_{m}"), ".1%"), _same(_values(runs, f"baseline_{m}"), ".1%")]
         if target:
             reached = sum(bool(r.summary.get("reached_target")) for r in finished)
-            cells.append(f"{reached}/{len(finished)}" if finished else "n/a")
+            aimed = finished and runs[0].point.config.target_loss is not None
+            cells.append(f"{reached}/{len(finished)}" if aimed else "n/a")
         cells += [_spread(_values(runs, "steps"), ".0f"), _spread(_values(runs, "wall_seconds"), ".3g")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -176,11 +233,24 @@ def _label(keys, values) -> str:
 
 
 def figure_data(spec, result) -> dict:
-    """file name -> (kind, arguments) of each figure this sweep draws (see `bptt.plots`)."""
+    """What each figure of a sweep draws.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    result : SweepResult
+
+    Returns
+    -------
+    dict
+        File name -> (kind, arguments): ("metrics", the keyword arguments of
+        `bptt.plots.sweep_metrics_figure`) for each numeric grid setting but the seed, and
+        ("curves", the groups of runs) for curves.png.
+    """
     figures = {}
-    swept = [k for k in spec.swept if k != REPLICATE]
+    swept = group_keys(spec)
     target = {r.point.config.target_loss for r in result.runs} - {None}
-    for x_key in swept:
+    for x_key in [k for k in swept if k in spec.grid]:  # a [[runs]] table's values belong to their table
         xs = sorted(set(r.point.swept[x_key] for r in result.runs if r.point.swept.get(x_key) is not None))
         if len(xs) < 2 or not _numeric(xs):
             continue
@@ -230,7 +300,7 @@ def figure_data(spec, result) -> dict:
 def _curve_panels(spec, groups) -> list:
     from .run_folder import read_run
 
-    keys = [k for k in spec.swept if k != REPLICATE]
+    keys = group_keys(spec)
     panels = []
     for values, runs in groups.items():
         curves, baseline = OrderedDict(), None
@@ -271,7 +341,16 @@ def write_if_changed(path: Path, data: bytes) -> bool:
 
 
 def write_results(spec, result, figures: bool = True) -> None:
-    """Write results.csv and, with `figures`, summary.md and the figures, each only if it changed."""
+    """Write results.csv and, with `figures`, summary.md and the figures, each only if it changed.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    result : SweepResult
+        Its `out` is DIR.
+    figures : bool
+        Also summary.md and DIR/figures (False while the sweep runs: results.csv alone is cheap).
+    """
     out = Path(result.out)
     write_if_changed(out / RESULTS, results_csv(spec, result).encode())
     if not figures:
