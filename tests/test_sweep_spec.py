@@ -175,6 +175,9 @@ def test_an_unreachable_scheduler_is_named_after_a_short_timeout(tmp_path, distr
     address = f"tcp://127.0.0.1:{port}"
     output = refused(tmp_path, TINY + "[grid]\nseed = [0]\n", "--scheduler", address, "--connect-timeout", "1")
     assert f"cannot reach the Dask scheduler at {address} within 1 s" in output
+    output = refused(tmp_path, TINY + "[grid]\nseed = [0]\n", "--scheduler", "scheduler-host:port")
+    assert "--scheduler 'scheduler-host:port' is not a scheduler address: expected tcp://HOST:PORT" in output
+    assert "Exception ignored" not in output
 
 
 def test_a_folder_holding_runs_with_other_settings(tmp_path):

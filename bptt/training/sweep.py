@@ -288,12 +288,14 @@ def run_sweep(spec: SweepSpec, out, *, workers: int | None = None, scheduler: st
         write_if_changed(out / SPEC_COPY, spec.text.encode())
         todo = [r for r in result.runs if r.status == "pending"]
         result.ran = len(todo)
-        progress.planned(result, len(todo))
+        engine = None
         if todo:
             if scheduler is not None:
                 engine = DaskEngine(scheduler, connect_timeout)
             else:
                 engine = LocalPool(min(workers or local_cores(), len(todo)))
+        progress.planned(result, len(todo))
+        if engine is not None:
             try:
                 _drive(engine, result, todo, spec, sync_seconds, progress)
             finally:

@@ -162,6 +162,13 @@ class DaskEngine:
             raise SchedulerError("--scheduler needs Dask distributed: pip install 'bptt[dask]'") from exc
         self.address = address
         try:
+            from distributed.comm import parse_address, parse_host_port
+
+            parse_host_port(parse_address(address)[1])
+        except (ValueError, TypeError) as exc:
+            raise SchedulerError(f"--scheduler {address!r} is not a scheduler address: expected tcp://HOST:PORT "
+                                 f"({exc})") from exc
+        try:
             self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except Exception as exc:  # OSError (refused, timed out), ValueError or TypeError (a malformed address)
             raise SchedulerError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s: {exc}") from exc
