@@ -7,7 +7,9 @@ Each way trains every grid point into its own folder under --out; the wall time 
 around the whole thing, and runs per minute is grid points / wall minutes. BLAS runs
 single-threaded in every way (the loop sets OPENBLAS/OMP/MKL_NUM_THREADS=1, as results.py did; the
 sweep's workers do so themselves). Writes throughput.json and prints a Markdown table. A benchmark,
-not a test: run it with nothing else busy.
+not a test: run it with nothing else busy. To tell how busy the machine was anyway, each way also
+records the CPU seconds its own processes used and the CPU seconds the whole machine was busy
+(/proc/stat, on Linux): the difference is other processes' load, taken from the way's cores.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -48,6 +51,22 @@ def sweep(spec_path: str, out: Path, workers: int) -> None:
                     "--quiet"], stdout=subprocess.DEVNULL, check=False)
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all cores have been busy since boot (user + nice + system + irq + softirq + steal)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds used by this script's finished children (and their children, once waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec")
@@ -61,20 +80,25 @@ def main() -> None:
         folder = out / way
         if folder.exists():
             sys.exit(f"{folder} exists: every way must train from nothing; remove it or give another --out")
-        started = time.perf_counter()
+        started, busy, own = time.perf_counter(), machine_busy_seconds(), own_cpu_seconds()
         if way == "sequential":
             sequential(spec, folder)
         else:
             sweep(args.spec, folder, int(way.split("-")[1]))
         wall = time.perf_counter() - started
+        own = own_cpu_seconds() - own
+        busy = None if busy is None else machine_busy_seconds() - busy
         timings[way] = {"runs": len(spec.points), "wall_seconds": round(wall, 1),
-                        "runs_per_minute": round(len(spec.points) / (wall / 60), 2)}
+                        "runs_per_minute": round(len(spec.points) / (wall / 60), 2),
+                        "own_cpu_seconds": round(own, 1),
+                        "other_cpu_seconds": None if busy is None else round(busy - own, 1)}
         print(way, timings[way], flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "throughput.json").write_text(json.dumps({"spec": args.spec, "cores": os.cpu_count(), **timings}, indent=2))
-    print("\n| way | runs | wall | runs per minute |\n|---|---|---|---|")
+    print("\n| way | runs | wall | runs per minute | CPU s (this way) | CPU s (other processes) |\n|---|---|---|---|---|---|")
     for way, t in timings.items():
-        print(f"| {way} | {t['runs']} | {t['wall_seconds'] / 60:.1f} min | {t['runs_per_minute']:.2f} |")
+        print(f"| {way} | {t['runs']} | {t['wall_seconds'] / 60:.1f} min | {t['runs_per_minute']:.2f} | "
+              f"{t['own_cpu_seconds']:.0f} | {t['other_cpu_seconds']} |")
 
 
 if __name__ == "__main__":
