@@ -17,8 +17,9 @@ there. So DIR always holds, for every run, a state it can continue from:
 - neither: it starts.
 
 A run whose settings are invalid, or that raises, fails alone with its error; a chunk whose worker
-died runs again (from the last checkpoint that came back) up to `MAX_LOST` times. Ctrl-C asks the
-workers to hand their runs back, writes what came back and raises `SweepInterrupted`.
+died runs again (from the last checkpoint that came back) up to `MAX_LOST` times. Ctrl-C or SIGTERM
+(caught between two writes, never inside one) asks the workers to hand their runs back, writes what
+came back and raises `SweepInterrupted`; a second one leaves at once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import collections
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,29 +363,43 @@ def _drive(engine, result: SweepResult, todo: list, spec: SweepSpec, sync_second
         else:
             finish(run, chunk.status, chunk.error)
 
+    stopping = []
+
+    def on_signal(signum, frame):
+        if stopping:
+            raise KeyboardInterrupt  # asked twice: leave now
+        stopping.append(signum)  # the loop stops between writes, never inside one
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while queue or running:
-            while queue and len(running) < engine.capacity:
-                run = queue.popleft()
-                if run.lock is None:
-                    try:
-                        run.lock = lock_run_folder(run.folder, create=True)
-                    except RunFolderError as exc:
-                        finish(run, "failed", f"{type(exc).__name__}: {exc}")
-                        continue
-                run.status = "running"
-                running[engine.submit(chunk_for(run))] = run
+        try:
+            while (queue or running) and not stopping:
+                while queue and len(running) < engine.capacity:
+                    run = queue.popleft()
+                    if run.lock is None:
+                        try:
+                            run.lock = lock_run_folder(run.folder, create=True)
+                        except RunFolderError as exc:
+                            finish(run, "failed", f"{type(exc).__name__}: {exc}")
+                            continue
+                    run.status = "running"
+                    running[engine.submit(chunk_for(run))] = run
+                progress.update(counts())
+                done = [f for f in running if f.done()]
+                if not done:
+                    time.sleep(0.1)
+                for future in done:
+                    receive(future)
             progress.update(counts())
-            done = [f for f in running if f.done()]
-            if not done:
-                time.sleep(0.1)
-            for future in done:
-                receive(future)
-        progress.update(counts())
-    except KeyboardInterrupt:
+        except KeyboardInterrupt:  # where no handler could be set (not the main thread)
+            stopping.append(signal.SIGINT)
+        if not stopping:
+            return
         engine.stop(list(running))
         deadline = time.monotonic() + 30
-        while running and time.monotonic() < deadline:  # a second Ctrl-C leaves at once
+        while running and time.monotonic() < deadline:  # what the workers hand back is written
             for future in [f for f in running if f.done()]:
                 if future.cancelled():
                     running.pop(future).status = "pending"
@@ -393,4 +410,7 @@ def _drive(engine, result: SweepResult, todo: list, spec: SweepSpec, sync_second
             if run.status == "running":
                 run.status = "pending"
         write_results(spec, result, figures=False)
-        raise SweepInterrupted(result) from None
+        raise SweepInterrupted(result)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)

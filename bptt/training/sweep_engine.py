@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .sweep_worker import Chunk, ChunkResult, init_local_worker, run_chunk
@@ -77,6 +77,7 @@ class LocalPool:
             self._saved_env = {name: os.environ.get(name) for name in BLAS_THREADS}
             os.environ.update({name: "1" for name in BLAS_THREADS})
         self._executor = None
+        self._owners = {}  # future -> the pool it was submitted to
 
     @property
     def capacity(self) -> int:
@@ -92,10 +93,12 @@ class LocalPool:
     def submit(self, chunk: Chunk):
         """Start `chunk` on a free worker (or queue it); returns its future."""
         try:
-            return self._pool().submit(run_chunk, chunk)
+            future = self._pool().submit(run_chunk, chunk)
         except BrokenProcessPool:
             self._replace_pool()
-            return self._pool().submit(run_chunk, chunk)
+            future = self._pool().submit(run_chunk, chunk)
+        self._owners[future] = self._executor
+        return future
 
     def _replace_pool(self) -> None:
         if self._executor is not None:
@@ -110,11 +113,15 @@ class LocalPool:
         WorkerLost
             If a worker of the pool died while it ran (the pool is replaced before the next chunk).
         """
+        owner = self._owners.pop(future, None)
         try:
             return future.result()
         except BrokenProcessPool as exc:
-            self._replace_pool()
+            if owner is self._executor:  # not when a new pool has taken over already
+                self._replace_pool()
             raise WorkerLost(f"a local worker process died ({exc})") from exc
+        except CancelledError as exc:  # queued in a pool that broke
+            raise WorkerLost("its pool was replaced before it started") from exc
 
     def stop(self, futures) -> None:
         """Ask every running chunk to hand its run back now, and cancel the queued `futures`."""
