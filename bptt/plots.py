@@ -291,7 +291,8 @@ def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
 
 def run_figures(run) -> dict:
     """The figures of one training run (a `bptt.training.run_folder.Run`): {"loss.png",
-    "grad_norm.png", "dh_norms.png"}, each included when the run logged what it needs."""
+    "grad_norm.png", "dh_norms.png"} and, for a stacked run, "dh_layers.png" (the layer x time map of
+    the last recorded update), each included when the run logged what it needs."""
     name = os.path.basename(os.path.normpath(run.path))
     c = run.config
     if {"task", "cell", "seq_len"} <= set(c):
@@ -324,9 +325,15 @@ def run_figures(run) -> dict:
     if run.dh_norms is not None:
         full = run.config.get("k1") is None
         figures["dh_norms.png"] = dh_norms_heatmap_figure(
-            run.dh_steps, run.dh_norms, f"$\\|\\partial L/\\partial h_t\\|$ during training\n{name}",
+            run.dh_steps, run.dh_norms, f"$\\|\\partial L/\\partial h_t\\|$ during training"
+            + (" (top layer, forward direction)" if run.dh_layers is not None else "") + f"\n{name}",
             xlabel="timestep t" if full else "timestep within the update's window",
         )
+    if run.dh_layers is not None:
+        last = run.dh_layers[-1]
+        keep = ~np.all(np.isnan(last), axis=(0, 1))  # a short last window is padded at the start
+        figures["dh_layers.png"] = layer_time_figure(
+            last[..., keep], f"$\\|\\partial L/\\partial h_t\\|$ per layer at update {run.dh_steps[-1]}\n{name}")
     return figures
 
 

@@ -57,8 +57,18 @@ def _steps_line(summary: dict) -> str:
 @click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
               help="Recurrent weights W_hh: default (PyTorch's uniform), identity with zero biases "
                    "(Le et al.'s IRNN, for rnn-relu) or orthogonal (per gate block, from --seed).")
+@click.option("--layers", type=int, default=DEFAULTS.layers, show_default=True,
+              help="Stacked layers L (more than one, or --bidirectional: a bptt.Stack).")
+@click.option("--bidirectional", is_flag=True, default=DEFAULTS.bidirectional,
+              help="Both directions in every layer (full BPTT only: not with --k1).")
+@click.option("--dropout", type=float, default=DEFAULTS.dropout, show_default=True,
+              help="Dropout between stacked layers, a probability in [0, 1).")
+@click.option("--proj-size", type=int, default=DEFAULTS.proj_size, show_default=True,
+              help="LSTM projections: h of this size (0: none).")
 @click.option("--seq-len", type=int, default=DEFAULTS.seq_len, show_default=True,
               help="Sequence length T (copy: blank length; reber: longest string).")
+@click.option("--min-seq-len", type=int, default=None,
+              help="adding: each sequence's length drawn in [this, --seq-len], markers inside it  [default: all --seq-len]")
 @click.option("--steps", type=int, default=DEFAULTS.steps, show_default=True, help="Parameter updates.")
 @click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Sequences per batch.")
 @click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="(Peak) learning rate, > 0.")

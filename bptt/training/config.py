@@ -52,7 +52,12 @@ class TrainConfig:
     cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
     hidden: int = 32  # hidden size H
     init: str = "default"  # W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal
+    layers: int = 1  # stacked layers L (more than one, or bidirectional: a bptt.Stack)
+    bidirectional: bool = False  # both directions in every layer (full BPTT only: k1 must stay None)
+    dropout: float = 0.0  # dropout between stacked layers, in [0, 1)
+    proj_size: int = 0  # lstm only: project h to this many features (0: none)
     seq_len: int = 30  # sequence length T (copy: the blank's length; reber: the longest string)
+    min_seq_len: int | None = None  # adding: each sequence's length drawn in [min_seq_len, seq_len] (None: all T)
     steps: int = 500  # parameter updates
     batch_size: int = 32  # sequences per batch N
     lr: float = 1e-2  # (peak) learning rate
@@ -96,9 +101,26 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise SettingError(name, getattr(self, name), f"one of {list(allowed)}")
-        for name in ("hidden", "seq_len", "steps", "batch_size", "lr_step_size", "eval_every", "eval_size",
-                     "checkpoint_every"):
+        for name in ("hidden", "layers", "seq_len", "steps", "batch_size", "lr_step_size", "eval_every",
+                     "eval_size", "checkpoint_every"):
             _integer(self, name, low=1)
+        if not isinstance(self.bidirectional, bool):
+            raise SettingError("bidirectional", self.bidirectional, "True or False")
+        _number(self, "dropout", "a probability in [0, 1)", lambda v: 0 <= v < 1)
+        _integer(self, "proj_size", low=0)
+        if self.proj_size:
+            if self.cell != "lstm":
+                raise SettingError("proj_size", self.proj_size, f"0 for the {self.cell} cell (only the lstm has projections)")
+            if self.proj_size >= self.hidden:
+                raise SettingError("proj_size", self.proj_size, f"below hidden = {self.hidden}")
+            if self.init != "default":
+                raise SettingError("init", self.init, "default with proj_size (W_hh is not square then)")
+        if self.min_seq_len is not None:
+            if self.task != "adding":
+                raise SettingError("min_seq_len", self.min_seq_len, f"None for the {self.task} task (only adding draws lengths)")
+            _integer(self, "min_seq_len", low=2)
+            if self.min_seq_len > self.seq_len:
+                raise SettingError("min_seq_len", self.min_seq_len, f"at most seq_len = {self.seq_len}")
         for name in ("record_every", "seed", "eval_seed"):
             _integer(self, name, low=0)
         _number(self, "lr", "a positive finite number", lambda v: v > 0 and math.isfinite(v))
@@ -116,6 +138,8 @@ class TrainConfig:
             if self.k2 < self.k1:
                 allowed = f">= k1 = {self.k1} (an update backpropagates at least its k1 new steps)"
                 raise SettingError("k2", self.k2, allowed)
+        if self.bidirectional and self.k1 is not None:
+            raise SettingError("k1", self.k1, "None with bidirectional: the reverse direction needs the whole sequence")
         if self.task == "chars" and self.text is None:
             raise SettingError("text", self.text, "the path of a text file for the chars task")
         for name in ("text", "out"):
@@ -144,7 +168,7 @@ class TrainConfig:
 def _integer(config: TrainConfig, name: str, low: int, extra: str = "") -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        allowed = "a positive integer" if low == 1 else "a non-negative integer"
+        allowed = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
         raise SettingError(name, value, allowed + extra)
 
 

@@ -46,11 +46,17 @@ def orthogonal_init(cell, rng: np.random.Generator) -> None:
 
 
 def initialise(cell, init: str, rng: np.random.Generator | None = None) -> None:
-    """Apply the initialisation named `init` (one of INITS) to `cell` in place.
+    """Apply the initialisation named `init` (one of INITS) to `cell` in place; a Stack gets it in
+    every (layer, direction), one after another.
 
     rng: the Generator that "orthogonal" draws from (needed only for it).
     """
     if init == "default":
+        return
+    if hasattr(cell, "layer_cells"):  # a Stack
+        for row in cell.layer_cells():
+            for layer_cell in row:
+                initialise(layer_cell, init, rng)
         return
     if init == "identity":
         identity_init(cell)

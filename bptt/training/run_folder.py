@@ -586,8 +586,9 @@ class Logs:
         ----------
         step : int
             The update.
-        dh_norms : ndarray, shape (W,)
-            Norm over the batch of dL/dh_t at each step of the update's window.
+        dh_norms : ndarray, shape (W,), or (L, directions, W) for a Stack
+            Norm over the batch of dL/dh_t at each step of the update's window (per layer and
+            direction for a Stack).
         """
         line = json.dumps({"step": step, "dh_norms": json_safe(np.asarray(dh_norms).tolist())}) + "\n"
         with _writing(self._dh_norms_path):
@@ -672,6 +673,9 @@ class Checkpoint:
     fingerprint : dict or None
         What a resume must find unchanged (`run_fingerprint`): fingerprint (as JSON text). None in
         checkpoints written before it was recorded, which resume unchecked.
+    model_rng_state : dict or None
+        A Stack's dropout RNG `bit_generator.state`, so a resumed run draws the same masks:
+        model_rng_state (as JSON text); None for a single cell.
     path : str or None
         Where it was read from; not stored.
     """
@@ -688,6 +692,7 @@ class Checkpoint:
     last_eval: dict = field(default_factory=dict)
     vocab: str | None = None
     fingerprint: dict | None = None
+    model_rng_state: dict | None = None
     path: str | None = None
 
     def load_params(self, params: dict) -> None:
@@ -739,6 +744,8 @@ def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
         arrays["vocab"] = np.array(checkpoint.vocab)
     if checkpoint.fingerprint is not None:
         arrays["fingerprint"] = np.array(json.dumps(checkpoint.fingerprint))
+    if checkpoint.model_rng_state is not None:
+        arrays["model_rng_state"] = np.array(json.dumps(checkpoint.model_rng_state))
     _atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))
 
 
@@ -789,6 +796,7 @@ def read_checkpoint(run_dir) -> Checkpoint:
             last_eval=json.loads(str(arrays["last_eval"])),
             vocab=str(arrays["vocab"]) if "vocab" in arrays else None,
             fingerprint=json.loads(str(arrays["fingerprint"])) if "fingerprint" in arrays else None,
+            model_rng_state=json.loads(str(arrays["model_rng_state"])) if "model_rng_state" in arrays else None,
             path=str(path),
         )
     except (ValueError, TypeError) as exc:
@@ -864,7 +872,10 @@ class Run:
         The step of each dh_norms record.
     dh_norms : ndarray, shape (R, W), or None
         One row per record, W the longest window; shorter windows (e.g. a TBPTT run's last one) are
-        padded with NaN at the start, so that the last column is always the window's last step.
+        padded with NaN at the start, so that the last column is always the window's last step. For a
+        stacked run, the top layer's forward direction.
+    dh_layers : ndarray, shape (R, L, directions, W), or None
+        A stacked run's records, every layer and direction (padded like dh_norms); None for a cell.
     """
 
     path: str
@@ -873,6 +884,7 @@ class Run:
     metrics: list = field(default_factory=list)
     dh_steps: np.ndarray | None = None
     dh_norms: np.ndarray | None = None
+    dh_layers: np.ndarray | None = None
 
     def column(self, key: str) -> np.ndarray | None:
         """One metric over the logged steps (NaN where a record lacks it or holds null), None if no
@@ -931,9 +943,17 @@ def read_run(path) -> Run:
         if not all(isinstance(r, dict) and "step" in r and isinstance(r.get("dh_norms"), list) and r["dh_norms"]
                    for r in records):
             raise ValueError(f"{dh_path}: expected one {{'step': int, 'dh_norms': [float, ...]}} per line")
-        width = max(len(r["dh_norms"]) for r in records)
+        values = [np.array(r["dh_norms"], dtype=float) for r in records]  # null -> nan
+        if len({v.ndim for v in values}) != 1 or values[0].ndim not in (1, 3):
+            raise ValueError(f"{dh_path}: every record's dh_norms must be a list of numbers (a cell) "
+                             "or of layers of directions of numbers (a stack)")
+        width = max(v.shape[-1] for v in values)
         run.dh_steps = np.array([r["step"] for r in records], int)
-        run.dh_norms = np.full((len(records), width), np.nan)
-        for row, r in zip(run.dh_norms, records):
-            row[width - len(r["dh_norms"]):] = [np.nan if v is None else v for v in r["dh_norms"]]
+        padded = np.full((len(values),) + values[0].shape[:-1] + (width,), np.nan)
+        for row, v in zip(padded, values):
+            row[..., width - v.shape[-1]:] = v
+        if padded.ndim == 4:
+            run.dh_layers, run.dh_norms = padded, padded[:, -1, 0]
+        else:
+            run.dh_norms = padded
     return run

@@ -16,7 +16,8 @@ input-blind predictor, so a result means something only when it is clearly below
     temporal-order  Hochreiter and Schmidhuber 1997 (task 6a): the order of two symbols X/Y hidden in
                     distractors, 4 classes at the last step; chance 25%.
     reber           embedded Reber grammar, next-symbol prediction; success = at every step of a string
-                    each legal next symbol scores above every illegal one. Strings are padded to T.
+                    each legal next symbol scores above every illegal one. Each string runs its own
+                    length (Batch.lengths, packed), the batch padded to T.
     parity          running parity (XOR) of a bit stream, a 2-class answer at every step; chance 50%.
     chars           character language model on a text file: next character at every step; baseline
                     the unigram entropy of the text (nats per character).
@@ -45,6 +46,7 @@ class Batch(NamedTuple):
     targets: np.ndarray  # (T, N, O) float64 or (T, N) int64
     mask: np.ndarray  # (T, N) bool
     legal: np.ndarray | None = None  # reber: (T, N, O) bool, the legal next symbols
+    lengths: np.ndarray | None = None  # (N,) each sequence's own length (None: all T steps)
 
 
 def _one_hot(indices: np.ndarray, size: int) -> np.ndarray:
@@ -91,13 +93,18 @@ class Adding(Task):
     input_size, output_size = 2, 1
     loss_fn = staticmethod(mse)
 
-    def __init__(self, seq_len):
+    def __init__(self, seq_len, min_seq_len=None):
         super().__init__(seq_len)
         if self.seq_len < 2:
             raise ValueError(f"adding needs seq_len >= 2 (one marker per half), got {seq_len}")
+        if min_seq_len is not None and not 2 <= min_seq_len <= self.seq_len:
+            raise ValueError(f"adding needs min_seq_len in [2, seq_len={seq_len}], got {min_seq_len}")
+        self.min_seq_len = min_seq_len
 
     def sample(self, rng, batch_size):
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
+        if self.min_seq_len is not None:
+            return self._sample_lengths(rng, N)
         values = rng.uniform(0.0, 1.0, (T, N))
         first = rng.integers(0, T // 2, N)  # one marker in each half
         second = rng.integers(T // 2, T, N)
@@ -109,6 +116,22 @@ class Adding(Task):
         mask = np.zeros((T, N), bool)
         mask[-1] = True
         return Batch(np.stack([values, markers], axis=-1), targets, mask)
+
+    def _sample_lengths(self, rng, N):
+        """Each sequence L_n steps long, L_n uniform in [min_seq_len, T]: a marker in each half of its
+        own length, its sum to predict at its own last step, nothing past it (the batch is padded)."""
+        T, n = self.seq_len, np.arange(N)
+        lengths = rng.integers(self.min_seq_len, T + 1, N)
+        values = rng.uniform(0.0, 1.0, (T, N)) * (np.arange(T)[:, None] < lengths)
+        first = rng.integers(0, lengths // 2)
+        second = rng.integers(lengths // 2, lengths)
+        markers = np.zeros((T, N))
+        markers[first, n] = markers[second, n] = 1.0
+        targets = np.zeros((T, N, 1))
+        targets[lengths - 1, n, 0] = (values * markers).sum(axis=0)
+        mask = np.zeros((T, N), bool)
+        mask[lengths - 1, n] = True
+        return Batch(np.stack([values, markers], axis=-1), targets, mask, lengths=lengths)
 
     def metrics(self, outputs, batch):
         return {}
@@ -239,18 +262,19 @@ class Reber(Task):
         targets = np.zeros((T, N), np.int64)
         mask = np.zeros((T, N), bool)
         legal = np.zeros((T, N, self.output_size), bool)
+        lengths = np.zeros(N, np.int64)
         for n in range(N):
             symbols, legal_next = self._string(rng)
             while len(symbols) > T:  # redraw strings that do not fit
                 symbols, legal_next = self._string(rng)
             codes = [index[s] for s in symbols]
-            L = len(codes)
+            L = lengths[n] = len(codes)
             xs[np.arange(L), n, codes] = 1.0
             targets[: L - 1, n] = codes[1:]
             mask[: L - 1, n] = True
             for t, allowed in enumerate(legal_next):
                 legal[t, n, [index[s] for s in allowed]] = True
-        return Batch(xs, targets, mask, legal)
+        return Batch(xs, targets, mask, legal, lengths)  # each string runs its own length, not T
 
     def metrics(self, outputs, batch):
         legal, mask = batch.legal, batch.mask
@@ -327,8 +351,11 @@ class Chars(Task):
         return {"loss": -float(np.sum(nonzero * np.log(nonzero))), "accuracy": float(freq.max())}
 
 
-def make_task(name: str, seq_len: int, text: str | None = None) -> Task:
-    """The task called `name` (one of TASKS) with sequence length seq_len; chars needs `text`."""
+def make_task(name: str, seq_len: int, text: str | None = None, min_seq_len: int | None = None) -> Task:
+    """The task called `name` (one of TASKS) with sequence length seq_len; chars needs `text`;
+    min_seq_len: adding only, each sequence's length drawn in [min_seq_len, seq_len]."""
+    if name == "adding":
+        return Adding(seq_len, min_seq_len)
     classes = {"adding": Adding, "copy": Copy, "temporal-order": TemporalOrder, "reber": Reber, "parity": Parity}
     if name == "chars":
         return Chars(seq_len, text)

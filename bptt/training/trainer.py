@@ -21,9 +21,10 @@ from typing import Callable
 import numpy as np
 
 from ..cells.registry import make_cell
+from ..cells.stack import Stack
 from ..core.readout import Linear
 from ..core.truncation import TBPTT, NonFiniteError, WindowWalk, model_params, window_gradients
-from ..core.unroll import forward
+from ..core.unroll import forward, forward_window
 from .clipping import clip_gradients
 from .config import SettingError, TrainConfig
 from .folder_lock import FolderLock
@@ -35,6 +36,28 @@ from .run_folder import (
     start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
 )
 from .tasks import Batch, make_task
+
+
+def make_model(config: TrainConfig, input_size: int, seed, dtype):
+    """The recurrent model the settings ask for: one cell, or a bptt.Stack for several layers or
+    both directions (its weights drawn from the same seed; dropout needs a Stack)."""
+    if config.layers > 1 or config.bidirectional:
+        return Stack(config.cell, input_size, config.hidden, config.layers, bidirectional=config.bidirectional,
+                     proj_size=config.proj_size, dropout=config.dropout, seed=np.random.default_rng(seed), dtype=dtype)
+    return make_cell(config.cell, input_size, config.hidden, proj_size=config.proj_size, seed=seed, dtype=dtype)
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """Dropout off while the held-out set is evaluated, back on after (a Stack's train/eval)."""
+    if not isinstance(model, Stack):
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train()
 
 
 class TrainingStopped(RuntimeError):
@@ -75,14 +98,16 @@ class TrainingRun:
     def __init__(self, config: TrainConfig, run_dir: Path | None = None):
         self.config, self.dir = config, None if run_dir is None else Path(run_dir)
         self.dtype = np.dtype(config.dtype)
-        self.task = make_task(config.task, config.seq_len, config.text)
+        self.task = make_task(config.task, config.seq_len, config.text, config.min_seq_len)
         self.fingerprint = run_fingerprint(config, self.task.data_fingerprint)
         # a fourth child leaves the first three (and so every run without an init) unchanged
         cell_seed, readout_seed, data_seed, init_seed = np.random.SeedSequence(config.seed).spawn(4)
-        self.cell = make_cell(config.cell, self.task.input_size, config.hidden, seed=cell_seed, dtype=self.dtype)
+        self.cell = make_model(config, self.task.input_size, cell_seed, self.dtype)
         # deterministic, and `restore` then overwrites every parameter: a resumed run keeps its weights
         initialise(self.cell, config.init, np.random.default_rng(init_seed))
-        self.readout = Linear(config.hidden, self.task.output_size, seed=readout_seed, dtype=self.dtype)
+        width = config.hidden if config.proj_size == 0 else config.proj_size
+        self.readout = Linear(width * (2 if config.bidirectional else 1), self.task.output_size,
+                              seed=readout_seed, dtype=self.dtype)
         self.params = model_params(self.cell, self.readout)
         schedule = Schedule(config.schedule, config.lr, config.steps, 0.0, config.lr_step_size, config.lr_gamma)
         self.optimizer = make_optimizer(config.optimizer, schedule, momentum=config.momentum)
@@ -117,6 +142,13 @@ class TrainingRun:
         plan = TBPTT(*self.config.truncation(self.batch.xs.shape[0]))
         self.walk = WindowWalk(plan, self.batch.mask, carry, window)
 
+    def window_lengths(self) -> np.ndarray | None:
+        """How many of the current window's steps each sequence runs (None: all of them)."""
+        if self.batch.lengths is None:
+            return None
+        start, _, end = self.walk.window
+        return np.clip(self.batch.lengths - start, 0, end - start)
+
     def advance(self, tape) -> None:
         """After the current window's forward pass (`tape`), move to the next window or batch."""
         self.walk.advance(tape)
@@ -137,8 +169,8 @@ class TrainingRun:
             "loss" (the mean over every masked entry; NaN if the hidden states are not finite) and
             the task's metrics, e.g. "accuracy".
         """
-        with np.errstate(over="ignore", invalid="ignore"):
-            hs, _ = forward(self.cell, batch.xs)
+        with np.errstate(over="ignore", invalid="ignore"), evaluating(self.cell):
+            hs, _ = forward(self.cell, batch.xs, lengths=batch.lengths)
             if not np.isfinite(hs).all():
                 return {"loss": float("nan")}
             outputs, _ = self.readout.forward(hs)
@@ -163,6 +195,7 @@ class TrainingRun:
             last_eval=self.last_eval,
             vocab=getattr(self.task, "vocab", None),
             fingerprint=self.fingerprint,
+            model_rng_state=self.cell.rng.bit_generator.state if isinstance(self.cell, Stack) else None,
         )
 
     def save(self) -> None:
@@ -181,6 +214,8 @@ class TrainingRun:
         try:
             self.optimizer.load_state_arrays(checkpoint.optimizer)
             self.rng.bit_generator.state = checkpoint.rng_state
+            if isinstance(self.cell, Stack) and checkpoint.model_rng_state is not None:
+                self.cell.rng.bit_generator.state = checkpoint.model_rng_state  # the dropout masks to come
             if checkpoint.window >= 0:  # mid-batch: draw the same batch again, continue at the saved window
                 carry = None
                 if checkpoint.carry:
@@ -337,7 +372,7 @@ def _loop(run: TrainingRun, callback) -> dict:
             mask = run.walk.loss_mask()
             if not mask.any():  # nothing to learn from here: carry the state, no update
                 start, _, end = run.walk.window
-                _, tape = forward(cell, run.batch.xs[start:end], run.walk.state)
+                _, tape = forward_window(cell, run.batch.xs[start:end], run.walk.state, lengths=run.window_lengths())
                 run.advance(tape)
                 continue
             record = _update(run, mask, logs, base_elapsed, started)
@@ -367,7 +402,7 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
         with np.errstate(over="ignore", invalid="ignore"):
             result = window_gradients(
                 run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], run.walk.state,
-                batch.targets[start:end], mask,
+                batch.targets[start:end], mask, lengths=run.window_lengths(),
             )
         bad = [name for name, g in result.params.items() if not np.isfinite(g).all()]
         if bad:
