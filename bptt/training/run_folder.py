@@ -769,7 +769,7 @@ def read_checkpoint(run_dir) -> Checkpoint:
     """
     path = Path(run_dir) / CHECKPOINT
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:  # closed even if np.load fails
             arrays = {k: data[k] for k in data.files}
     except Exception as exc:  # a missing, truncated or foreign file
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
