@@ -1,8 +1,32 @@
-"""The `bptt` command line. This package is the only part of bptt that imports click."""
+"""The `bptt` command line. This package is the only part of bptt that imports click.
+
+Results go to stdout (with `--json`, one JSON object), progress and messages to stderr, and a
+progress bar is drawn only when stderr is a terminal, so every command pipes.
+"""
+
+import sys
 
 import click
 
 from .. import __version__
+
+
+class _Discard:
+    """Where a progress bar goes when nobody is watching it."""
+
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def progress_stream(quiet: bool = False):
+    """stderr when it is a terminal and progress is wanted, else a sink: no bar in a pipe or a log."""
+    return sys.stderr if not quiet and sys.stderr.isatty() else _Discard()
 
 
 @click.group(name="bptt", context_settings={"help_option_names": ["-h", "--help"]})

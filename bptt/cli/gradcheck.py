@@ -8,7 +8,7 @@ gradient flows across a cut), and every mode computes that same truncated gradie
 from __future__ import annotations
 
 import importlib.util
-import sys
+import json
 import time
 
 import click
@@ -21,7 +21,7 @@ from ..modes.checkpointing import backward_checkpointed, forward_checkpointed
 from ..modes.finite_diff import central_difference, relative_error
 from ..modes.forward_mode import jvp
 from ..modes.rtrl import rtrl
-from . import cli
+from . import cli, progress_stream
 
 
 EXHAUSTIVE_MAX_PARAMS = 2000  # above this the default checks SAMPLE_DEFAULT coordinates per parameter
@@ -181,8 +181,8 @@ CELL_HELP = "Cell to check (rnn is the tanh RNN)."
               help="Hidden size H.")
 @click.option("--input-size", type=click.IntRange(min=1), default=3, show_default=True,
               help="Input size D.")
-@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Sequences per batch N.")
+@click.option("--batch-size", "--batch", "batch", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Sequences per batch N (--batch is the older spelling).")
 @click.option("--seq-len", type=click.IntRange(min=1), default=20, show_default=True,
               help="Sequence length T.")
 @click.option("--truncate", type=click.IntRange(min=1), default=None,
@@ -203,8 +203,10 @@ CELL_HELP = "Cell to check (rnn is the tanh RNN)."
                    f"forward mode runs one jvp per coordinate instead of RTRL  [default: all coordinates "
                    f"up to {EXHAUSTIVE_MAX_PARAMS} parameters ({EXHAUSTIVE_MAX_STACK_PARAMS} for a stack), "
                    f"else {SAMPLE_DEFAULT}]")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON object: settings, each mode's error and time, passed.")
 def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed, layers, bidirectional,
-              use_torch, sample):
+              use_torch, sample, as_json):
     """Compute one gradient by reverse mode, checkpointed reverse mode, forward mode (RTRL, or jvp
     per coordinate with --sample), finite differences and PyTorch; print each one's error against
     reverse mode and its time.
@@ -255,10 +257,10 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
     which = (f"all {cell.num_params} parameters" if checked == cell.num_params else
              f"{sample} random coordinates of each parameter ({checked} of {cell.num_params})")
     shape = f"L={layers}{' bidirectional' if bidirectional else ''} " if stacked else ""
-    click.echo(f"gradcheck {cell_name}: {shape}D={input_size} H={hidden} N={batch} T={seq_len}, {cut}, "
-               f"float64, loss = mse(h, random targets); checked: {which}")
+    header = (f"gradcheck {cell_name}: {shape}D={input_size} H={hidden} N={batch} T={seq_len}, {cut}, "
+              f"float64, loss = mse(h, random targets); checked: {which}")
     rows, reference, failed = [], None, []
-    with click.progressbar(length=len(modes) * len(coordinates), label="checking", file=sys.stderr,
+    with click.progressbar(length=len(modes) * len(coordinates), label="checking", file=progress_stream(),
                            item_show_func=lambda label: label) as bar:
         for label, run in modes:
             bar.update(0, label)
@@ -266,22 +268,29 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
             grads = run(cell, xs, targets, chunks, starts, coordinates, bar.update)
             elapsed = time.perf_counter() - begin
             if reference is None:
-                reference, error_text = grads, "(reference)"
+                reference, error = grads, None
                 scales = None if sample is None else run.rms
             else:
                 error = max_relative_error(grads, reference, scales)
-                error_text = f"{error:.2e}"
                 if not error <= tol:  # NaN fails too
                     failed.append(label)
-            rows.append(f"{label:<24}{error_text:>27}{elapsed * 1e3:>9.1f} ms")
-    click.echo(f"{'mode':<24}{'max rel. error vs reverse':>27}{'time':>12}")
-    for row in rows:
-        click.echo(row)
+            rows.append({"mode": label, "error": error, "ms": elapsed * 1e3})
     if torch_declined:
-        click.echo("(PyTorch not included: --no-torch)")
+        click.echo("(PyTorch not included: --no-torch)", err=True)
     elif not use_torch:
-        click.echo("(PyTorch not included: it is not installed; pip install torch==2.13.0 adds it)")
+        click.echo("(PyTorch not included: it is not installed; pip install torch==2.13.0 adds it)", err=True)
+    if as_json:
+        click.echo(json.dumps({
+            "cell": cell_name, "layers": layers, "bidirectional": bidirectional, "D": input_size, "H": hidden,
+            "N": batch, "T": seq_len, "truncate": truncate, "seed": seed, "parameters": cell.num_params,
+            "checked": checked, "tol": tol, "modes": rows, "failed": failed, "passed": not failed}))
+    else:
+        click.echo(header)
+        click.echo(f"{'mode':<24}{'max rel. error vs reverse':>27}{'time':>12}")
+        for row in rows:
+            error_text = "(reference)" if row["error"] is None else f"{row['error']:.2e}"
+            click.echo(f"{row['mode']:<24}{error_text:>27}{row['ms']:>9.1f} ms")
+        click.echo(f"FAIL: {', '.join(failed)} above tolerance {tol:g}" if failed else
+                   f"PASS: every mode within {tol:g} of reverse mode")
     if failed:
-        click.echo(f"FAIL: {', '.join(failed)} above tolerance {tol:g}")
         raise SystemExit(1)
-    click.echo(f"PASS: every mode within {tol:g} of reverse mode")

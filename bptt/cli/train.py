@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ..cells.registry import CELL_NAMES
@@ -15,7 +17,7 @@ from ..training.run_folder import (
 from ..training.sampling import sample
 from ..training.tasks import TASKS
 from ..training.trainer import TrainingStopped, evaluate, train
-from . import cli
+from . import cli, progress_stream
 
 DEFAULTS = TrainConfig()
 POSITIVE = click.IntRange(min=1)
@@ -109,8 +111,9 @@ def _steps_line(summary: dict) -> str:
 @click.option("--overwrite", is_flag=True,
               help="With --out: delete the run already in that folder (its config, logs, summary and checkpoint) "
                    "and start a new one there.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(resume, overwrite, quiet, **options):
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none anyway when stderr is not a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (summary.json plus run_dir).")
+def train_command(resume, overwrite, quiet, as_json, **options):
     """Train a recurrent cell on a toy sequence task and write a run folder."""
     ctx = click.get_current_context()
     config = TrainConfig(**options)
@@ -139,7 +142,7 @@ def train_command(resume, overwrite, quiet, **options):
 
     shown, started = [0], []
     try:
-        with click.progressbar(length=total, label="training", show_pos=True, file=None if not quiet else _Null(),
+        with click.progressbar(length=total, label="training", show_pos=True, file=progress_stream(quiet),
                                item_show_func=_loss_text) as bar:
             def progress(step, record):
                 bar.update(step - shown[0], record)
@@ -170,9 +173,12 @@ def train_command(resume, overwrite, quiet, **options):
         hint = f"; continue from the last checkpoint with:  bptt train --resume {started[0]}" if started else ""
         click.echo(f"\ninterrupted{hint}", err=True)
         ctx.exit(130)
-    click.echo(_steps_line(summary))
-    click.echo(_baseline_line(summary))
-    click.echo(f"run folder: {started[0]}")
+    if as_json:
+        click.echo(json.dumps({**summary, "run_dir": str(started[0])}))
+    else:
+        click.echo(_steps_line(summary))
+        click.echo(_baseline_line(summary))
+        click.echo(f"run folder: {started[0]}")
     if summary.get("skipped_steps"):
         click.echo(f"warning: {summary['skipped_steps']} of {summary['steps']} steps were skipped (non-finite loss, "
                    "gradient or updated weights)" + ("; the final held-out loss is not finite"
@@ -188,19 +194,6 @@ def _usage_error(exc: ValueError) -> click.UsageError:
     return click.BadParameter(exc.problem, ctx=ctx, param=param)
 
 
-class _Null:
-    """A sink for the progress bar under --quiet."""
-
-    def write(self, text):
-        pass
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return False
-
-
 def _loss_text(record):
     if not record or record.get("loss") is None:
         return None
@@ -212,12 +205,16 @@ def _loss_text(record):
 
 @cli.command(name="evaluate")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-def evaluate_command(run_dir):
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+def evaluate_command(run_dir, as_json):
     """Report the held-out metrics of a saved run, next to the task's baseline."""
     try:
         result = evaluate(run_dir)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result))
+        return
     for key, value in result.items():
         click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
 
