@@ -50,13 +50,63 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
 
 
 class Cell:
-    """One recurrent layer: parameters, states and the step contract.
+    """One recurrent layer: parameters in PyTorch's layout, states, and the step contract a cell
+    author fills in.
 
-    Subclasses set `Cache` (the NamedTuple their `step_forward` returns, whose fields named like
+    A subclass sets `Cache` (the NamedTuple its `step_forward` returns, whose fields named like
     `state_fields` hold the state after the step and `<name>_prev` the state before it),
-    `state_fields` (the names of the state's parts), `gate_names` and `gate_slope_bounds` (the largest |activation'| of each
-    gate: 1 for tanh, 1/4 for sigmoid), and write the step pair. `Sequence` is the class
-    `bptt.forward` runs over a whole sequence: the plain pair by default.
+    `state_fields` (the names of the state's parts), `gate_names` and `gate_slope_bounds` (the
+    largest derivative of each gate's activation: 1 for tanh, 1/4 for sigmoid), and writes the step
+    pair. `Sequence` is the class `bptt.forward` runs over a whole sequence: the plain pair by
+    default; the built-in cells bring a fast one.
+
+    Parameters
+    ----------
+    input_size : int
+        D, the size of each input x_t.
+    hidden_size : int
+        H, the size of the state.
+    seed : int or numpy.random.SeedSequence or Generator, optional
+        Seeds the weights, uniform in +-1/sqrt(H) like PyTorch's.
+    dtype : float64 (default) or float32
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        weight_ih (G*H, D), weight_hh (G*H, H_out), bias_ih (G*H,), bias_hh (G*H,).
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive integer or the dtype is not float32 or float64.
+
+    Examples
+    --------
+    A cell with only a step pair runs through `bptt.forward` / `bptt.backward` one step at a time:
+
+    >>> import numpy as np, bptt
+    >>> from typing import NamedTuple
+    >>> class DecayCache(NamedTuple):
+    ...     x: np.ndarray
+    ...     h_prev: np.ndarray
+    ...     h: np.ndarray
+    >>> class Decay(bptt.Cell):  # h = tanh(x W_ih^T + b_ih) + h_prev / 2
+    ...     Cache = DecayCache
+    ...     def step_forward(self, x, state):
+    ...         x, (h_prev,) = self.check_step(x, state)
+    ...         u = np.tanh(x @ self.params["weight_ih"].T + self.params["bias_ih"])
+    ...         return u + h_prev / 2, DecayCache(x, h_prev, u + h_prev / 2)
+    ...     def step_backward(self, dstate, cache):
+    ...         (dh,) = self.check_step_gradient(dstate, cache)
+    ...         u = cache.h - cache.h_prev / 2
+    ...         da = dh * (1 - u * u)  # backprop through tanh
+    ...         grads = {"weight_ih": da.T @ cache.x, "weight_hh": np.zeros_like(self.params["weight_hh"]),
+    ...                  "bias_ih": da.sum(0), "bias_hh": np.zeros_like(self.params["bias_hh"])}
+    ...         return da @ self.params["weight_ih"], dh / 2, grads
+    >>> cell = Decay(2, 3, seed=0)
+    >>> hs, tape = bptt.forward(cell, np.ones((4, 1, 2)))
+    >>> bptt.backward(cell, tape, np.ones_like(hs)).params["weight_ih"].shape
+    (3, 2)
     """
 
     Cache: type[NamedTuple]

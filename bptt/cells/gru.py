@@ -19,6 +19,12 @@ from .gru_fast import GRUSequence
 
 
 class GRUCache(NamedTuple):
+    """What one GRU step keeps for its backward: x, h_prev, gates, hn, h (see each field's shape below).
+
+    `GRU.step_forward` returns it and `step_backward` consumes it; `tape.step(t)` is step t's.
+    With tangents (forward mode) the same NamedTuple holds every field's tangent.
+    """
+
     x: np.ndarray  # (N, D) input
     h_prev: np.ndarray  # (N, H)
     gates: np.ndarray  # (N, 3H) activated gates r, z, n

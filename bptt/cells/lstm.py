@@ -19,6 +19,12 @@ from .lstm_fast import LSTMSequence
 
 
 class LSTMCache(NamedTuple):
+    """What one LSTM step keeps for its backward: x, h_prev, c_prev, gates, c, tanh_c, h (see each field's shape below).
+
+    `LSTM.step_forward` returns it and `step_backward` consumes it; `tape.step(t)` is step t's.
+    With tangents (forward mode) the same NamedTuple holds every field's tangent.
+    """
+
     x: np.ndarray  # (N, D) input
     h_prev: np.ndarray  # (N, H)
     c_prev: np.ndarray  # (N, H)

@@ -15,6 +15,12 @@ from .rnn_fast import RNNSequence
 
 
 class RNNCache(NamedTuple):
+    """What one RNN step keeps for its backward: x, h_prev, h (see each field's shape below).
+
+    `RNN.step_forward` returns it and `step_backward` consumes it; `tape.step(t)` is step t's.
+    With tangents (forward mode) the same NamedTuple holds every field's tangent.
+    """
+
     x: np.ndarray  # (N, D) input
     h_prev: np.ndarray  # (N, H) state before the step
     h: np.ndarray  # (N, H) state after it; tanh' and relu' are both read off the output

@@ -10,7 +10,32 @@ from .checks import as_float_dtype, check_array, check_positive_int
 
 
 class Linear:
-    """params: weight (O, H), bias (O,). Works on any leading shape: (N, H) or (T, N, H)."""
+    """Affine readout y = h W^T + b, PyTorch's nn.Linear, on any leading shape: (N, H) or (T, N, H).
+
+    Parameters
+    ----------
+    in_features : int
+        H, the size of each input (a cell's output size).
+    out_features : int
+        O, the size of each prediction.
+    seed : int or numpy.random.SeedSequence, optional
+        Seeds the weights, uniform in +-1/sqrt(H) as PyTorch draws them.
+    dtype : float64 (default) or float32
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        weight (O, H) and bias (O,).
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> readout = bptt.Linear(4, 2, seed=0)
+    >>> y, cache = readout.forward(np.ones((5, 3, 4)))     # (T, N, H) -> (T, N, O)
+    >>> dh, grads = readout.backward(np.ones_like(y), cache)
+    >>> y.shape, dh.shape, grads["weight"].shape
+    ((5, 3, 2), (5, 3, 4), (2, 4))
+    """
 
     def __init__(self, in_features: int, out_features: int, *, seed=None, dtype=np.float64):
         self.in_features = check_positive_int("in_features", in_features)
@@ -24,7 +49,10 @@ class Linear:
         }
 
     def forward(self, h):
-        """h (..., H) -> (y (..., O), cache). The cache is h itself."""
+        """h (..., H) -> (y (..., O), cache), the cache being h itself.
+
+        Raises ValueError if h's last axis is not H or h holds NaN or inf.
+        """
         h = np.asarray(h)
         if h.ndim < 1 or h.shape[-1] != self.in_features:
             raise ValueError(f"readout input must have shape (..., H={self.in_features}), got {h.shape}")
@@ -32,7 +60,7 @@ class Linear:
         return h @ self.params["weight"].T + self.params["bias"], h
 
     def backward(self, dy, cache):
-        """dy (..., O) -> (dh (..., H), grads {weight, bias})."""
+        """Backward of `forward`: dy (..., O) -> (dh (..., H), grads {"weight": (O, H), "bias": (O,)})."""
         h = cache
         dy = check_array("dy", dy, h.shape[:-1] + (self.out_features,), self.dtype)
         flat_dy = dy.reshape(-1, self.out_features)

@@ -70,6 +70,12 @@ class TBPTT:
     ------
     ValueError
         If k1 or k2 is not a positive integer, or k2 < k1.
+
+    Examples
+    --------
+    >>> import bptt
+    >>> bptt.TBPTT(k1=3, k2=5).windows(8)   # steps [start, end), losses from loss_from
+    [Window(start=0, loss_from=0, end=3), Window(start=1, loss_from=3, end=6), Window(start=3, loss_from=6, end=8)]
     """
 
     k1: int
@@ -362,9 +368,19 @@ def tbptt_gradient(
     Raises
     ------
     ValueError
-        On bad k1, k2, inputs or a mask of the wrong shape.
+        On bad k1, k2, inputs or a mask of the wrong shape, or a bidirectional model cut into windows.
     NonFiniteError
         If a window's hidden states, loss or dL/dh are not finite.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell, readout = bptt.GRU(2, 4, seed=0), bptt.Linear(4, 1, seed=0)
+    >>> rng = np.random.default_rng(0)
+    >>> xs, targets = rng.standard_normal((12, 3, 2)), rng.standard_normal((12, 3, 1))
+    >>> g = bptt.tbptt_gradient(cell, readout, bptt.mse, xs, targets, np.ones((12, 3), bool), k1=4, k2=6)
+    >>> len(g.windows), g.params["cell.weight_hh"].shape, [len(n) for n in g.dh_norms]
+    (3, (12, 4), [4, 6, 6])
     """
     plan = TBPTT(k1, k2)
     xs = cell.check_inputs(xs)

@@ -45,7 +45,88 @@ class SettingError(ValueError):
 class TrainConfig:
     """Every setting of a training run, each with its default; config.json holds one of these.
 
-    Constructing one checks nothing: `validate()` does (and `bptt.train` calls it).
+    Constructing one checks nothing: `validate()` does (and `bptt.train` calls it). Each field is a
+    `bptt train` option of the same name (with dashes).
+
+    Attributes
+    ----------
+    task : str, default "adding"
+        One of adding, copy, temporal-order, reber, parity, chars.
+    cell : str, default "gru"
+        rnn (tanh), rnn-relu, lstm or gru.
+    hidden : int, default 32
+        Hidden size H.
+    init : str, default "default"
+        W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal.
+    layers : int, default 1
+        Stacked layers L (more than one, or bidirectional: a `bptt.Stack`).
+    bidirectional : bool, default False
+        Both directions in every layer (full BPTT only: k1 must stay None).
+    dropout : float, default 0.0
+        Dropout between stacked layers, in [0, 1).
+    proj_size : int, default 0
+        lstm only: project h to this many features (0: none).
+    seq_len : int, default 30
+        Sequence length T (copy: the blank's length; reber: the longest string).
+    min_seq_len : int or None, default None
+        adding: each sequence's length drawn in [min_seq_len, seq_len] (None: all T).
+    steps : int, default 500
+        Parameter updates.
+    batch_size : int, default 32
+        Sequences per batch N.
+    lr : float, default 0.01
+        The (peak) learning rate.
+    optimizer : str, default "adam"
+        sgd, momentum, nesterov, rmsprop or adam.
+    momentum : float, default 0.9
+        For momentum and nesterov.
+    schedule : str, default "constant"
+        Learning-rate schedule: constant, cosine (to 0 at `steps`) or step.
+    lr_step_size : int, default 1000
+        Step schedule: multiply lr by lr_gamma every this many updates.
+    lr_gamma : float, default 0.1
+        Step schedule: the factor.
+    clip : str, default "norm"
+        Gradient clipping: norm (global norm), value (element-wise) or none.
+    clip_threshold : float, default 1.0
+        The max norm, or the max absolute element.
+    k1 : int or None, default None
+        TBPTT: steps between updates (None: the whole sequence).
+    k2 : int or None, default None
+        TBPTT: steps backpropagated per update, at least k1 (None: k1).
+    dtype : str, default "float64"
+        float64 or float32.
+    seed : int, default 0
+        Seeds the weights and the training data.
+    eval_every : int, default 100
+        Evaluate on the held-out set every this many updates (and at the end).
+    eval_size : int, default 500
+        Sequences in the held-out set.
+    eval_seed : int, default 1234
+        Seed of the held-out set, independent of `seed`.
+    checkpoint_every : int, default 100
+        Write checkpoint.npz every this many updates (and at the end).
+    record_every : int, default 50
+        Log dh_norms every this many updates (0: never).
+    on_nonfinite : str, default "stop"
+        A non-finite loss, gradient or update: stop (after a checkpoint) or skip the step.
+    target_loss : float or None, default None
+        Stop early once the held-out loss is at or below this.
+    text : str or None, default None
+        chars: the path of the text file.
+    out : str or None, default None
+        The run folder, holding no run yet (None: a new runs/<task>-<cell>-<time>-<suffix>).
+
+    Examples
+    --------
+    >>> import bptt
+    >>> config = bptt.TrainConfig(task="parity", cell="lstm", layers=2, steps=100)
+    >>> config.validate().truncation(T=30)
+    (30, 30)
+    >>> bptt.TrainConfig(k1=5, k2=3).validate()
+    Traceback (most recent call last):
+    ...
+    bptt.training.config.SettingError: k2 must be >= k1 = 5 (an update backpropagates at least its k1 new steps), got 3
     """
 
     task: str = "adding"  # one of bptt.tasks.TASKS
