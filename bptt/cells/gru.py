@@ -19,17 +19,38 @@ from .gru_fast import GRUSequence
 
 
 class GRUCache(NamedTuple):
-    """What one GRU step keeps for its backward: x, h_prev, gates, hn, h (see each field's shape below).
+    """What one GRU step keeps for its backward.
 
     `GRU.step_forward` returns it and `step_backward` consumes it; `tape.step(t)` is step t's.
     With tangents (forward mode) the same NamedTuple holds every field's tangent.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, D)
+        The step's input.
+    h_prev : ndarray, shape (N, H)
+        The state before the step.
+    gates : ndarray, shape (N, 3H)
+        The activated gates r, z, n, in PyTorch's order.
+    hn : ndarray, shape (N, H)
+        h_prev W_hn^T + b_hn, before the reset gate scales it; dL/dr needs it.
+    h : ndarray, shape (N, H)
+        The state after the step.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.GRU(3, 4, seed=0)
+    >>> h, cache = cell.step_forward(np.ones((2, 3)), cell.initial_state(2))
+    >>> cache.gates.shape, cache.hn.shape
+    ((2, 12), (2, 4))
     """
 
-    x: np.ndarray  # (N, D) input
-    h_prev: np.ndarray  # (N, H)
-    gates: np.ndarray  # (N, 3H) activated gates r, z, n
-    hn: np.ndarray  # (N, H) a_h,n = h_prev W_hn^T + b_hn, needed for dL/dr
-    h: np.ndarray  # (N, H)
+    x: np.ndarray
+    h_prev: np.ndarray
+    gates: np.ndarray
+    hn: np.ndarray
+    h: np.ndarray
 
 
 def split_gates(gates: np.ndarray) -> tuple:

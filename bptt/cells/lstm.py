@@ -19,19 +19,45 @@ from .lstm_fast import LSTMSequence
 
 
 class LSTMCache(NamedTuple):
-    """What one LSTM step keeps for its backward: x, h_prev, c_prev, gates, c, tanh_c, h (see each field's shape below).
+    """What one LSTM step keeps for its backward.
 
     `LSTM.step_forward` returns it and `step_backward` consumes it; `tape.step(t)` is step t's.
-    With tangents (forward mode) the same NamedTuple holds every field's tangent.
+    With tangents (forward mode) the same NamedTuple holds every field's tangent. R is the size
+    of h: H, or P with `proj_size` P > 0.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, D)
+        The step's input.
+    h_prev : ndarray, shape (N, R)
+        The hidden state before the step.
+    c_prev : ndarray, shape (N, H)
+        The cell state before the step.
+    gates : ndarray, shape (N, 4H)
+        The activated gates i, f, g, o, in PyTorch's order.
+    c : ndarray, shape (N, H)
+        The cell state after the step.
+    tanh_c : ndarray, shape (N, H)
+        tanh(c), kept for tanh' = 1 - tanh^2.
+    h : ndarray, shape (N, R)
+        The hidden state after the step.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(3, 4, proj_size=2, seed=0)
+    >>> (h, c), cache = cell.step_forward(np.ones((5, 3)), cell.initial_state(5))
+    >>> cache.gates.shape, cache.c.shape, cache.h.shape
+    ((5, 16), (5, 4), (5, 2))
     """
 
-    x: np.ndarray  # (N, D) input
-    h_prev: np.ndarray  # (N, H)
-    c_prev: np.ndarray  # (N, H)
-    gates: np.ndarray  # (N, 4H) activated gates i, f, g, o
-    c: np.ndarray  # (N, H) cell state after the step
-    tanh_c: np.ndarray  # (N, H) tanh(c), kept for tanh' = 1 - tanh^2
-    h: np.ndarray  # (N, H)
+    x: np.ndarray
+    h_prev: np.ndarray
+    c_prev: np.ndarray
+    gates: np.ndarray
+    c: np.ndarray
+    tanh_c: np.ndarray
+    h: np.ndarray
 
 
 def split_gates(gates: np.ndarray) -> tuple:
@@ -53,7 +79,10 @@ class LSTM(Cell):
     input_size : int
         D, the size of each input x_t.
     hidden_size : int
-        H, the size of the state.
+        H, the size of the cell state c (and of h without a projection).
+    proj_size : int, default 0
+        P in [0, H): with P > 0, h = (o * tanh(c)) W_hr^T is (N, P) and `weight_hr` (P, H) joins
+        the parameters; 0 for no projection.
     seed : int or numpy.random.SeedSequence, optional
         Seeds the initial weights, drawn like PyTorch's: uniform in +-1/sqrt(H).
     dtype : float64 (default) or float32

@@ -15,15 +15,32 @@ from .rnn_fast import RNNSequence
 
 
 class RNNCache(NamedTuple):
-    """What one RNN step keeps for its backward: x, h_prev, h (see each field's shape below).
+    """What one RNN step keeps for its backward.
 
     `RNN.step_forward` returns it and `step_backward` consumes it; `tape.step(t)` is step t's.
     With tangents (forward mode) the same NamedTuple holds every field's tangent.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, D)
+        The step's input.
+    h_prev : ndarray, shape (N, H)
+        The state before the step.
+    h : ndarray, shape (N, H)
+        The state after it; tanh' = 1 - h^2 and relu' = [h > 0] are both read off it.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.RNN(3, 4, seed=0)
+    >>> h, cache = cell.step_forward(np.ones((2, 3)), cell.initial_state(2))
+    >>> cache.h is h, cache.x.shape, cache.h_prev.shape
+    (True, (2, 3), (2, 4))
     """
 
-    x: np.ndarray  # (N, D) input
-    h_prev: np.ndarray  # (N, H) state before the step
-    h: np.ndarray  # (N, H) state after it; tanh' and relu' are both read off the output
+    x: np.ndarray
+    h_prev: np.ndarray
+    h: np.ndarray
 
 
 class RNN(Cell):

@@ -41,7 +41,33 @@ class StackTape:
     """What a Stack's reverse sweep needs: every (layer, direction)'s own Tape, the dropout masks
     between layers, the lengths, and the parameters the forward pass saw.
 
-    `layers[l][d]` is the Tape of layer l, direction d (0 forward, 1 reverse), in time-major order.
+    `Stack.forward` (or `bptt.forward(stack, ...)`) makes it and `bptt.backward(stack, ...)`
+    consumes it.
+
+    Attributes
+    ----------
+    net : Stack
+        The stack that ran.
+    layers : list of list of Tape
+        `layers[l][d]` is the tape of layer l, direction d (0 forward, 1 reverse), time-major.
+        With `bptt.forward_checkpointed` they are CheckpointTapes.
+    masks : list of (ndarray or None)
+        One per layer but the last: the dropout mask (N, directions * H_out) that multiplied its
+        output, or None without dropout.
+    lengths : ndarray, shape (N,), or None
+        The sequences' lengths; None when every sequence ran all T steps.
+    weights : dict of ndarray
+        A copy of the stack's parameters as the forward pass saw them.
+    outputs : ndarray, shape (T, N, directions * H_out)
+        The last layer's output as returned, (N, T, ...) when the stack is batch-first.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> net = bptt.Stack("gru", 2, 3, num_layers=2, bidirectional=True, seed=0)
+    >>> hs, tape = bptt.forward(net, np.ones((4, 1, 2)))
+    >>> len(tape.layers), len(tape.layers[0]), hs.shape, tape.final_state.shape
+    (2, 2, (4, 1, 6), (4, 1, 3))
     """
 
     net: "Stack"

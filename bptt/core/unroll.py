@@ -29,9 +29,34 @@ from .sequence import CompositeModel, Sequence
 class Tape:
     """What the reverse sweep needs from one forward pass: the cell's Sequence, run to the end.
 
+    `bptt.forward` makes it and `bptt.backward` consumes it; build one only through `forward`.
     `tape.step(t)` is step t's cache as `cell.step_forward` would have returned it, `tape.hs` the
     hidden states, `tape.final_state` the state after the last step, `tape.state_at(k)` a copy of
-    the state after k steps, `tape.nbytes` the memory it holds, `len(tape)` the number of steps.
+    the state after k steps, `tape.nbytes` the memory it holds, `len(tape)` the number of steps T.
+
+    Attributes
+    ----------
+    cell : Cell
+        The cell that ran.
+    sequence : Sequence
+        The cell's record of the run (the fast path's buffers, or one cache per step).
+    weights : dict of ndarray
+        A copy of the cell's parameters as the forward pass saw them; `backward` refuses to run
+        if the cell's parameters have changed since.
+    packing : Packing or None
+        The batch's lengths, sorted longest first; None when every sequence ran all T steps.
+    outputs : ndarray, shape (T, N, H), or None
+        With lengths, hs in the caller's order, zero past each sequence's length.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.GRU(2, 3, seed=0)
+    >>> hs, tape = bptt.forward(cell, np.ones((5, 4, 2)), lengths=[5, 3, 5, 1])
+    >>> len(tape), tape.batch_size, tape.step(2).gates.shape
+    (5, 4, (4, 9))
+    >>> bool(np.all(tape.hs[3:, 1] == 0)), bool(np.all(tape.final_state[1] == hs[2, 1]))
+    (True, True)
     """
 
     cell: object
@@ -105,6 +130,16 @@ class Gradients(Result):
     dh_norms : ndarray, shape (T,)
         Frobenius norm over the batch of the total dL/dh_t reaching step t: its own loss plus
         everything that flowed back from later steps (for LSTM, the h part).
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(2, 3, seed=0)
+    >>> hs, tape = bptt.forward(cell, np.ones((6, 1, 2)))
+    >>> grads = bptt.backward(cell, tape, np.ones_like(hs))
+    >>> sorted(grads.params) == sorted(cell.params), grads.dxs.shape, len(grads.dstate0)
+    (True, (6, 1, 2), 2)
+    >>> params, dxs, dstate0, dh_norms = grads      # it unpacks like a tuple
     """
 
     params: dict[str, np.ndarray]
@@ -306,6 +341,17 @@ def backward_stepwise(cell, caches: list, dhs, dstate_final=None) -> Gradients:
     -------
     Gradients
         The same quantities as `backward`, to float64 round-off.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(2, 3, seed=0)
+    >>> xs = np.random.default_rng(0).normal(size=(6, 2, 2))
+    >>> hs, caches, _ = bptt.forward_stepwise(cell, xs)
+    >>> slow = bptt.backward_stepwise(cell, caches, np.ones_like(hs))
+    >>> fast = bptt.backward(cell, bptt.forward(cell, xs)[1], np.ones_like(hs))
+    >>> bool(np.allclose(slow.params["weight_hh"], fast.params["weight_hh"], rtol=1e-12))
+    True
     """
     T, N = len(caches), caches[0].x.shape[0]
     dhs, carry = check_backward_inputs(cell, T, N, dhs, dstate_final)

@@ -287,6 +287,19 @@ def train(
     TrainingStopped
         On a non-finite loss, gradient or updated weight with on_nonfinite="stop", after
         checkpointing the last good weights.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bptt
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "adding-run"
+    >>> config = bptt.TrainConfig(task="adding", steps=20, seq_len=10, hidden=8, out=str(folder))
+    >>> summary = bptt.train(config)
+    >>> written = {p.name for p in folder.iterdir()}
+    >>> summary["steps"], {"config.json", "checkpoint.npz", "metrics.jsonl", "summary.json"} <= written
+    (20, True)
+    >>> summary = bptt.train(bptt.TrainConfig(steps=30), resume=folder)    # ten more steps
+    >>> summary["steps"]
+    30
     """
     if resume is not None:
         if overwrite:
@@ -510,6 +523,15 @@ def evaluate(run_dir) -> dict:
     ------
     ValueError
         As `load_run`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bptt
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "parity-run"
+    >>> _ = bptt.train(bptt.TrainConfig(task="parity", steps=10, seq_len=8, hidden=8, out=str(folder)))
+    >>> metrics = bptt.evaluate(folder)
+    >>> metrics["step"], sorted(k for k in metrics if k.endswith("accuracy"))
+    (10, ['baseline_accuracy', 'eval_accuracy'])
     """
     run = load_run(run_dir)
     config = run.config
