@@ -114,7 +114,25 @@ def _steps_line(summary: dict) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none anyway when stderr is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (summary.json plus run_dir).")
 def train_command(resume, overwrite, quiet, as_json, **options):
-    """Train a recurrent cell on a toy sequence task and write a run folder."""
+    """Train a recurrent cell on a toy sequence task and write a run folder.
+
+    The run folder holds config.json, metrics.jsonl (loss, gradient norm and clip events per
+    update), dh_norms.jsonl (||dL/dh_t|| per timestep, every --record-every updates),
+    checkpoint.npz and, at the end, summary.json. A run folder has one writer; an existing run is
+    continued with --resume or replaced only with --overwrite.
+
+    Prints the steps done, the held-out result next to the task's baseline and the run folder on
+    stdout (one JSON object with --json); progress and warnings go to stderr. Exit status 0 on
+    success, 1 when training stops on a non-finite value or a file cannot be written (the run
+    stays resumable), 2 for a bad option or a refused run folder, 130 when interrupted.
+
+    \b
+    Examples:
+      bptt train                                        # gru on the adding task
+      bptt train --task parity --cell lstm --steps 300 --out runs/parity
+      bptt train --resume runs/parity --steps 600       # continue to 600 updates
+      bptt train --layers 2 --bidirectional --json | jq .eval_loss
+    """
     ctx = click.get_current_context()
     config = TrainConfig(**options)
     if resume is not None:
@@ -207,7 +225,18 @@ def _loss_text(record):
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate_command(run_dir, as_json):
-    """Report the held-out metrics of a saved run, next to the task's baseline."""
+    """Report the held-out metrics of a saved run, next to the task's baseline.
+
+    Reads RUN_DIR's checkpoint and evaluates it on the task's held-out batch. Prints one
+    "key: value" line per metric (task, cell, step, eval_loss, baseline_loss and accuracy or
+    success where the task has them), or one JSON object with --json; a non-finite loss is null.
+    Exit status 2 when RUN_DIR holds no readable run.
+
+    \b
+    Examples:
+      bptt evaluate runs/parity
+      bptt evaluate runs/parity --json | jq .eval_accuracy
+    """
     try:
         result = evaluate(run_dir)
     except ValueError as exc:
@@ -227,7 +256,17 @@ def evaluate_command(run_dir, as_json):
 @click.option("--prime", default="", help="Text to read before generating (printed too).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
 def sample_command(run_dir, length, temperature, prime, seed):
-    """Generate text from a run trained on the chars task."""
+    """Generate text from a run trained on the chars task.
+
+    Feeds --prime through the trained cell, then draws --length characters one at a time from the
+    softmax at --temperature, each fed back as the next input. Prints the prime and the generated
+    text on stdout. Exit status 2 when RUN_DIR holds no chars run.
+
+    \b
+    Examples:
+      bptt train --task chars --text book.txt --out runs/book
+      bptt sample runs/book --prime "The " --length 400 --temperature 0.8
+    """
     try:
         text = sample(run_dir, length, temperature=temperature, prime=prime, seed=seed)
     except ValueError as exc:
