@@ -46,7 +46,8 @@ Run it
 
 Writes ``loss_surface.png``, ``loss_along_paths.png``, ``cliff.json`` (the paths, the jumps, the
 final losses) and ``surface.csv``. The full run took 3 s (a 400 x 400 grid), ``--quick`` (150 x 150)
-1.5 s. Below: the script, run at ``--quick`` size when this page was built, and what it wrote.
+1.5 s. Below: the script, then what it wrote and printed when it ran at ``--quick`` size as this page
+was built.
 """
 
 from __future__ import annotations
@@ -153,6 +154,11 @@ def main() -> None:
         print(f"{name:17s} largest gradient norm {run['largest_gradient_norm']:9.1f}  largest step "
               f"{run['largest_step']:8.3f}  final loss {run['final_loss']:.4g}")
 
+
+
+# %%
+# The documentation's gallery runs this script at ``--quick`` size as it builds: what follows is what
+# that run wrote and printed.
 
 if __name__ == "__main__":
     main()

@@ -47,9 +47,9 @@ Run it
 
 Writes ``heatmap.png`` and ``results.json`` (the reach per record), and ``loss.png``,
 ``grad_norm.png`` and ``dh_norms.png`` into the run folder ``DIR/lstm-adding``. The full run took
-31 s, ``--quick`` (T = 20, H = 8, 40 updates recorded every 5) 2.2 s. Below: the script, run at
-``--quick`` size when this page was built, and what it wrote; in 40 updates the network does not
-find the task, so the gradient never reaches t = 0.
+31 s, ``--quick`` (T = 20, H = 8, 40 updates recorded every 5) 2.2 s. Below: the script, then what it
+wrote and printed when it ran at ``--quick`` size as this page was built; in 40 updates the network
+does not find the task, so the gradient never reaches t = 0.
 """
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ def main() -> None:
           f"log10 ||dL/dh_0|| / ||dL/dh_T-1||: {reach[0]:+.2f} at step {run.dh_steps[0]}, "
           f"{reach[-1]:+.2f} at step {run.dh_steps[-1]}")
 
+
+
+# %%
+# The documentation's gallery runs this script at ``--quick`` size as it builds: what follows is what
+# that run wrote and printed.
 
 if __name__ == "__main__":
     main()

@@ -65,8 +65,8 @@ Run it
 
 Writes ``bias.png``, ``bias.csv``, ``training.png``, ``training.csv``, ``results.json`` and the run
 folders in ``DIR/runs``. The full run took 98 s, ``--quick`` (T = 20, H = 8, 40 updates, k = 5 and
-20) 1.9 s. Below: the script, run at ``--quick`` size when this page was built, and what it wrote;
-40 updates are too few for the training curves to leave the baseline.
+20) 1.9 s. Below: the script, then what it wrote and printed when it ran at ``--quick`` size as this
+page was built; 40 updates are too few for the training curves to leave the baseline.
 """
 
 from __future__ import annotations
@@ -173,6 +173,11 @@ def main() -> None:
     )
     plots.save_figure(fig, os.path.join(args.out, "training.png"))
 
+
+
+# %%
+# The documentation's gallery runs this script at ``--quick`` size as it builds: what follows is what
+# that run wrote and printed.
 
 if __name__ == "__main__":
     main()
