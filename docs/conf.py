@@ -43,6 +43,8 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
+highlight_language = "none"  # plain ``` blocks are trees, tables and output; code blocks name their language
+smartquotes_action = "qe"  # quotes and ellipses only: "--sample" in a command's help stays two hyphens
 exclude_patterns = ["_build", "README_new.md", "gallery/*.ipynb", "gallery/*.py", "gallery/*.zip"]
 templates_path = ["_templates"]
 
@@ -102,3 +104,5 @@ html_theme_options = {
     "header_links_before_dropdown": 7,
 }
 html_show_sourcelink = False
+# pages without sub-pages need no section navigation: their text gets the width
+html_sidebars = {"index": [], "getting_started": [], "cli": [], "performance": []}

@@ -65,6 +65,13 @@ PATCHES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+# Module-level data has no docstring of its own: autodoc reads a ``#:`` comment above it, and without
+# one shows the docstring of the value's type (for a tuple, "Built-in immutable sequence.").
+DATA_DOCS: dict[str, str] = {
+    "bptt.CELL_NAMES": "The names of the built-in cells, ``(\"rnn\", \"rnn-relu\", \"lstm\", \"gru\")``: what "
+                       "``make_cell``, ``Stack`` and ``bptt train --cell`` accept.",
+}
+
 _used: set[tuple[str, str]] = set()
 
 
@@ -90,6 +97,10 @@ def _patch(key: str, lines: list[str]) -> None:
 
 
 def process_docstring(app, what, name, obj, options, lines) -> None:
+    if what == "data" and name in DATA_DOCS:
+        lines[:] = [DATA_DOCS[name], ""]
+        _used.add((name, ""))
+        return
     key = _qualified(obj) if what != "module" else name
     if key:
         _patch(key, lines)
@@ -105,6 +116,9 @@ def report_unused(app, exception) -> None:
             for old, _ in patches:
                 if (key, old) not in _used:
                     logger.info(f"docstring patch no longer needed (docs/_ext/docstring_patches.py): {key}: {old!r}")
+        for name in DATA_DOCS:
+            if (name, "") not in _used:
+                logger.info(f"docstring patch not used (docs/_ext/docstring_patches.py): {name}")
 
 
 def setup(app):
