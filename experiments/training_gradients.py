@@ -49,7 +49,8 @@ Writes ``heatmap.png`` and ``results.json`` (the reach per record), and ``loss.p
 ``grad_norm.png`` and ``dh_norms.png`` into the run folder ``DIR/lstm-adding``. The full run took
 31 s, ``--quick`` (T = 20, H = 8, 40 updates recorded every 5) 2.2 s. Below: the script, then what it
 wrote and printed when it ran at ``--quick`` size as this page was built; in 40 updates the network
-does not find the task, so the gradient never reaches t = 0.
+does not find the task, and the gradient reaching t = 0 stays orders of magnitude below the one at
+the last step.
 """
 
 from __future__ import annotations
