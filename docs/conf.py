@@ -38,7 +38,6 @@ extensions = [
     "sphinx_click",
     "sphinx_gallery.gen_gallery",
     "myst_parser",
-    "docstring_patches",  # docs/_ext: stopgap reST fixes of a few bptt docstrings, each named there
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}

@@ -24,6 +24,8 @@ CELLS: dict[str, Callable[..., Cell]] = {
     "lstm": LSTM,
     "gru": GRU,
 }
+#: The names of the built-in cells, ``("rnn", "rnn-relu", "lstm", "gru")``: what ``make_cell``,
+#: ``Stack`` and ``bptt train --cell`` accept.
 CELL_NAMES = tuple(CELLS)
 
 

@@ -86,7 +86,7 @@ def _steps_line(summary: dict) -> str:
 @click.option("--clip", type=click.Choice(CLIPS), default=DEFAULTS.clip, show_default=True,
               help="Gradient clipping: global norm, element-wise value, or none.")
 @click.option("--clip-threshold", type=float, default=DEFAULTS.clip_threshold, show_default=True,
-              help="Max global norm (or max |element| with --clip value); must be > 0.")
+              help="Max global norm (or the largest absolute element with --clip value); must be > 0.")
 @click.option("--k1", type=int, default=None, help="TBPTT: steps between updates  [default: the whole sequence]")
 @click.option("--k2", type=int, default=None, help="TBPTT: steps backpropagated per update, >= k1  [default: k1]")
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,

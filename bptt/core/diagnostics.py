@@ -130,7 +130,7 @@ def jacobian_norms(cell, tape: Tape, part: str = "state") -> JacobianNorms:
 class RecurrentBound(NamedTuple):
     """One square recurrent block W (H, H) and the bound of Pascanu et al. 2013.
 
-    With |act'| <= gamma, every step Jacobian has norm <= gamma * lambda_1, so lambda_1 < 1/gamma is
+    With ``|act'| <= gamma``, every step Jacobian has norm <= gamma * lambda_1, so lambda_1 < 1/gamma is
     sufficient for the gradients to vanish and lambda_1 > 1/gamma is necessary for them to explode.
     """
 
@@ -179,7 +179,7 @@ def lyapunov_spectrum(cell, tape: Tape, warmup: int = 0) -> np.ndarray:
     largest to smallest, in nats per step.
 
     QR re-orthonormalisation: Q_0 = I, then J_t Q_{t-1} = Q_t R_t at every step, and the exponents are
-    the averages of log |diag R_t| over the steps after the first `warmup` (which only align Q).
+    the averages of ``log |diag R_t|`` over the steps after the first `warmup` (which only align Q).
     The largest one is the rate at which ||d s_T / d s_t|| grows (> 0) or shrinks (< 0) per step.
     A step Jacobian with a zero direction (e.g. dead relu units) gives -inf.
     """

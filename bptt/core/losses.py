@@ -101,7 +101,7 @@ def softmax_cross_entropy(logits, labels):
 
 def sigmoid_binary_cross_entropy(logits, targets):
     """Binary cross-entropy of targets in [0, 1] under sigmoid(logits), mean over elements, as
-    PyTorch's binary_cross_entropy_with_logits: max(z, 0) - z y + log(1 + exp(-|z|)), stable for any z.
+    PyTorch's binary_cross_entropy_with_logits: ``max(z, 0) - z y + log(1 + exp(-|z|))``, stable for any z.
 
     Parameters
     ----------

@@ -288,8 +288,8 @@ def top_hessian_eigenvalue(
 ) -> HessianEigen:
     """The Hessian eigenvalue of largest magnitude, by power iteration on `hvp`.
 
-    The sharpness of the loss: gradient descent with a learning rate above 2 / |value| diverges
-    along its eigenvector.
+    The sharpness of the loss: where the value is positive, gradient descent with a learning rate
+    above 2 / value diverges along its eigenvector (on the local quadratic model).
 
     Parameters
     ----------

@@ -107,12 +107,12 @@ def clip_grad_value(grads: dict[str, np.ndarray], max_value: float) -> Clipping:
     grads : dict of str to ndarray
         Gradients keyed by parameter name, modified in place.
     max_value : float
-        The largest |element| left unchanged; positive and finite.
+        The largest ``|element|`` left unchanged; positive and finite.
 
     Returns
     -------
     Clipping
-        `norm`: the global norm before clipping; `clipped`: True iff some element had |g| > max_value
+        `norm`: the global norm before clipping; `clipped`: True iff some element had ``|g| > max_value``
         (the norm may exceed max_value with nothing clipped).
 
     Raises
@@ -161,7 +161,7 @@ def clip_gradients(grads: dict[str, np.ndarray], mode: str, threshold: float) ->
 
 
 def max_abs(grads: dict[str, np.ndarray]) -> float:
-    """The largest |element| over all gradients.
+    """The largest ``|element|`` over all gradients.
 
     Parameters
     ----------

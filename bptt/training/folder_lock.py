@@ -2,7 +2,7 @@
 
 `FolderLock(path)` locks the file at `path` (created if needed) with `flock` on POSIX or
 `msvcrt.locking` on Windows. Both locks belong to the open file, not to a name or a flag on disk, so a
-killed process never leaves a stale lock behind, and two `FolderLock`s of one file exclude each other
+killed process never leaves a stale lock behind, and two ``FolderLock`` objects of one file exclude each other
 even inside one process. The holder writes its process id into the file, so a refused process can
 say who holds it; the file itself stays (deleting a lock file while others may have it open would
 let two processes each lock a different file of the same name).

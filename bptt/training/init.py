@@ -1,7 +1,7 @@
 """Recurrent weight initialisations: each replaces part of a cell's default parameters in place.
 
 A cell's constructor draws every parameter uniform in +-1/sqrt(H) (PyTorch's default, "default"
-here). W_hh (G*H, H) stacks one (H, H) block per gate; each initialiser below sets every block:
+here). W_hh (G*H, H) stacks one (H, H) block per gate; each initialiser below sets every block::
 
     identity     W_hh blocks = I, b_ih = b_hh = 0   Le et al. 2015 (IRNN): with relu, a unit copies
                                                     its state forward until the inputs change it

@@ -1,4 +1,4 @@
-"""The run folder: its files, their formats, and how they are written and read back.
+"""The run folder: its files, their formats, and how they are written and read back::
 
     config.json      every setting (a TrainConfig), indented JSON
     metrics.jsonl    one JSON object per update: step, loss, grad_norm (before clipping), clipped,
@@ -900,7 +900,7 @@ class Run:
 
     @property
     def clipping(self) -> tuple[str, float | None]:
-        """(mode, threshold) from config.json: ("norm", max norm), ("value", max |element|) or ("none", None)."""
+        """(mode, threshold) from config.json: ("norm", max norm), ("value", max ``|element|``) or ("none", None)."""
         mode = self.config.get("clip", "none")
         if mode not in ("norm", "value"):
             return "none", None

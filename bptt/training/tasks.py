@@ -1,13 +1,13 @@
 """Toy sequence tasks for training recurrent networks, each with a baseline to beat.
 
 Every task draws batches from a numpy Generator the caller seeds, and has a fixed held-out
-evaluation set (`eval_batch`, from its own seed). A batch is time-major:
+evaluation set (`eval_batch`, from its own seed). A batch is time-major::
 
     xs (T, N, D) inputs;  targets (T, N, O) floats (regression) or (T, N) class indices;
     mask (T, N) bool: the (step, sequence) entries whose loss counts.
 
 `baseline` gives the loss (and accuracy or success rate where the task defines one) of the best
-input-blind predictor, so a result means something only when it is clearly below it.
+input-blind predictor, so a result means something only when it is clearly below it. The tasks::
 
     adding          Le et al. 2015: two channels (U(0,1) value, marker), target = sum of the two
                     marked values at the last step; predicting the mean 1 gives MSE 1/6.

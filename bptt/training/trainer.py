@@ -516,7 +516,7 @@ def evaluate(run_dir) -> dict:
     Returns
     -------
     dict
-        task, cell, step, eval_loss, baseline_loss, and eval_/baseline_ accuracy or success where the
+        task, cell, step, eval_loss, baseline_loss, and ``eval_``/``baseline_`` accuracy or success where the
         task has them; a non-finite loss is None.
 
     Raises
