@@ -33,6 +33,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served from _static: equations render without a network
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_click",
