@@ -123,7 +123,13 @@ class StackTape(Generic[LayerT]):
         if self.net.bidirectional:
             raise ValueError("a bidirectional stack has no state after k steps: its reverse direction "
                              "runs from the end; truncation needs a unidirectional stack")
-        return self.net.stack_states([layer[0].state_at(k) for layer in self.layers])
+        states = []
+        for layer in self.layers:
+            if not isinstance(tape := layer[0], Tape):
+                raise ValueError("a checkpointed tape keeps a state only every `every` steps, not after any k: "
+                                 "the state after k steps needs the tape of bptt.forward")
+            states.append(tape.state_at(k))
+        return self.net.stack_states(states)
 
     @property
     def nbytes(self) -> int:
@@ -450,6 +456,9 @@ class Stack(CompositeModel):
         before they go back through its own step. Unidirectional stacks without lengths."""
         if not isinstance(tape, StackTape) or tape.net is not self:
             raise ValueError("tape must come from bptt.forward with this Stack")
+        if not all(isinstance(row[0], Tape) for row in tape.layers):
+            raise ValueError("the step Jacobian of a stack needs the tape of bptt.forward: a checkpointed tape "
+                             "keeps no step caches")
         if self.bidirectional or tape.lengths is not None:
             raise ValueError("the step Jacobian of a stack needs one direction and no lengths: a "
                              "bidirectional stack has no state that moves forward in time alone")
