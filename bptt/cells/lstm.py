@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
+from ..core.types import Array, Params, Parts, Seed, State
 from .cell import Cell, sigmoid
 from .lstm_fast import LSTMSequence
 
@@ -51,16 +53,16 @@ class LSTMCache(NamedTuple):
     ((5, 16), (5, 4), (5, 2))
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
-    c_prev: np.ndarray
-    gates: np.ndarray
-    c: np.ndarray
-    tanh_c: np.ndarray
-    h: np.ndarray
+    x: Array
+    h_prev: Array
+    c_prev: Array
+    gates: Array
+    c: Array
+    tanh_c: Array
+    h: Array
 
 
-def split_gates(gates: np.ndarray) -> tuple:
+def split_gates(gates: Array) -> tuple[Array, Array, Array, Array]:
     """(..., 4H) -> i, f, g, o, each (..., H) (views)."""
     H = gates.shape[-1] // 4
     return gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
@@ -110,7 +112,8 @@ class LSTM(Cell):
     gate_names = ("i", "f", "g", "o")
     gate_slope_bounds = (0.25, 0.25, 1.0, 0.25)  # sigmoid' <= 1/4, tanh' <= 1
 
-    def __init__(self, input_size, hidden_size, *, proj_size=0, seed=None, dtype=np.float64):
+    def __init__(self, input_size: int, hidden_size: int, *, proj_size: int = 0, seed: Seed = None,
+                 dtype: DTypeLike = np.float64) -> None:
         if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or not (
                 0 <= proj_size < hidden_size):
             raise ValueError(f"proj_size must be an integer in [0, hidden_size={hidden_size}), got {proj_size!r}")
@@ -118,16 +121,16 @@ class LSTM(Cell):
         super().__init__(input_size, hidden_size, seed=seed, dtype=dtype)
 
     @property
-    def output_size(self):
+    def output_size(self) -> int:
         return self.proj_size or self.hidden_size
 
-    def param_shapes(self):
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = super().param_shapes()
         if self.proj_size:
             shapes["weight_hr"] = (self.proj_size, self.hidden_size)
         return shapes
 
-    def step_forward(self, x, state):
+    def step_forward(self, x: ArrayLike, state: State) -> tuple[tuple[Array, Array], LSTMCache]:
         """One timestep. x (N, D), state (h_prev (N, H or P), c_prev (N, H)) -> ((h, c), LSTMCache)."""
         x, (h_prev, c_prev) = self.check_step(x, state)
         p = self.params
@@ -141,7 +144,7 @@ class LSTM(Cell):
             h = h @ p["weight_hr"].T  # the projection: h = (o * tanh(c)) W_hr^T, (N, P)
         return (h, c), LSTMCache(x, h_prev, c_prev, np.concatenate([i, f, g, o], axis=1), c, tanh_c, h)
 
-    def step_backward(self, dstate, cache):
+    def step_backward(self, dstate: State, cache: LSTMCache) -> tuple[Array, tuple[Array, Array], Params]:
         """Backward of `step_forward`. dstate: (dL/dh, dL/dc) each (N, H) ->
         (dx (N, D), (dL/dh_prev, dL/dc_prev), grads)."""
         dh, dc = self.check_step_gradient(dstate, cache)
@@ -169,7 +172,8 @@ class LSTM(Cell):
         return dx, (dh_prev, dc_prev), grads
 
     # ----------------------------------------------------------------- forward-mode rules
-    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot, params_dot=None):
+    def step_tangent(self, cache: LSTMCache, x_dot: Array | None, state_prev_dot: Parts, a_x_dot: Array, a_h_dot: Array,
+                     params_dot: Params | None = None) -> LSTMCache:
         h_prev_dot, c_prev_dot = state_prev_dot
         i, f, g, o = split_gates(cache.gates)
         a_i, a_f, a_g, a_o = split_gates(a_x_dot + a_h_dot)  # a = a_x + a_h
@@ -185,15 +189,17 @@ class LSTM(Cell):
             if params_dot and "weight_hr" in params_dot:
                 h_dot = h_dot + (o * cache.tanh_c) @ params_dot["weight_hr"].T
         gates_dot = np.concatenate([i_dot, f_dot, g_dot, o_dot], axis=-1)
-        return LSTMCache(x_dot, h_prev_dot, c_prev_dot, gates_dot, c_dot, tanh_c_dot, h_dot)
+        return LSTMCache(x_dot,  # type: ignore[arg-type]  # a tangent's x is None when the inputs are held fixed
+                         h_prev_dot, c_prev_dot, gates_dot, c_dot, tanh_c_dot, h_dot)
 
-    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, params_dot):
+    def backward_tangent(self, cache: LSTMCache, cache_dot: LSTMCache, dstate: Parts, dstate_dot: Parts, da_x: Array,
+                         da_h: Array, params_dot: Params) -> tuple[Array, Array, Parts, Params]:
         (dh, dc), (dh_dot, dc_dot) = dstate, dstate_dot
         i, f, g, o = split_gates(cache.gates)
         i_dot, f_dot, g_dot, o_dot = split_gates(cache_dot.gates)
         t, t_dot, c_prev, c_prev_dot = cache.tanh_c, cache_dot.tanh_c, cache.c_prev, cache_dot.c_prev
         weight_hh_dot = params_dot.get("weight_hh", np.zeros_like(self.params["weight_hh"]))
-        extra = {}
+        extra: Params = {}
         if self.proj_size:  # dh_u = dh W_hr, dW_hr = dh^T (o tanh c): product rule on both
             W_hr = self.params["weight_hr"]
             W_hr_dot = params_dot.get("weight_hr", np.zeros_like(W_hr))
@@ -216,5 +222,5 @@ class LSTM(Cell):
         dc_prev_dot = dc_total_dot * f + dc_total * f_dot  # dc_prev = dc_total f
         return da_dot, da_dot, (dh_prev_dot, dc_prev_dot), extra
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return super().__repr__()[:-1] + (f", proj_size={self.proj_size})" if self.proj_size else ")")

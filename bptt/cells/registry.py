@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
+from ..core.types import Seed
 from .cell import Cell
 from .gru import GRU
 from .lstm import LSTM
@@ -29,8 +31,8 @@ CELLS: dict[str, Callable[..., Cell]] = {
 CELL_NAMES = tuple(CELLS)
 
 
-def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 0, seed=None,
-              dtype=np.float64) -> Cell:
+def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 0, seed: Seed = None,
+              dtype: DTypeLike = np.float64) -> Cell:
     """The cell registered as `name`, initialised like PyTorch.
 
     Parameters

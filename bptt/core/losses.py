@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from .types import Array
 
 
-def _float_pair(pred, target, name: str):
+def _float_pair(pred: ArrayLike, target: ArrayLike, name: str) -> tuple[Array, Array]:
     pred = np.asarray(pred)
     target = np.asarray(target)
     if pred.dtype.kind != "f":
@@ -17,7 +20,7 @@ def _float_pair(pred, target, name: str):
     return pred, target.astype(pred.dtype, copy=False)
 
 
-def mse(pred, target):
+def mse(pred: ArrayLike, target: ArrayLike) -> tuple[float, Array]:
     """Mean squared error over every element, as PyTorch's mse_loss (reduction "mean").
 
     Parameters
@@ -48,7 +51,7 @@ def mse(pred, target):
     return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, Array]:
     """Cross-entropy of integer labels (...) under softmax(logits) (..., K), mean over labels, as
     PyTorch's cross_entropy; stable for any logits.
 
@@ -99,7 +102,7 @@ def softmax_cross_entropy(logits, labels):
     return float(-picked.mean()), grad / count
 
 
-def sigmoid_binary_cross_entropy(logits, targets):
+def sigmoid_binary_cross_entropy(logits: ArrayLike, targets: ArrayLike) -> tuple[float, Array]:
     """Binary cross-entropy of targets in [0, 1] under sigmoid(logits), mean over elements, as
     PyTorch's binary_cross_entropy_with_logits: ``max(z, 0) - z y + log(1 + exp(-|z|))``, stable for any z.
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .checks import as_float_dtype, check_array, check_positive_int
+from .types import Array, Params, Seed
 
 
 class Linear:
@@ -37,18 +39,19 @@ class Linear:
     ((5, 3, 2), (5, 3, 4), (2, 4))
     """
 
-    def __init__(self, in_features: int, out_features: int, *, seed=None, dtype=np.float64):
+    def __init__(self, in_features: int, out_features: int, *, seed: Seed = None,
+                 dtype: DTypeLike = np.float64) -> None:
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
         self.dtype = as_float_dtype(dtype)
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(self.in_features)  # PyTorch's default for nn.Linear
-        self.params = {
+        self.params: Params = {
             "weight": rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype),
             "bias": rng.uniform(-bound, bound, (out_features,)).astype(self.dtype),
         }
 
-    def forward(self, h):
+    def forward(self, h: ArrayLike) -> tuple[Array, Array]:
         """h (..., H) -> (y (..., O), cache), the cache being h itself.
 
         Raises ValueError if h's last axis is not H or h holds NaN or inf.
@@ -59,7 +62,7 @@ class Linear:
         h = check_array("readout input", h, (None,) * h.ndim, self.dtype)
         return h @ self.params["weight"].T + self.params["bias"], h
 
-    def backward(self, dy, cache):
+    def backward(self, dy: ArrayLike, cache: Array) -> tuple[Array, Params]:
         """Backward of `forward`: dy (..., O) -> (dh (..., H), grads {"weight": (O, H), "bias": (O,)})."""
         h = cache
         dy = check_array("dy", dy, h.shape[:-1] + (self.out_features,), self.dtype)
@@ -70,5 +73,5 @@ class Linear:
         }
         return dy @ self.params["weight"], grads
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Linear(in_features={self.in_features}, out_features={self.out_features})"

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ..cells.stack import Stack
+from ..cells.cell import Cell
+from ..cells.stack import Stack, StackTape
 from ..core.checks import check_positive_int
+from ..core.types import Array, Params, State
 from ..core.unroll import Gradients, backward, check_backward_inputs, check_weights_unchanged, forward
 
 
@@ -53,12 +57,12 @@ class CheckpointTape:
     (10, 4)
     """
 
-    xs: np.ndarray
+    xs: Array
     every: int
-    checkpoints: list
-    final_state: object
-    cell: object
-    weights: dict  # a copy of the cell's parameters as the forward pass saw them
+    checkpoints: list[State]
+    final_state: State
+    cell: Cell
+    weights: Params  # a copy of the cell's parameters as the forward pass saw them
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -82,7 +86,18 @@ def default_every(T: int) -> int:
     return max(1, round(math.sqrt(T)))
 
 
-def forward_checkpointed(cell, xs, state0=None, every: int | None = None):
+@overload
+def forward_checkpointed(cell: Stack, xs: ArrayLike, state0: State | None = None,
+                         every: int | None = None) -> tuple[Array, StackTape[CheckpointTape]]: ...
+
+
+@overload
+def forward_checkpointed(cell: Cell, xs: ArrayLike, state0: State | None = None,
+                         every: int | None = None) -> tuple[Array, CheckpointTape]: ...
+
+
+def forward_checkpointed(cell: Cell | Stack, xs: ArrayLike, state0: State | None = None, every: int | None = None
+                         ) -> tuple[Array, CheckpointTape | StackTape[CheckpointTape]]:
     """Like `bptt.forward`, keeping one state every `every` steps instead of every step's cache.
 
     Memory between the passes falls from T caches to T/k states plus the inputs; the reverse
@@ -141,7 +156,8 @@ def forward_checkpointed(cell, xs, state0=None, every: int | None = None):
     return hs, CheckpointTape(xs, every, checkpoints, state, cell, {k: p.copy() for k, p in cell.params.items()})
 
 
-def backward_checkpointed(cell, tape: CheckpointTape, dhs, dstate_final=None) -> Gradients:
+def backward_checkpointed(cell: Cell | Stack, tape: CheckpointTape | StackTape[CheckpointTape],
+                          dhs: ArrayLike | None, dstate_final: State | None = None) -> Gradients:
     """Reverse sweep over a CheckpointTape; same arguments and result as `bptt.backward`.
 
     Each segment's caches are recomputed from its checkpoint just before it is swept, so at most

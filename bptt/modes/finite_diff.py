@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ..core.types import Array
 
 
-def central_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6, *,
-                       indices=None) -> np.ndarray:
+def central_difference(f: Callable[[], float], x: Array, eps: float = 1e-6, *,
+                       indices: Iterable[int] | None = None) -> NDArray[np.float64]:
     """dF/dx by (f(x + eps e_i) - f(x - eps e_i)) / (2 eps), perturbing `x` in place and restoring it.
 
     The independent check on every backward pass: its truncation error is O(eps^2), and in
@@ -58,7 +61,7 @@ def central_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
     return grad
 
 
-def relative_error(a, b) -> float:
+def relative_error(a: ArrayLike, b: ArrayLike) -> float:
     """||a - b|| / max(||a||, ||b||), 0 when both are zero: a norm-wise relative error.
 
     Norm-wise rather than elementwise, so tiny entries of a gradient do not dominate it.

@@ -11,13 +11,17 @@ Letters: T time, N batch, D input size, H hidden size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ..cells.cell import Cell
 from ..cells.stack import Stack
 from ..core.checks import check_array
 from ..core.results import Result
 from ..core.step import forward_step
+from ..core.types import Array, Params, State
 from .common import affine_tangents, check_param_tangents, require
 
 
@@ -45,13 +49,14 @@ class JVPResult(Result):
     ((4, 1, 3), 2)
     """
 
-    hs: np.ndarray
-    hs_dot: np.ndarray
-    final_state: object
-    final_state_dot: object
+    hs: Array
+    hs_dot: Array
+    final_state: State
+    final_state_dot: State
 
 
-def jvp(cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_tangent=None) -> JVPResult:
+def jvp(cell: Cell | Stack, xs: ArrayLike, state0: State | None = None, tangents: Mapping[str, ArrayLike] | None = None,
+        *, xs_tangent: ArrayLike | None = None, state0_tangent: State | None = None) -> JVPResult:
     """Directional derivative of every h_t, computed alongside the forward pass with no tape.
 
     Forward mode: each step carries the tangent of its state forward with the cell's
@@ -129,7 +134,8 @@ def jvp(cell, xs, state0=None, tangents=None, *, xs_tangent=None, state0_tangent
     return JVPResult(hs, hs_dot, cell.pack_state(state), cell.pack_state(state_dot))
 
 
-def stack_jvp(net: Stack, xs, state0, tangents, xs_tangent, state0_tangent) -> JVPResult:
+def stack_jvp(net: Stack, xs: ArrayLike, state0: State | None, tangents: Mapping[str, ArrayLike] | None,
+              xs_tangent: ArrayLike | None, state0_tangent: State | None) -> JVPResult:
     """`jvp` through a Stack: layer by layer, each (layer, direction) by the cells' jvp, the tangent
     of a layer's output being the input tangent of the next (through the same dropout mask)."""
     net.check_params()
@@ -156,14 +162,14 @@ def stack_jvp(net: Stack, xs, state0, tangents, xs_tangent, state0_tangent) -> J
             finals.append(result.final_state)
             finals_dot.append(result.final_state_dot)
         layer_in, layer_in_dot = np.concatenate(outputs, axis=-1), np.concatenate(outputs_dot, axis=-1)
-        if layer < net.num_layers - 1 and masks[layer] is not None:
-            layer_in, layer_in_dot = layer_in * masks[layer], layer_in_dot * masks[layer]
+        if layer < net.num_layers - 1 and (mask := masks[layer]) is not None:
+            layer_in, layer_in_dot = layer_in * mask, layer_in_dot * mask
     if net.batch_first:
         layer_in, layer_in_dot = layer_in.transpose(1, 0, 2), layer_in_dot.transpose(1, 0, 2)
     return JVPResult(layer_in, layer_in_dot, net.stack_states(finals), net.stack_states(finals_dot))
 
 
-def check_stack_tangents(net: Stack, tangents) -> dict:
+def check_stack_tangents(net: Stack, tangents: Mapping[str, ArrayLike] | None) -> Params:
     """Tangents keyed like `net.params` (any subset; missing means zero), checked."""
     if tangents is None:
         return {}

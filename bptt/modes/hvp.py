@@ -18,15 +18,19 @@ Letters: T time, N batch, D input size, H hidden size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ..cells.cell import Cell
 from ..cells.stack import Stack
 from ..core.checks import check_array, check_positive_int
 from ..core.losses import mse
 from ..core.results import Result
 from ..core.step import vjp_step
-from ..core.unroll import backward, forward
+from ..core.types import Array, Params, Seed, State, StepCache
+from ..core.unroll import Tape, backward, forward
 from .forward_mode import check_stack_tangents
 from .common import (
     affine_tangents, check_param_tangents, flatten_params, parameter_gradients_tangent, require, unflatten_params,
@@ -54,7 +58,7 @@ class LossAndGradient(Result):
     """
 
     loss: float
-    params: dict
+    params: Params
 
 
 @dataclass(frozen=True, repr=False)
@@ -80,11 +84,11 @@ class HessianEigen(Result):
     """
 
     value: float
-    vector: dict
+    vector: Params
     iterations: int
 
 
-def _check_targets(cell, xs, targets):
+def _check_targets(cell: Cell | Stack, xs: ArrayLike, targets: ArrayLike) -> Array:
     if isinstance(cell, Stack):
         T, N = cell.time_major(xs, "xs", cell.input_size).shape[:2]
         shape = (N, T) if cell.batch_first else (T, N)
@@ -93,7 +97,8 @@ def _check_targets(cell, xs, targets):
     return check_array("targets", targets, (T, N, cell.output_size), cell.dtype, names=("T", "N", "H"))
 
 
-def loss_and_gradient(cell, xs, targets, state0=None) -> LossAndGradient:
+def loss_and_gradient(cell: Cell | Stack, xs: ArrayLike, targets: ArrayLike, state0: State | None = None
+                      ) -> LossAndGradient:
     """The loss L = mse(hs, targets) and its gradient with respect to the parameters.
 
     Parameters
@@ -131,7 +136,8 @@ def loss_and_gradient(cell, xs, targets, state0=None) -> LossAndGradient:
     return LossAndGradient(loss, backward(cell, tape, dhs).params)
 
 
-def hvp(cell, xs, targets, vector: dict, state0=None) -> dict:
+def hvp(cell: Cell | Stack, xs: ArrayLike, targets: ArrayLike, vector: Mapping[str, ArrayLike],
+        state0: State | None = None) -> Params:
     """H v for L = mse(hs, targets), H the Hessian with respect to the parameters.
 
     Forward-over-reverse (Pearlmutter's R-operator): the forward pass carries the tangent of every
@@ -192,7 +198,7 @@ def hvp(cell, xs, targets, vector: dict, state0=None) -> dict:
     return tangent_backward(cell, tape, caches_dot, dhs, dhs_dot, v, None)[0]  # 3. and 4.
 
 
-def tangent_forward(cell, tape, xs_dot, v: dict) -> tuple[list, np.ndarray]:
+def tangent_forward(cell: Cell, tape: Tape, xs_dot: Array | None, v: Params) -> tuple[list[StepCache], Array]:
     """The tangent of every cache of `tape` along v (parameters) and xs_dot (T, N, D) (None: inputs
     held fixed), the initial state held fixed. Returns (tangent caches, hs_dot (T, N, H))."""
     state_dot = tuple(np.zeros((tape.batch_size, size), cell.dtype) for size in cell.state_sizes)
@@ -205,7 +211,8 @@ def tangent_forward(cell, tape, xs_dot, v: dict) -> tuple[list, np.ndarray]:
     return caches_dot, np.stack([cell.state_after(c)[0] for c in caches_dot])
 
 
-def tangent_backward(cell, tape, caches_dot, dhs, dhs_dot, v: dict, xs_dot) -> tuple[dict, np.ndarray, np.ndarray]:
+def tangent_backward(cell: Cell, tape: Tape, caches_dot: list[StepCache], dhs: Array, dhs_dot: Array, v: Params,
+                     xs_dot: Array | None) -> tuple[Params, Array, Array]:
     """The reverse sweep over `tape` and, alongside it, its tangent (the cells' `backward_tangent`).
 
     dhs, dhs_dot (T, N, H): the loss gradient at every step and its tangent; xs_dot: the inputs'
@@ -217,6 +224,7 @@ def tangent_backward(cell, tape, caches_dot, dhs, dhs_dot, v: dict, xs_dot) -> t
     da_x, da_h, da_x_dot, da_h_dot = (np.empty((T, N, GH), cell.dtype) for _ in range(4))
     carry = tuple(np.zeros((N, size), cell.dtype) for size in cell.state_sizes)
     carry_dot = tuple(np.zeros_like(part) for part in carry)
+    extra_dot: Params
     caches, extra_dot = [tape.step(t) for t in range(T)], {}
     for t in range(T - 1, -1, -1):
         dstate = (carry[0] + dhs[t], *carry[1:])  # this step's loss plus what came from t+1
@@ -241,7 +249,8 @@ def tangent_backward(cell, tape, caches_dot, dhs, dhs_dot, v: dict, xs_dot) -> t
     return grads_dot, dxs, dxs_dot
 
 
-def stack_hvp(net: Stack, xs, targets, vector: dict, state0) -> dict:
+def stack_hvp(net: Stack, xs: ArrayLike, targets: ArrayLike, vector: Mapping[str, ArrayLike],
+              state0: State | None) -> Params:
     """`hvp` through a Stack: the forward tangent up the layers, then the reverse sweep and its
     tangent down them, each (layer, direction) by `tangent_forward` / `tangent_backward`."""
     targets = _check_targets(net, xs, targets)
@@ -250,6 +259,10 @@ def stack_hvp(net: Stack, xs, targets, vector: dict, state0) -> dict:
     flips = [lambda a: a, lambda a: a[::-1]]  # the reverse direction reads time backwards
     mine = [[{name: v[key] for name in cell.params if (key := f"{name}_l{layer}{'_reverse' * d}") in v}
              for d, cell in enumerate(row)] for layer, row in enumerate(net.cells)]
+    layer_in_dot: Array | None
+    inputs_dot: list[Array | None]
+    caches_dot: list[list[list[StepCache]]]
+    x_dot: Array | None
     layer_in_dot, inputs_dot, caches_dot = None, [], []  # 1. up the layers
     for layer, row in enumerate(net.layer_cells()):
         inputs_dot.append(layer_in_dot)
@@ -265,6 +278,7 @@ def stack_hvp(net: Stack, xs, targets, vector: dict, state0) -> dict:
             layer_in_dot = layer_in_dot * tape.masks[layer]
     hs_tm = hs.transpose(1, 0, 2) if net.batch_first else hs  # 2. the loss, time-major
     targets_tm = targets.transpose(1, 0, 2) if net.batch_first else targets
+    layer_in_dot = cast(Array, layer_in_dot)  # the top layer's output tangent
     d_out, d_out_dot = mse(hs_tm, targets_tm)[1], mse(layer_in_dot, np.zeros_like(layer_in_dot))[1]
     result, H_out = {}, net.output_size
     for layer in range(net.num_layers - 1, -1, -1):  # 3. down the layers
@@ -279,12 +293,13 @@ def stack_hvp(net: Stack, xs, targets, vector: dict, state0) -> dict:
                 flips[d](d_out_dot[..., part]), mine[layer][d], x_dot)
             result.update({f"{name}_l{layer}{'_reverse' * d}": g for name, g in grads_dot.items()})
             d_in, d_in_dot = d_in + flips[d](dxs), d_in_dot + flips[d](dxs_dot)
-        d_out, d_out_dot = d_in, d_in_dot
+        d_out, d_out_dot = cast(Array, d_in), cast(Array, d_in_dot)  # sums over the layer's directions
     return {name: result[name] for name in net.params}
 
 
 def top_hessian_eigenvalue(
-    cell, xs, targets, state0=None, *, iterations: int = 200, tol: float = 1e-10, seed=0
+    cell: Cell | Stack, xs: ArrayLike, targets: ArrayLike, state0: State | None = None, *, iterations: int = 200,
+    tol: float = 1e-10, seed: Seed = 0
 ) -> HessianEigen:
     """The Hessian eigenvalue of largest magnitude, by power iteration on `hvp`.
 

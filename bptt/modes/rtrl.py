@@ -15,11 +15,15 @@ Letters: T time, N batch, D input size, H hidden size, G gates, P number of para
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ..cells.cell import Cell
 from ..core.results import Result
 from ..core.step import forward_step
+from ..core.types import Array, Params, State
 from .common import parameter_basis_tangents, require, step_loss_gradients, unflatten_params
 
 
@@ -45,12 +49,13 @@ class RTRLResult(Result):
     (True, (3, 3))
     """
 
-    params: dict
-    hs: np.ndarray | None
-    final_state: object
+    params: Params
+    hs: Array | None
+    final_state: State
 
 
-def rtrl(cell, xs, dhs, state0=None, dstate_final=None, *, keep_hs: bool = True) -> RTRLResult:
+def rtrl(cell: Cell, xs: ArrayLike, dhs: ArrayLike | Callable[[int, Array], ArrayLike], state0: State | None = None,
+         dstate_final: State | None = None, *, keep_hs: bool = True) -> RTRLResult:
     """The exact dL/dtheta for L = sum_t L_t(h_t) (+ a term on the final state), by RTRL.
 
     Real-time recurrent learning carries the full sensitivity dh_t/dtheta forward in time (forward
@@ -113,7 +118,7 @@ def rtrl(cell, xs, dhs, state0=None, dstate_final=None, *, keep_hs: bool = True)
         a_x_dot, a_h_dot = parameter_basis_tangents(cell, cache)  # the immediate term d state_t / d theta
         a_h_dot += sens[0] @ w_hh.T  # and through h_{t-1}: a_h = W_hh h_{t-1}
         sens = cell.state_after(cell.step_tangent(cache, None, sens, a_x_dot, a_h_dot))
-        if keep_hs:
+        if hs is not None:  # keep_hs
             hs[t] = state[0]
         grad += np.einsum("pnh,nh->p", sens[0], loss_gradient(t, state[0]))  # dL_t/dh_t . dh_t/dtheta
     if dstate_final is not None:

@@ -19,12 +19,16 @@ Letters: T time, N batch, D input size, H hidden size, G gates, P parameters, S 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ..cells.cell import Cell
 from ..core.checks import check_array
 from ..core.results import Result
 from ..core.step import forward_step, vjp_step
+from ..core.types import Array, Params, Parts, Seed, State, StepCache
 from .common import affine_tangents, require, step_loss_gradients, unflatten_params
 
 EPS = 1e-7  # keeps rho0, rho1 finite when a norm is zero (at t = 0, s~ = theta~ = 0)
@@ -50,11 +54,11 @@ class UOROResult(Result):
     ((9, 3), (1, 3))
     """
 
-    params: dict
-    final_state: object
+    params: Params
+    final_state: State
 
 
-def per_sequence_parameter_gradients(cache, da_x, da_h) -> np.ndarray:
+def per_sequence_parameter_gradients(cache: StepCache, da_x: Array, da_h: Array) -> Array:
     """dL/dtheta of one step for each sequence separately, flattened like `cell.params`: (N, P).
 
     The outer products of the weight gradients (dW_ih = da_x^T x, dW_hh = da_h^T h_prev,
@@ -72,12 +76,13 @@ def per_sequence_parameter_gradients(cache, da_x, da_h) -> np.ndarray:
     )
 
 
-def _norms(parts: tuple) -> np.ndarray:
+def _norms(parts: Parts) -> Array:
     """Per-sequence Euclidean norm over all state parts: (N,)."""
     return np.sqrt(sum(np.einsum("nh,nh->n", p, p) for p in parts))
 
 
-def uoro(cell, xs, dhs, state0=None, dstate_final=None, *, seed=None, signs=None) -> UOROResult:
+def uoro(cell: Cell, xs: ArrayLike, dhs: ArrayLike | Callable[[int, Array], ArrayLike], state0: State | None = None,
+         dstate_final: State | None = None, *, seed: Seed = None, signs: ArrayLike | None = None) -> UOROResult:
     """One UORO estimate of dL/dtheta for L = sum_t L_t(h_t) (+ a term on the final state).
 
     Unbiased online recurrent optimisation (Tallec & Ollivier 2017) keeps a rank-one estimate
