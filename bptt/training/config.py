@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 from ..cells.registry import CELL_NAMES
 from .clipping import CLIPS
@@ -35,7 +36,7 @@ class SettingError(ValueError):
         What it allows, completing "must be ...", e.g. "a positive finite number".
     """
 
-    def __init__(self, setting: str, value, allowed: str):
+    def __init__(self, setting: str, value: object, allowed: str) -> None:
         self.setting, self.value, self.allowed = setting, value, allowed
         self.problem = f"must be {allowed}, got {value!r}"
         super().__init__(f"{setting} {self.problem}")
@@ -179,9 +180,9 @@ class TrainConfig:
         """
         choices = {"task": TASKS, "cell": CELL_NAMES, "init": INITS, "optimizer": OPTIMIZERS,
                    "schedule": SCHEDULES, "clip": CLIPS, "dtype": DTYPES, "on_nonfinite": ON_NONFINITE}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise SettingError(name, getattr(self, name), f"one of {list(allowed)}")
+        for name, options in choices.items():
+            if getattr(self, name) not in options:
+                raise SettingError(name, getattr(self, name), f"one of {list(options)}")
         for name in ("hidden", "layers", "seq_len", "steps", "batch_size", "lr_step_size", "eval_every",
                      "eval_size", "checkpoint_every"):
             _integer(self, name, low=1)
@@ -253,7 +254,7 @@ def _integer(config: TrainConfig, name: str, low: int, extra: str = "") -> None:
         raise SettingError(name, value, allowed + extra)
 
 
-def _number(config: TrainConfig, name: str, allowed: str, ok) -> None:
+def _number(config: TrainConfig, name: str, allowed: str, ok: Callable[[float], bool]) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
         raise SettingError(name, value, allowed)

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cells.cell import Cell
+from ..cells.stack import Stack
+from ..core.types import Array
+
 INITS = ("default", "identity", "orthogonal")
 
 
-def identity_init(cell) -> None:
+def identity_init(cell: Cell) -> None:
     """Set every gate block of `cell.params["weight_hh"]` to the (H, H) identity and both biases to
     zero (Le et al. 2015's IRNN; meant for the relu RNN, allowed for any cell). W_ih is kept."""
     H, weight_hh = cell.hidden_size, cell.params["weight_hh"]
@@ -27,7 +31,7 @@ def identity_init(cell) -> None:
     cell.params["bias_hh"][...] = 0
 
 
-def random_orthogonal(rng: np.random.Generator, size: int) -> np.ndarray:
+def random_orthogonal(rng: np.random.Generator, size: int) -> Array:
     """A (size, size) orthogonal matrix from the uniform (Haar) distribution, in float64.
 
     QR of a standard normal matrix, with each column of Q multiplied by the sign of R's diagonal
@@ -37,7 +41,7 @@ def random_orthogonal(rng: np.random.Generator, size: int) -> np.ndarray:
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
 
-def orthogonal_init(cell, rng: np.random.Generator) -> None:
+def orthogonal_init(cell: Cell, rng: np.random.Generator) -> None:
     """Set every gate block of `cell.params["weight_hh"]` to its own random orthogonal (H, H) matrix
     from `rng`, one block after another in gate order. W_ih and the biases are kept."""
     H, weight_hh = cell.hidden_size, cell.params["weight_hh"]
@@ -45,7 +49,7 @@ def orthogonal_init(cell, rng: np.random.Generator) -> None:
         weight_hh[g * H : (g + 1) * H] = random_orthogonal(rng, H)
 
 
-def initialise(cell, init: str, rng: np.random.Generator | None = None) -> None:
+def initialise(cell: Cell | Stack, init: str, rng: np.random.Generator | None = None) -> None:
     """Apply the initialisation named `init` (one of INITS) to `cell` in place; a Stack gets it in
     every (layer, direction), one after another.
 

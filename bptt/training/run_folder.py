@@ -41,10 +41,12 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from ..core.types import Array, IntArray, Params, Parts
 from .config import TrainConfig
 from .folder_lock import FolderLock
 
@@ -89,7 +91,7 @@ class RunExistsError(RunFolderError):
         The run's files found there (names from RUN_FILES).
     """
 
-    def __init__(self, path, files):
+    def __init__(self, path: str | os.PathLike[str], files: Iterable[str]) -> None:
         self.path, self.files = os.fspath(path), tuple(files)
         super().__init__(self.path, self.files)
 
@@ -109,7 +111,7 @@ class RunLockedError(RunFolderError):
         The holder's process id, None if it wrote none.
     """
 
-    def __init__(self, path, pid):
+    def __init__(self, path: str | os.PathLike[str], pid: int | None) -> None:
         self.path, self.pid = os.fspath(path), pid
         super().__init__(self.path, pid)
 
@@ -129,7 +131,7 @@ class RunChangedError(RunFolderError):
         One line per difference, naming the setting or the file.
     """
 
-    def __init__(self, path, changes):
+    def __init__(self, path: str | os.PathLike[str], changes: Iterable[str]) -> None:
         self.path, self.changes = os.fspath(path), tuple(changes)
         super().__init__(self.path, self.changes)
 
@@ -139,7 +141,7 @@ class RunChangedError(RunFolderError):
 
 
 @contextlib.contextmanager
-def _writing(path):
+def _writing(path: str | os.PathLike[str]) -> Iterator[None]:
     """Turn an OSError raised inside into a RunWriteError naming `path`."""
     try:
         yield
@@ -165,7 +167,7 @@ def _is_temporary(name: str) -> bool:
     return name.endswith(".tmp") and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES)
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write through a temporary file in the same folder, fsync, then rename: never a truncated file."""
     with _writing(path):
         tmp, fd = _temporary_beside(path)
@@ -181,7 +183,7 @@ def _atomic_write(path: Path, write: Callable) -> None:
             raise
 
 
-def json_safe(value):
+def json_safe(value: object) -> Any:
     """`value` with every non-finite float (at any depth of dicts and lists) replaced by None.
 
     Parameters
@@ -202,12 +204,12 @@ def json_safe(value):
     return value
 
 
-def _write_json(path: Path, value) -> None:
+def _write_json(path: Path, value: object) -> None:
     text = json.dumps(json_safe(value), indent=2, default=os.fspath) + "\n"  # paths as strings
     _atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> Any:
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -218,7 +220,7 @@ def _read_json(path: Path):
         raise ValueError(f"{path}: not valid JSON ({exc.msg})") from exc
 
 
-def _numbered_lines(path) -> list[tuple[int, object]]:
+def _numbered_lines(path: str | os.PathLike[str]) -> list[tuple[int, object]]:
     """(line number, value) of each non-blank line of a JSON-lines file, under the one policy."""
     with open(path) as f:
         lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
@@ -233,7 +235,7 @@ def _numbered_lines(path) -> list[tuple[int, object]]:
     return records
 
 
-def read_jsonl(path) -> list:
+def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
     """The records of a JSON-lines log.
 
     A broken last line (a run killed mid-write) is dropped; a broken line before it is an error.
@@ -259,7 +261,7 @@ def read_jsonl(path) -> list:
     return [value for _, value in _numbered_lines(path)]
 
 
-def _step_records(path: Path) -> list[dict]:
+def _step_records(path: Path) -> list[dict[str, Any]]:
     """A log's records, each checked to be an object with an integer "step" (missing file: none)."""
     if not path.exists():
         return []
@@ -267,21 +269,23 @@ def _step_records(path: Path) -> list[dict]:
         records = _numbered_lines(path)
     except OSError as exc:  # e.g. no permission: a run that cannot be resumed, like a broken line
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    checked = []
     for number, record in records:
         if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
             raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'step'")
-    return [record for _, record in records]
+        checked.append(record)
+    return checked
 
 
 # ---------------------------------------------------------------------- the folder, its lock and its settings
-def _existing_folder(run_dir) -> Path:
+def _existing_folder(run_dir: str | os.PathLike[str]) -> Path:
     folder = Path(run_dir)
     if not folder.is_dir():
         raise ValueError(f"run folder {str(run_dir)!r} does not exist or is not a folder")
     return folder
 
 
-def new_run_dir(parent, stem: str) -> Path:
+def new_run_dir(parent: str | os.PathLike[str], stem: str) -> Path:
     """Create a folder for a new run, with a name no other run has: parent/<stem>-<time>-<suffix>.
 
     The time is YYYYmmdd-HHMMSS.mmm and the suffix four random hex digits; the folder is made with
@@ -315,7 +319,7 @@ def new_run_dir(parent, stem: str) -> Path:
     >>> a != b and a.is_dir() and b.is_dir() and a.name.startswith("adding-gru-")
     True
     """
-    separators = {os.sep, os.altsep} - {None}
+    separators = {sep for sep in (os.sep, os.altsep) if sep is not None}
     if not isinstance(stem, str) or stem in ("", ".", "..") or any(sep in stem for sep in separators):
         raise ValueError(f"stem must be a folder name without a path separator, e.g. 'adding-gru'; got {stem!r}")
     parent = Path(parent)
@@ -334,7 +338,7 @@ def new_run_dir(parent, stem: str) -> Path:
     raise RunWriteError(errno.EEXIST, "a hundred names in a row were taken", os.fspath(parent / f"{stem}-*"))
 
 
-def lock_run_folder(run_dir, *, create: bool = False) -> FolderLock:
+def lock_run_folder(run_dir: str | os.PathLike[str], *, create: bool = False) -> FolderLock:
     """Take a run folder's one-writer lock, and remove the temporaries a killed writer left there.
 
     The lock is an OS lock on the file .lock in the folder: the system drops it when the holder
@@ -395,7 +399,7 @@ def lock_run_folder(run_dir, *, create: bool = False) -> FolderLock:
     return lock
 
 
-def run_files(run_dir) -> list[str]:
+def run_files(run_dir: str | os.PathLike[str]) -> list[str]:
     """The files of a run that a folder holds.
 
     Parameters
@@ -411,7 +415,7 @@ def run_files(run_dir) -> list[str]:
     return [name for name in RUN_FILES if os.path.lexists(folder / name)]
 
 
-def claim_run_folder(run_dir, *, overwrite: bool = False) -> None:
+def claim_run_folder(run_dir: str | os.PathLike[str], *, overwrite: bool = False) -> None:
     """Make a folder ready for a new run: refuse the run it holds, or delete that run's files.
 
     Call it holding the folder's lock (`lock_run_folder`), so that no run appears between the check
@@ -440,7 +444,7 @@ def claim_run_folder(run_dir, *, overwrite: bool = False) -> None:
             (folder / name).unlink()
 
 
-def start_run_folder(run_dir, config: TrainConfig) -> Path:
+def start_run_folder(run_dir: str | os.PathLike[str], config: TrainConfig) -> Path:
     """Create a run folder (and its parents) holding config.json and two empty logs.
 
     `train` calls it holding the folder's lock, after `claim_run_folder`.
@@ -470,7 +474,7 @@ def start_run_folder(run_dir, config: TrainConfig) -> Path:
     return folder
 
 
-def write_config(run_dir, config: TrainConfig) -> None:
+def write_config(run_dir: str | os.PathLike[str], config: TrainConfig) -> None:
     """Write config.json (atomically): every field of `config`, indented JSON.
 
     Parameters
@@ -482,7 +486,7 @@ def write_config(run_dir, config: TrainConfig) -> None:
     _write_json(Path(run_dir) / CONFIG, dataclasses.asdict(config))
 
 
-def load_config(run_dir) -> TrainConfig:
+def load_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
     """The validated TrainConfig of a run folder's config.json.
 
     Parameters
@@ -512,7 +516,7 @@ def load_config(run_dir) -> TrainConfig:
         raise ValueError(f"{path}: {exc}") from exc
 
 
-def write_summary(run_dir, summary: dict) -> dict:
+def write_summary(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> dict[str, Any]:
     """Write summary.json (atomically).
 
     Parameters
@@ -548,7 +552,7 @@ class Logs:
         cut short by a full disk is the broken last line every reader drops.
     """
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         folder = Path(run_dir)
         self._metrics_path, self._dh_norms_path = folder / METRICS, folder / DH_NORMS
         with _writing(self._metrics_path):
@@ -560,7 +564,7 @@ class Logs:
             self._metrics.close()
             raise
 
-    def write_metrics(self, record: dict) -> dict:
+    def write_metrics(self, record: dict[str, Any]) -> dict[str, Any]:
         """Append one update's record to metrics.jsonl as one flushed line.
 
         Parameters
@@ -579,7 +583,7 @@ class Logs:
             self._metrics.flush()
         return record
 
-    def write_dh_norms(self, step: int, dh_norms: np.ndarray) -> None:
+    def write_dh_norms(self, step: int, dh_norms: ArrayLike) -> None:
         """Append {"step": step, "dh_norms": [...]} to dh_norms.jsonl as one flushed line.
 
         Parameters
@@ -607,7 +611,7 @@ class Logs:
     def __enter__(self) -> "Logs":
         return self
 
-    def __exit__(self, exc_type, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         try:
             self.close()
         except RunWriteError:
@@ -615,7 +619,7 @@ class Logs:
                 raise  # otherwise the write that failed first is the one to report
 
 
-def truncate_logs(run_dir, last_step: int) -> None:
+def truncate_logs(run_dir: str | os.PathLike[str], last_step: int) -> None:
     """Keep only the log records of steps <= last_step: the ones a resumed run will not replay.
 
     Both logs are read before either is rewritten (atomically), so a broken log changes nothing.
@@ -680,22 +684,22 @@ class Checkpoint:
         Where it was read from; not stored.
     """
 
-    params: dict
-    optimizer: dict
+    params: Params
+    optimizer: dict[str, NDArray[Any]]
     step: int
     window: int
     elapsed: float
     skipped: int
     clipped: int
-    rng_state: dict
-    carry: tuple = ()
-    last_eval: dict = field(default_factory=dict)
+    rng_state: Mapping[str, Any]
+    carry: Parts = ()
+    last_eval: dict[str, float] = field(default_factory=dict)
     vocab: str | None = None
-    fingerprint: dict | None = None
-    model_rng_state: dict | None = None
+    fingerprint: dict[str, Any] | None = None
+    model_rng_state: Mapping[str, Any] | None = None
     path: str | None = None
 
-    def load_params(self, params: dict) -> None:
+    def load_params(self, params: Mapping[str, Array]) -> None:
         """Copy the saved weights into the live arrays `params` (keyed like `model_params`).
 
         Nothing is copied unless every name and shape matches.
@@ -719,7 +723,7 @@ class Checkpoint:
 _REQUIRED = ("optim/t", "step", "window", "elapsed", "skipped", "clipped", "rng_state", "last_eval")
 
 
-def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
+def write_checkpoint(run_dir: str | os.PathLike[str], checkpoint: Checkpoint) -> None:
     """Write checkpoint.npz (atomically) in the schema of `Checkpoint`.
 
     Parameters
@@ -729,7 +733,7 @@ def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
     checkpoint : Checkpoint
         Its arrays are written as they are at the call (the live weights may be passed).
     """
-    arrays = {f"param/{k}": v for k, v in checkpoint.params.items()}
+    arrays: dict[str, NDArray[Any]] = {f"param/{k}": v for k, v in checkpoint.params.items()}
     arrays.update({f"optim/{k}": v for k, v in checkpoint.optimizer.items()})
     arrays["step"] = np.array(checkpoint.step)
     arrays["window"] = np.array(checkpoint.window)
@@ -746,10 +750,11 @@ def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
         arrays["fingerprint"] = np.array(json.dumps(checkpoint.fingerprint))
     if checkpoint.model_rng_state is not None:
         arrays["model_rng_state"] = np.array(json.dumps(checkpoint.model_rng_state))
-    _atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))
+    # the type checker matches **arrays against savez's allow_pickle too; no key here is "allow_pickle"
+    _atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def read_checkpoint(run_dir) -> Checkpoint:
+def read_checkpoint(run_dir: str | os.PathLike[str]) -> Checkpoint:
     """Read a run folder's checkpoint.npz.
 
     Parameters
@@ -803,7 +808,7 @@ def read_checkpoint(run_dir) -> Checkpoint:
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
 
 
-def run_fingerprint(config: TrainConfig, data: dict) -> dict:
+def run_fingerprint(config: TrainConfig, data: Mapping[str, Any]) -> dict[str, Any]:
     """What a resumed run must find as it was: its settings and its training data.
 
     Parameters
@@ -823,7 +828,7 @@ def run_fingerprint(config: TrainConfig, data: dict) -> dict:
     return json.loads(json.dumps(json_safe({"settings": settings, "data": dict(data)}), default=os.fspath))
 
 
-def fingerprint_changes(recorded: dict, current: dict) -> list[str]:
+def fingerprint_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """How `current` differs from `recorded`, one line per setting or file that changed.
 
     Only what both fingerprints hold is compared, so a setting added to TrainConfig later does not
@@ -879,14 +884,14 @@ class Run:
     """
 
     path: str
-    config: dict = field(default_factory=dict)
-    summary: dict = field(default_factory=dict)
-    metrics: list = field(default_factory=list)
-    dh_steps: np.ndarray | None = None
-    dh_norms: np.ndarray | None = None
-    dh_layers: np.ndarray | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    dh_steps: IntArray | None = None
+    dh_norms: Array | None = None
+    dh_layers: Array | None = None
 
-    def column(self, key: str) -> np.ndarray | None:
+    def column(self, key: str) -> Array | None:
         """One metric over the logged steps (NaN where a record lacks it or holds null), None if no
         record has it (e.g. eval_loss exists only on evaluation steps)."""
         if not any(key in m for m in self.metrics):
@@ -894,7 +899,7 @@ class Run:
         return np.array([np.nan if m.get(key) is None else m[key] for m in self.metrics], float)
 
     @property
-    def steps(self) -> np.ndarray:
+    def steps(self) -> IntArray:
         """(S,) the step of each metrics record."""
         return np.array([m["step"] for m in self.metrics], int)
 
@@ -907,7 +912,7 @@ class Run:
         return mode, float(self.config["clip_threshold"]) if "clip_threshold" in self.config else None
 
 
-def read_run(path) -> Run:
+def read_run(path: str | os.PathLike[str]) -> Run:
     """Read a run folder's logs and settings back.
 
     Parameters

@@ -6,8 +6,12 @@ training text.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from ..cells.cell import Cell
+from ..cells.stack import Stack
 from ..core.readout import Linear
 from ..core.truncation import model_params
 from ..core.unroll import forward
@@ -15,7 +19,7 @@ from .run_folder import load_config, read_checkpoint
 from .trainer import make_model
 
 
-def load_char_model(run_dir):
+def load_char_model(run_dir: str | os.PathLike[str]) -> tuple[Cell | Stack, Linear, str]:
     """The model of a chars run, with its checkpoint's weights.
 
     Parameters
@@ -54,7 +58,8 @@ def load_char_model(run_dir):
     return cell, readout, vocab
 
 
-def sample(run_dir, length: int = 200, *, temperature: float = 1.0, prime: str = "", seed: int = 0) -> str:
+def sample(run_dir: str | os.PathLike[str], length: int = 200, *, temperature: float = 1.0, prime: str = "",
+           seed: int = 0) -> str:
     """Characters sampled from a chars run, each fed back in as the next input.
 
     Parameters

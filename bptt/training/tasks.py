@@ -29,31 +29,35 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..core.checks import check_positive_int
 from ..core.losses import mse, softmax_cross_entropy
+from ..core.truncation import LossFn
+from ..core.types import Array, IntArray
 
 TASKS = ("adding", "copy", "temporal-order", "reber", "parity", "chars")
 
 
 class Batch(NamedTuple):
-    xs: np.ndarray  # (T, N, D) float64
-    targets: np.ndarray  # (T, N, O) float64 or (T, N) int64
-    mask: np.ndarray  # (T, N) bool
-    legal: np.ndarray | None = None  # reber: (T, N, O) bool, the legal next symbols
-    lengths: np.ndarray | None = None  # (N,) each sequence's own length (None: all T steps)
+    xs: Array  # (T, N, D) float64
+    targets: NDArray[Any]  # (T, N, O) float64 or (T, N) int64
+    mask: NDArray[np.bool_]  # (T, N) bool
+    legal: NDArray[np.bool_] | None = None  # reber: (T, N, O) bool, the legal next symbols
+    lengths: IntArray | None = None  # (N,) each sequence's own length (None: all T steps)
 
 
-def _one_hot(indices: np.ndarray, size: int) -> np.ndarray:
+def _one_hot(indices: IntArray, size: int) -> Array:
     return np.eye(size)[indices]
 
 
-def _accuracy(outputs, batch: Batch, mask=None) -> float:
+def _accuracy(outputs: Array, batch: Batch, mask: NDArray[np.bool_] | None = None) -> float:
     mask = batch.mask if mask is None else mask
     return float(np.mean(outputs[mask].argmax(axis=-1) == batch.targets[mask]))
 
@@ -62,9 +66,11 @@ class Task:
     """Base: name, input_size, output_size, loss_fn, seq_len, baseline; sample / eval_batch / metrics."""
 
     name = ""
-    loss_fn = staticmethod(softmax_cross_entropy)
+    input_size: int
+    output_size: int
+    loss_fn: LossFn = staticmethod(softmax_cross_entropy)
 
-    def __init__(self, seq_len: int):
+    def __init__(self, seq_len: int) -> None:
         self.seq_len = check_positive_int("seq_len", seq_len)
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
@@ -74,16 +80,16 @@ class Task:
         """The held-out set: `size` sequences from their own seed, the same for every training run."""
         return self.sample(np.random.default_rng([seed, 0x5EED]), size)
 
-    def metrics(self, outputs: np.ndarray, batch: Batch) -> dict:
+    def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
         """Task metrics beyond the loss from outputs (T, N, O), e.g. {"accuracy": ...}."""
         return {"accuracy": _accuracy(outputs, batch)}
 
     @property
-    def baseline(self) -> dict:
+    def baseline(self) -> dict[str, float]:
         raise NotImplementedError
 
     @property
-    def data_fingerprint(self) -> dict:
+    def data_fingerprint(self) -> dict[str, str]:
         """What the training data depends on beyond the settings: {} for a generated task."""
         return {}
 
@@ -93,7 +99,7 @@ class Adding(Task):
     input_size, output_size = 2, 1
     loss_fn = staticmethod(mse)
 
-    def __init__(self, seq_len, min_seq_len=None):
+    def __init__(self, seq_len: int, min_seq_len: int | None = None) -> None:
         super().__init__(seq_len)
         if self.seq_len < 2:
             raise ValueError(f"adding needs seq_len >= 2 (one marker per half), got {seq_len}")
@@ -101,7 +107,7 @@ class Adding(Task):
             raise ValueError(f"adding needs min_seq_len in [2, seq_len={seq_len}], got {min_seq_len}")
         self.min_seq_len = min_seq_len
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
         if self.min_seq_len is not None:
             return self._sample_lengths(rng, N)
@@ -117,11 +123,11 @@ class Adding(Task):
         mask[-1] = True
         return Batch(np.stack([values, markers], axis=-1), targets, mask)
 
-    def _sample_lengths(self, rng, N):
+    def _sample_lengths(self, rng: np.random.Generator, N: int) -> Batch:
         """Each sequence L_n steps long, L_n uniform in [min_seq_len, T]: a marker in each half of its
         own length, its sum to predict at its own last step, nothing past it (the batch is padded)."""
         T, n = self.seq_len, np.arange(N)
-        lengths = rng.integers(self.min_seq_len, T + 1, N)
+        lengths = rng.integers(cast(int, self.min_seq_len), T + 1, N)  # called only when min_seq_len is set
         values = rng.uniform(0.0, 1.0, (T, N)) * (np.arange(T)[:, None] < lengths)
         first = rng.integers(0, lengths // 2)
         second = rng.integers(lengths // 2, lengths)
@@ -133,11 +139,11 @@ class Adding(Task):
         mask[lengths - 1, n] = True
         return Batch(np.stack([values, markers], axis=-1), targets, mask, lengths=lengths)
 
-    def metrics(self, outputs, batch):
+    def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
         return {}
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         return {"loss": 1.0 / 6.0}  # Var(U1 + U2) for the constant prediction 1
 
 
@@ -147,7 +153,7 @@ class Copy(Task):
     blank, delimiter = 0, 9
     input_size = output_size = 10
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N, K = self.seq_len, check_positive_int("batch_size", batch_size), self.length
         data = rng.integers(1, self.symbols + 1, (K, N))
         inputs = np.full((T + 2 * K, N), self.blank)
@@ -158,13 +164,13 @@ class Copy(Task):
         mask = np.ones((T + 2 * K, N), bool)
         return Batch(_one_hot(inputs, self.input_size), targets, mask)
 
-    def metrics(self, outputs, batch):
+    def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
         recall = np.zeros_like(batch.mask)
         recall[-self.length :] = True
         return {"accuracy": _accuracy(outputs, batch, recall)}  # over the recalled symbols only
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         # blanks are certain until the recall, then a uniform guess among 8 for each of 10 symbols
         K = self.length
         return {"loss": K * math.log(self.symbols) / (self.seq_len + 2 * K), "accuracy": 1.0 / self.symbols}
@@ -176,12 +182,12 @@ class TemporalOrder(Task):
     input_size, output_size = 8, 4
     X, Y, B, E = 4, 5, 6, 7
 
-    def __init__(self, seq_len):
+    def __init__(self, seq_len: int) -> None:
         super().__init__(seq_len)
         if self.seq_len < 10:
             raise ValueError(f"temporal-order needs seq_len >= 10, got {seq_len}")
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
         symbols = rng.integers(0, 4, (T, N))
         symbols[0], symbols[-1] = self.B, self.E
@@ -199,7 +205,7 @@ class TemporalOrder(Task):
         return Batch(_one_hot(symbols, self.input_size), targets, mask)
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         return {"loss": math.log(4), "accuracy": 0.25}
 
 
@@ -207,14 +213,14 @@ class Parity(Task):
     name = "parity"
     input_size, output_size = 1, 2
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
         bits = rng.integers(0, 2, (T, N))
         parity = np.bitwise_xor.accumulate(bits, axis=0)  # XOR of bits 0..t
         return Batch(bits[..., None].astype(np.float64), parity.astype(np.int64), np.ones((T, N), bool))
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         return {"loss": math.log(2), "accuracy": 0.5}
 
 
@@ -235,12 +241,12 @@ class Reber(Task):
     }
     shortest = 9  # B T B T X S E T E
 
-    def __init__(self, seq_len):
+    def __init__(self, seq_len: int) -> None:
         super().__init__(seq_len)
         if self.seq_len < self.shortest:
             raise ValueError(f"reber needs seq_len >= {self.shortest} (its shortest string), got {seq_len}")
 
-    def _string(self, rng) -> tuple[list[str], list[set]]:
+    def _string(self, rng: np.random.Generator) -> tuple[list[str], list[set[str]]]:
         """One embedded Reber string and, for each symbol, the set of symbols legal right after it."""
         branch = "TP"[rng.integers(2)]
         symbols, legal = ["B", branch, "B"], [{"T", "P"}, {"B"}]
@@ -255,7 +261,7 @@ class Reber(Task):
         legal.append({"E"})
         return symbols, legal
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
         index = {s: i for i, s in enumerate(self.alphabet)}
         xs = np.zeros((T, N, self.input_size))
@@ -276,22 +282,23 @@ class Reber(Task):
                 legal[t, n, [index[s] for s in allowed]] = True
         return Batch(xs, targets, mask, legal, lengths)  # each string runs its own length, not T
 
-    def metrics(self, outputs, batch):
-        legal, mask = batch.legal, batch.mask
+    def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
+        legal, mask = cast(NDArray[np.bool_], batch.legal), batch.mask  # a reber batch holds its legal symbols
         lowest_legal = np.where(legal, outputs, np.inf).min(axis=-1)
         highest_illegal = np.where(legal, -np.inf, outputs).max(axis=-1)
         step_ok = (lowest_legal > highest_illegal) | ~mask
         return {"success": float(np.mean(step_ok.all(axis=0))), "accuracy": _accuracy(outputs, batch)}
 
     @cached_property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         # the best input-blind predictor: the symbol frequencies of next symbols, here measured on a
         # large fixed sample; its ranking is the same at every step.
         batch = self.sample(np.random.default_rng(0), 2000)
         counts = np.bincount(batch.targets[batch.mask], minlength=self.output_size).astype(float)
         freq = counts / counts.sum()
         entropy = -float(np.sum(freq[freq > 0] * np.log(freq[freq > 0])))
-        constant = np.broadcast_to(np.log(freq + 1e-12), batch.legal.shape)
+        legal = cast(NDArray[np.bool_], batch.legal)  # a reber batch holds its legal symbols
+        constant = np.broadcast_to(np.log(freq + 1e-12), legal.shape)
         return {"loss": entropy, **self.metrics(constant, batch)}
 
 
@@ -300,7 +307,7 @@ class Chars(Task):
 
     name = "chars"
 
-    def __init__(self, seq_len, text_path):
+    def __init__(self, seq_len: int, text_path: str | os.PathLike[str] | None) -> None:
         super().__init__(seq_len)
         if text_path is None:
             raise ValueError("the chars task needs a text file (--text PATH)")
@@ -323,29 +330,29 @@ class Chars(Task):
         self.train_codes, self.eval_codes = self.codes[:split], self.codes[split:]
         self.input_size = self.output_size = len(self.vocab)
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         N = check_positive_int("batch_size", batch_size)
         offsets = rng.integers(0, len(self.train_codes) - self.seq_len, N)
         return self._from(self.train_codes, offsets)
 
-    def eval_batch(self, size, seed):
+    def eval_batch(self, size: int, seed: int) -> Batch:
         # non-overlapping chunks of the held-out text, in order (no randomness needed)
         count = min(size, (len(self.eval_codes) - 1) // self.seq_len)
         return self._from(self.eval_codes, np.arange(count) * self.seq_len)
 
-    def _from(self, codes, offsets) -> Batch:
+    def _from(self, codes: IntArray, offsets: IntArray) -> Batch:
         T = self.seq_len
         index = offsets[None, :] + np.arange(T + 1)[:, None]  # (T + 1, N)
         chunk = codes[index]
         return Batch(_one_hot(chunk[:-1], self.input_size), chunk[1:], np.ones((T, len(offsets)), bool))
 
     @property
-    def data_fingerprint(self) -> dict:
+    def data_fingerprint(self) -> dict[str, str]:
         """The text file: its path (to name it) and the SHA-256 of its text (to compare it)."""
         return {"text": self.path, "text_sha256": self.sha256}
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         freq = np.bincount(self.codes, minlength=self.output_size) / len(self.codes)
         nonzero = freq[freq > 0]
         return {"loss": -float(np.sum(nonzero * np.log(nonzero))), "accuracy": float(freq.max())}

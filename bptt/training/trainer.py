@@ -16,15 +16,18 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator, Mapping, cast
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
+from ..cells.cell import Cell
 from ..cells.registry import make_cell
 from ..cells.stack import Stack
 from ..core.readout import Linear
 from ..core.truncation import TBPTT, NonFiniteError, WindowWalk, model_params, window_gradients
-from ..core.unroll import forward, forward_window
+from ..core.types import Array, IntArray, ModelTape, Seed, State
+from ..core.unroll import Tape, forward, forward_window
 from .clipping import clip_gradients
 from .config import SettingError, TrainConfig
 from .folder_lock import FolderLock
@@ -38,7 +41,7 @@ from .run_folder import (
 from .tasks import Batch, make_task
 
 
-def make_model(config: TrainConfig, input_size: int, seed, dtype):
+def make_model(config: TrainConfig, input_size: int, seed: Seed, dtype: DTypeLike) -> Cell | Stack:
     """The recurrent model the settings ask for: one cell, or a bptt.Stack for several layers or
     both directions (its weights drawn from the same seed; dropout needs a Stack)."""
     if config.layers > 1 or config.bidirectional:
@@ -48,7 +51,7 @@ def make_model(config: TrainConfig, input_size: int, seed, dtype):
 
 
 @contextlib.contextmanager
-def evaluating(model):
+def evaluating(model: Cell | Stack) -> Iterator[None]:
     """Dropout off while the held-out set is evaluated, back on after (a Stack's train/eval)."""
     if not isinstance(model, Stack):
         yield
@@ -95,7 +98,7 @@ class TrainingRun:
         The settings and data a resume must find unchanged (`run_fingerprint`), saved in checkpoints.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path | None = None):
+    def __init__(self, config: TrainConfig, run_dir: Path | None = None) -> None:
         self.config, self.dir = config, None if run_dir is None else Path(run_dir)
         self.dtype = np.dtype(config.dtype)
         self.task = make_task(config.task, config.seq_len, config.text, config.min_seq_len)
@@ -114,12 +117,12 @@ class TrainingRun:
         self.rng = np.random.default_rng(data_seed)
         self.step = 0
         self.batch: Batch | None = None
-        self.batch_rng_state = None  # the data RNG's state before the current batch was drawn
+        self.batch_rng_state: Mapping[str, Any] | None = None  # the data RNG's state before the current batch was drawn
         self.walk: WindowWalk | None = None
         self.elapsed = 0.0
         self.skipped = 0
         self.clipped = 0
-        self.last_eval: dict = {}
+        self.last_eval: dict[str, float] = {}
 
     # --- model and data
     def cast(self, batch: Batch) -> Batch:
@@ -127,7 +130,7 @@ class TrainingRun:
         targets = batch.targets.astype(self.dtype) if batch.targets.dtype.kind == "f" else batch.targets
         return batch._replace(xs=batch.xs.astype(self.dtype), targets=targets)
 
-    def next_batch(self, window: int = 0, carry=None) -> None:
+    def next_batch(self, window: int = 0, carry: State | None = None) -> None:
         """Draw the next batch from the data RNG and start walking its windows.
 
         Parameters
@@ -142,20 +145,22 @@ class TrainingRun:
         plan = TBPTT(*self.config.truncation(self.batch.xs.shape[0]))
         self.walk = WindowWalk(plan, self.batch.mask, carry, window)
 
-    def window_lengths(self) -> np.ndarray | None:
+    def window_lengths(self) -> IntArray | None:
         """How many of the current window's steps each sequence runs (None: all of them)."""
-        if self.batch.lengths is None:
+        batch, walk = cast(Batch, self.batch), cast(WindowWalk, self.walk)  # called mid-batch: next_batch set both
+        if batch.lengths is None:
             return None
-        start, _, end = self.walk.window
-        return np.clip(self.batch.lengths - start, 0, end - start)
+        start, _, end = walk.window
+        return np.clip(batch.lengths - start, 0, end - start)
 
-    def advance(self, tape) -> None:
+    def advance(self, tape: Tape | ModelTape) -> None:
         """After the current window's forward pass (`tape`), move to the next window or batch."""
-        self.walk.advance(tape)
-        if self.walk.done:
+        walk = cast(WindowWalk, self.walk)  # called mid-batch: next_batch set it
+        walk.advance(tape)
+        if walk.done:
             self.batch = self.walk = None
 
-    def evaluate(self, batch: Batch) -> dict:
+    def evaluate(self, batch: Batch) -> dict[str, float]:
         """Loss and task metrics of the current weights on `batch`: one full forward, no truncation.
 
         Parameters
@@ -181,16 +186,17 @@ class TrainingRun:
     def checkpoint(self) -> Checkpoint:
         """The state to save; mid-batch, the batch is drawn again from the RNG state before it."""
         mid_batch = self.walk is not None
-        carry = self.walk.state if mid_batch else None
+        carry = self.walk.state if self.walk is not None else None
         return Checkpoint(
             params=self.params,
             optimizer=self.optimizer.state_arrays(),
             step=self.step,
-            window=self.walk.index if mid_batch else -1,
+            window=self.walk.index if self.walk is not None else -1,
             elapsed=self.elapsed,
             skipped=self.skipped,
             clipped=self.clipped,
-            rng_state=self.batch_rng_state if mid_batch else self.rng.bit_generator.state,
+            # next_batch records the data RNG's state before the batch whenever it starts a walk
+            rng_state=cast(Mapping[str, Any], self.batch_rng_state) if mid_batch else self.rng.bit_generator.state,
             carry=() if carry is None else self.cell.unpack_state(carry),
             last_eval=self.last_eval,
             vocab=getattr(self.task, "vocab", None),
@@ -200,7 +206,7 @@ class TrainingRun:
 
     def save(self) -> None:
         """Write checkpoint.npz."""
-        write_checkpoint(self.dir, self.checkpoint())
+        write_checkpoint(cast(Path, self.dir), self.checkpoint())  # a run saves only once its folder exists
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from `checkpoint`: weights, optimizer, data RNG, position in the batch, counters.
@@ -233,11 +239,11 @@ class TrainingRun:
 def train(
     config: TrainConfig | None = None,
     *,
-    resume: str | os.PathLike | None = None,
-    callback: Callable[[int, dict], None] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
     overwrite: bool = False,
     on_start: Callable[[Path], None] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Train as `config` says, or continue the run folder `resume`; write the run folder.
 
     A new run gets its own folder: `config.out`, which must not hold a run already (unless
@@ -309,11 +315,11 @@ def train(
         run, lock = _start(config, overwrite)
     with lock:
         if on_start is not None:
-            on_start(run.dir)
+            on_start(cast(Path, run.dir))  # _start and _resume give the run its folder
         return _loop(run, callback)
 
 
-def _resume(run_dir, config: TrainConfig | None) -> tuple[TrainingRun, FolderLock]:
+def _resume(run_dir: str | os.PathLike[str], config: TrainConfig | None) -> tuple[TrainingRun, FolderLock]:
     """The run in `run_dir` restored from its checkpoint, its logs truncated, its folder locked."""
     folder = Path(run_dir)
     lock = lock_run_folder(folder)
@@ -371,21 +377,22 @@ def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, Fo
     return run, lock
 
 
-def _loop(run: TrainingRun, callback) -> dict:
-    config, cell = run.config, run.cell
+def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
+    config, cell, folder = run.config, run.cell, cast(Path, run.dir)  # _start and _resume give the run its folder
     eval_batch = run.cast(run.task.eval_batch(config.eval_size, config.eval_seed))
     started, base_elapsed = time.perf_counter(), run.elapsed
     reached_target = bool(
         config.target_loss is not None and run.last_eval and run.last_eval["loss"] <= config.target_loss
     )
-    with Logs(run.dir) as logs:
+    with Logs(folder) as logs:
         while run.step < config.steps and not reached_target:
             if run.walk is None:
                 run.next_batch()
-            mask = run.walk.loss_mask()
+            batch, walk = cast(Batch, run.batch), cast(WindowWalk, run.walk)  # next_batch set both
+            mask = walk.loss_mask()
             if not mask.any():  # nothing to learn from here: carry the state, no update
-                start, _, end = run.walk.window
-                _, tape = forward_window(cell, run.batch.xs[start:end], run.walk.state, lengths=run.window_lengths())
+                start, _, end = walk.window
+                _, tape = forward_window(cell, batch.xs[start:end], walk.state, lengths=run.window_lengths())
                 run.advance(tape)
                 continue
             record = _update(run, mask, logs, base_elapsed, started)
@@ -404,17 +411,19 @@ def _loop(run: TrainingRun, callback) -> dict:
     if not run.last_eval:
         run.last_eval = run.evaluate(eval_batch)
     run.elapsed = base_elapsed + time.perf_counter() - started
-    return write_summary(run.dir, _summary(run, reached_target))
+    return write_summary(folder, _summary(run, reached_target))
 
 
-def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: float) -> dict:
+def _update(run: TrainingRun, mask: NDArray[np.bool_], logs: Logs, base_elapsed: float, started: float
+            ) -> dict[str, Any]:
     """One parameter update from the current window; returns its metrics record (no elapsed yet)."""
-    config, batch, (start, _, end) = run.config, run.batch, run.walk.window
-    record = {"step": run.step + 1}
+    batch, walk = cast(Batch, run.batch), cast(WindowWalk, run.walk)  # an update runs mid-batch, as _loop ensures
+    config, (start, _, end) = run.config, walk.window
+    record: dict[str, Any] = {"step": run.step + 1}
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             result = window_gradients(
-                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], run.walk.state,
+                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], walk.state,
                 batch.targets[start:end], mask, lengths=run.window_lengths(),
             )
         bad = [name for name, g in result.params.items() if not np.isfinite(g).all()]
@@ -426,9 +435,9 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
         if config.on_nonfinite == "stop":
             run.elapsed = base_elapsed + time.perf_counter() - started
             run.save()
-            raise TrainingStopped(
+            raise TrainingStopped(  # run.dir is the folder run.save() has just written to
                 f"step {run.step + 1}: non-finite {exc.what} ({exc}); the weights of step {run.step} "
-                f"are saved in {run.dir / 'checkpoint.npz'}. Lower --lr or clip the gradients."
+                f"are saved in {cast(Path, run.dir) / 'checkpoint.npz'}. Lower --lr or clip the gradients."
             ) from exc
         run.skipped += 1
         run.step += 1
@@ -444,7 +453,7 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
     return record
 
 
-def _apply_update(run: TrainingRun, grads: dict) -> float:
+def _apply_update(run: TrainingRun, grads: Mapping[str, Array]) -> float:
     """The optimizer's step on the live weights, undone (weights and optimizer state) if it leaves a
     weight non-finite: a finite gradient times a huge learning rate can overflow. Returns the lr."""
     weights = {name: value.copy() for name, value in run.params.items()}
@@ -460,7 +469,7 @@ def _apply_update(run: TrainingRun, grads: dict) -> float:
     return lr
 
 
-def _summary(run: TrainingRun, reached_target: bool) -> dict:
+def _summary(run: TrainingRun, reached_target: bool) -> dict[str, Any]:
     config, baseline = run.config, run.task.baseline
     summary = {
         "task": config.task,
@@ -484,7 +493,7 @@ def _summary(run: TrainingRun, reached_target: bool) -> dict:
     return summary
 
 
-def load_run(run_dir) -> TrainingRun:
+def load_run(run_dir: str | os.PathLike[str]) -> TrainingRun:
     """A run folder's config, task and model, with the checkpoint's weights and state loaded.
 
     Parameters
@@ -506,7 +515,7 @@ def load_run(run_dir) -> TrainingRun:
     return run
 
 
-def evaluate(run_dir) -> dict:
+def evaluate(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The held-out metrics of a saved run (its checkpoint), next to the task's baseline.
 
     Parameters
