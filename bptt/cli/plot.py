@@ -11,7 +11,7 @@ from . import cli
 @click.argument("run_dir", type=click.Path(file_okay=False, dir_okay=True))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="folder for the PNG files (default: RUN_DIR itself)")
-def plot(run_dir, out_dir):
+def plot(run_dir: str, out_dir: str | None) -> None:
     """Draw RUN_DIR's loss curve, gradient norm before clipping (with the clip threshold and clip
     events) and the heatmap of ||dL/dh_t|| over (training step, timestep), as PNG files.
 

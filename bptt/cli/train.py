@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any, cast
 
 import click
 
 from ..cells.registry import CELL_NAMES
 from ..training.clipping import CLIPS
-from ..training.config import DTYPES, ON_NONFINITE, TrainConfig
+from ..training.config import DTYPES, ON_NONFINITE, SettingError, TrainConfig
 from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
 from ..training.run_folder import (
@@ -30,11 +32,11 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
-def _number(value, spec: str, missing: str) -> str:
+def _number(value: float | None, spec: str, missing: str) -> str:
     return missing if value is None else format(value, spec)
 
 
-def _baseline_line(summary: dict) -> str:
+def _baseline_line(summary: dict[str, Any]) -> str:
     """The held-out results next to the baseline; a non-finite result (None in the summary) says so."""
     parts = [f"eval loss {_number(summary['eval_loss'], '.4g', 'not finite')} "
              f"(baseline {_number(summary['baseline_loss'], '.4g', 'n/a')})"]
@@ -45,7 +47,7 @@ def _baseline_line(summary: dict) -> str:
     return ", ".join(parts)
 
 
-def _steps_line(summary: dict) -> str:
+def _steps_line(summary: dict[str, Any]) -> str:
     line = f"{summary['task']} / {summary['cell']}: {summary['steps']} steps in {summary['wall_seconds']:.1f} s"
     if summary.get("skipped_steps"):
         line += f", {summary['skipped_steps']} of them skipped (non-finite)"
@@ -113,7 +115,7 @@ def _steps_line(summary: dict) -> str:
                    "and start a new one there.")
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none anyway when stderr is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (summary.json plus run_dir).")
-def train_command(resume, overwrite, quiet, as_json, **options):
+def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: bool, **options: Any) -> None:
     """Train a recurrent cell on a toy sequence task and write a run folder.
 
     The run folder holds config.json, metrics.jsonl (loss, gradient norm and clip events per
@@ -134,6 +136,7 @@ def train_command(resume, overwrite, quiet, as_json, **options):
       bptt train --layers 2 --bidirectional --json | jq .eval_loss
     """
     ctx = click.get_current_context()
+    config: TrainConfig | None  # None: resume with the run's own steps
     config = TrainConfig(**options)
     if resume is not None:
         given = [name for name in options if name != "steps"
@@ -154,15 +157,17 @@ def train_command(resume, overwrite, quiet, as_json, **options):
         steps_given = ctx.get_parameter_source("steps") == click.core.ParameterSource.COMMANDLINE
         config = config if steps_given else None
     try:
-        total = config.steps if config is not None else load_config(resume).steps
+        # config is None only with --resume: the run's config.json says how many steps
+        total = config.steps if config is not None else load_config(cast(str, resume)).steps
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
+    started: list[Path]  # the run folder, once train has it
     shown, started = [0], []
     try:
         with click.progressbar(length=total, label="training", show_pos=True, file=progress_stream(quiet),
                                item_show_func=_loss_text) as bar:
-            def progress(step, record):
+            def progress(step: int, record: dict[str, Any]) -> None:
                 bar.update(step - shown[0], record)
                 shown[0] = step
 
@@ -206,13 +211,15 @@ def train_command(resume, overwrite, quiet, as_json, **options):
 def _usage_error(exc: ValueError) -> click.UsageError:
     """A bad setting as a usage error on its option (exit code 2); other errors as they are."""
     ctx = click.get_current_context()
-    param = next((p for p in ctx.command.params if p.name == getattr(exc, "setting", None)), None)
+    if not isinstance(exc, SettingError):  # only a SettingError names a setting
+        return click.UsageError(str(exc))
+    param = next((p for p in ctx.command.params if p.name == exc.setting), None)
     if param is None:
         return click.UsageError(str(exc))
     return click.BadParameter(exc.problem, ctx=ctx, param=param)
 
 
-def _loss_text(record):
+def _loss_text(record: dict[str, Any] | None) -> str | None:
     if not record or record.get("loss") is None:
         return None
     text = f"loss {record['loss']:.4f}"
@@ -224,7 +231,7 @@ def _loss_text(record):
 @cli.command(name="evaluate")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-def evaluate_command(run_dir, as_json):
+def evaluate_command(run_dir: str, as_json: bool) -> None:
     """Report the held-out metrics of a saved run, next to the task's baseline.
 
     Reads RUN_DIR's checkpoint and evaluates it on the task's held-out batch. Prints one
@@ -255,7 +262,7 @@ def evaluate_command(run_dir, as_json):
               help="Softmax temperature: below 1 is more conservative.")
 @click.option("--prime", default="", help="Text to read before generating (printed too).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
-def sample_command(run_dir, length, temperature, prime, seed):
+def sample_command(run_dir: str, length: int, temperature: float, prime: str, seed: int) -> None:
     """Generate text from a run trained on the chars task.
 
     Feeds --prime through the trained cell, then draws --length characters one at a time from the
