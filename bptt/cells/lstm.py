@@ -93,8 +93,9 @@ class LSTM(Cell):
     Attributes
     ----------
     params : dict of ndarray
-        weight_ih (4H, D), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,): PyTorch's names and
-        shapes without the `_l0` suffix; `cell.load_params(module.state_dict())` loads its weights.
+        weight_ih (4H, D), weight_hh (4H, R), bias_ih (4H,), bias_hh (4H,) and, with proj_size P,
+        weight_hr (P, H), R being P or else H: PyTorch's names and shapes without the `_l0` suffix;
+        `cell.load_params(module.state_dict())` loads its weights.
 
     Examples
     --------
