@@ -12,6 +12,8 @@ products, checkpointing, finite differences) and `bptt.training` (the training l
 folder). The names below are the public API.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .cells import CELL_NAMES, GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache, Stack, StackTape, make_cell
 from .core import diagnostics
 from .core.losses import mse, sigmoid_binary_cross_entropy, softmax_cross_entropy
@@ -27,7 +29,10 @@ from .modes.uoro import UOROResult, uoro
 from .training.config import TrainConfig
 from .training.trainer import evaluate, train
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("bptt")  # pyproject.toml holds the one version string
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Cell", "RNN", "LSTM", "GRU", "RNNCache", "LSTMCache", "GRUCache", "CELL_NAMES", "make_cell",

@@ -8,10 +8,16 @@ Letters: T time, R recorded steps.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from .training.run_folder import Run
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
@@ -20,7 +26,7 @@ def color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
 
-def save_figure(fig: Figure, path) -> str:
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> str:
     """Write `fig` as a PNG (creating the folder) and return the path."""
     path = os.fspath(path)
     folder = os.path.dirname(path)
@@ -30,7 +36,8 @@ def save_figure(fig: Figure, path) -> str:
     return path
 
 
-def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.4, **kw):
+def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.4,
+            **kw: Any) -> tuple[Figure, NDArray[np.object_]]:
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
@@ -64,7 +71,7 @@ def gradient_norms_figure(series: list[dict], title: str, jacobian_label: str = 
     return fig
 
 
-def lyapunov_vs_lambda_figure(lambda_1, lyapunov, slopes, title: str) -> Figure:
+def lyapunov_vs_lambda_figure(lambda_1: ArrayLike, lyapunov: ArrayLike, slopes: ArrayLike, title: str) -> Figure:
     """Top Lyapunov exponent and measured decay slope against lambda_1, with Pascanu's bound log(lambda_1)."""
     fig, axes = _figure()
     ax = axes[0, 0]
@@ -83,12 +90,14 @@ def lyapunov_vs_lambda_figure(lambda_1, lyapunov, slopes, title: str) -> Figure:
 
 
 # ----------------------------------------------------------------- Pascanu's cliff
-def loss_surface_figure(w, b, loss, trajectories: dict, title: str) -> Figure:
+def loss_surface_figure(w: ArrayLike, b: ArrayLike, loss: ArrayLike, trajectories: dict[str, ArrayLike],
+                        title: str) -> Figure:
     """Filled contours of log10 loss over the (w, b) grid, with one path per entry of `trajectories`
     (label -> (K, 2) array of (w, b) points), starts marked with a circle and ends with a cross.
 
     w (Nw,), b (Nb,), loss (Nb, Nw).
     """
+    w, b = np.asarray(w), np.asarray(b)
     fig, axes = _figure(width=7.0, height=5.6)
     ax = axes[0, 0]
     log_loss = np.log10(np.maximum(loss, 1e-12))
@@ -124,7 +133,8 @@ def loss_along_paths_figure(paths: dict, title: str) -> Figure:
 
 
 # ----------------------------------------------------------------- training runs
-def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", baseline=None,
+def learning_curves_figure(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str, ylabel: str = "loss",
+                           baseline: float | None = None,
                            baseline_label: str = "baseline", logy: bool = True, markers: dict | None = None,
                            xlabel: str = "training step") -> Figure:
     """One line per entry of `curves` (label -> (steps (R,), values (R,))), an optional baseline.
@@ -148,7 +158,8 @@ def learning_curves_figure(curves: dict, title: str, ylabel: str = "loss", basel
     return fig
 
 
-def grad_norm_figure(steps, norms, clipped, threshold, title: str, clip_label: str = "clipped") -> Figure:
+def grad_norm_figure(steps: ArrayLike, norms: ArrayLike, clipped: ArrayLike, threshold: float | None, title: str,
+                     clip_label: str = "clipped") -> Figure:
     """Gradient norm before clipping against step (log axis), the clip threshold and clip events.
 
     steps, norms (R,), clipped (R,) booleans, threshold: the max norm, or None (no line drawn).
@@ -172,7 +183,7 @@ def grad_norm_figure(steps, norms, clipped, threshold, title: str, clip_label: s
     return fig
 
 
-def dh_norms_heatmap_figure(steps, dh_norms, title: str, xlabel: str = "timestep t") -> Figure:
+def dh_norms_heatmap_figure(steps: ArrayLike, dh_norms: ArrayLike, title: str, xlabel: str = "timestep t") -> Figure:
     """||dL/dh_t|| over (training step, timestep t) as a log-coloured heatmap. dh_norms (R, T);
     NaN cells (no value) are left blank."""
     fig, axes = _figure(width=7.0, height=4.8)
@@ -197,7 +208,8 @@ def dh_norms_heatmap_figure(steps, dh_norms, title: str, xlabel: str = "timestep
     return fig
 
 
-def layer_time_figure(dh_norms, title: str, panel_titles=None, scale=None) -> Figure:
+def layer_time_figure(dh_norms: ArrayLike, title: str, panel_titles: list[str] | None = None,
+                      scale: tuple[float, float] | None = None) -> Figure:
     """||dL/dh_t|| over (layer, timestep t) as log-coloured maps, one panel per direction: where a
     gradient dies, along time or down the stack. dh_norms (L, directions, T) (a Stack's
     Gradients.dh_norms); panel_titles: one per direction (default "forward", "reverse"); scale:
@@ -289,9 +301,10 @@ def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
     return fig
 
 
-def run_figures(run) -> dict:
+def run_figures(run: Run) -> dict[str, Figure]:
     """The figures of one training run (a `bptt.training.run_folder.Run`): {"loss.png",
-    "grad_norm.png", "dh_norms.png"}, each included when the run logged what it needs."""
+    "grad_norm.png", "dh_norms.png"} and, for a stacked run, "dh_layers.png" (the layer x time map of
+    the last recorded update), each included when the run logged what it needs."""
     name = os.path.basename(os.path.normpath(run.path))
     c = run.config
     if {"task", "cell", "seq_len"} <= set(c):
@@ -313,24 +326,31 @@ def run_figures(run) -> dict:
         )
     norms = run.column("grad_norm")
     if norms is not None:
-        clipped = run.column("clipped")
-        clipped = np.zeros(len(steps), bool) if clipped is None else np.nan_to_num(clipped) > 0
+        clip_column = run.column("clipped")
+        clipped = np.zeros(len(steps), bool) if clip_column is None else np.nan_to_num(clip_column) > 0
         mode, threshold = run.clipping
         figures["grad_norm.png"] = grad_norm_figure(
             steps, norms, clipped, threshold if mode == "norm" else None,
             f"Gradient norm before clipping\n{name}",
             clip_label="clipped" if mode != "value" else f"clipped element-wise at {threshold:g}",
         )
-    if run.dh_norms is not None:
+    if run.dh_norms is not None and run.dh_steps is not None:
         full = run.config.get("k1") is None
         figures["dh_norms.png"] = dh_norms_heatmap_figure(
-            run.dh_steps, run.dh_norms, f"$\\|\\partial L/\\partial h_t\\|$ during training\n{name}",
+            run.dh_steps, run.dh_norms, f"$\\|\\partial L/\\partial h_t\\|$ during training"
+            + (" (top layer, forward direction)" if run.dh_layers is not None else "") + f"\n{name}",
             xlabel="timestep t" if full else "timestep within the update's window",
         )
+    if run.dh_layers is not None and run.dh_steps is not None:
+        last = run.dh_layers[-1]
+        keep = ~np.all(np.isnan(last), axis=(0, 1))  # a short last window is padded at the start
+        figures["dh_layers.png"] = layer_time_figure(
+            last[..., keep], f"$\\|\\partial L/\\partial h_t\\|$ per layer at update {run.dh_steps[-1]}\n{name}")
     return figures
 
 
-def learning_curves_grid_figure(panels: list, title: str, ylabel: str, baseline=None,
+def learning_curves_grid_figure(panels: list[tuple[str, Mapping[str, tuple[ArrayLike, ArrayLike]]]], title: str,
+                                ylabel: str, baseline: float | None = None,
                                 baseline_label: str = "baseline", logy: bool = True) -> Figure:
     """Side-by-side learning curves sharing the y axis: panels is [(panel title, {label: (steps,
     values)})], the same labels (and colours) in every panel."""

@@ -1,14 +1,68 @@
-"""Which cells learn long dependencies: tanh RNN, relu RNN with identity initialisation (Le et al.
-2015), LSTM and GRU on the adding task at several sequence lengths T, against the 1/6 baseline
-(predicting the mean sum 1 gives MSE Var(U1 + U2) = 1/6).
+r"""
+Which cells learn long dependencies: the adding task
+====================================================
 
-Each cell is trained with `bptt.train` (full BPTT, global-norm clipping, Adam); the relu RNN starts
-from `TrainConfig(init="identity")`: W_hh = I and zero biases.
+A tanh RNN, a relu RNN with identity initialisation, an LSTM and a GRU trained on the adding task at
+three sequence lengths, against the baseline of predicting the mean.
+
+What it shows
+-------------
+
+The adding task: two input channels, values drawn from U(0, 1) and two markers, one in each half of
+the sequence; the target, at the last step, is the sum of the two marked values. Predicting the mean
+sum 1 gives the baseline MSE Var(U1 + U2) = 1/6. Each cell is trained at T = 10, 30 and 60 with
+H = 32, batch 32, Adam 0.01, global-norm clipping at 1 and 1500 updates of full BPTT, each run a
+``bptt.train`` run folder in ``DIR/runs``, with the held-out MSE on 500 sequences every 50 updates.
+The relu RNN starts from Le et al.'s identity initialisation (:math:`W_{hh} = I`, zero biases:
+``TrainConfig(init="identity")``, ``bptt train --init identity``).
+
+The paper
+---------
+
+Le, Jaitly and Hinton (2015), *A simple way to initialize recurrent networks of rectified linear
+units*: the identity-initialised relu RNN (IRNN) against the LSTM and the tanh RNN on this task,
+which comes from Hochreiter and Schmidhuber (1997). The GRU is Cho et al.'s (2014).
+
+What to look for
+----------------
+
+Numbers from the full-size run: the final held-out MSE (baseline 0.1667).
+
+======================= ====== ====== ======
+cell                    T = 10 T = 30 T = 60
+======================= ====== ====== ======
+tanh RNN                0.0076 0.1748 0.1683
+relu RNN, identity init 0.0002 0.0023 0.1577
+LSTM                    0.0001 0.0006 0.0003
+GRU                     0.0001 0.0005 0.0001
+======================= ====== ====== ======
+
+The tanh RNN is stuck at the baseline from T = 30 on, the identity-initialised relu RNN from T = 60
+(at T = 30 it leaves the baseline after about 500 updates, more slowly than LSTM and GRU); LSTM and
+GRU solve all three lengths. At T = 60 the LSTM leaves the baseline between updates 450 and 500
+(held-out MSE 0.156, then 0.020), the GRU between 200 and 250 (0.130, then 0.010). One seed per cell
+and length: the order is clear, the exact step at which a run leaves the plateau is not a measured
+property of the cell.
+
+.. figure:: /figures/cells_adding.png
+   :alt: Held-out MSE against the training step for four cells at T = 10, 30 and 60
+
+   The full-size run (``docs/figures/cells_adding.png``).
+
+Run it
+------
+
+::
 
     python experiments/cells_adding.py --out DIR [--quick]
 
-Writes learning_curves.png (one panel per T), curves.csv (held-out MSE per evaluation), results.json
-(final held-out MSE per cell and T) and one run folder per cell and T in DIR/runs.
+Writes ``learning_curves.png`` (one panel per T), ``curves.csv`` (the held-out MSE at every
+evaluation), ``results.json`` (the final held-out MSE per cell and T) and one run folder per cell and
+T in ``DIR/runs``. The full run took 91 s and 115 s in two runs, ``--quick`` (T = 10 only, H = 8,
+40 updates, evaluated every 10) 1.6 s. Below: the script, then what it wrote and printed when it ran
+at ``--quick`` size as this page was built; 40 updates only show the first steps away from the
+initial loss. The colours are the full-size figure's: blue tanh RNN, orange relu RNN, green LSTM, red
+GRU.
 """
 
 from __future__ import annotations
@@ -49,7 +103,7 @@ def fit(label, T, runs_dir, **settings) -> dict:
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
+    args = parse_args(__doc__)
     if args.quick:
         lengths, H, steps, eval_every = (10,), 8, 40, 10
     else:
@@ -76,6 +130,11 @@ def main() -> None:
     )
     plots.save_figure(fig, os.path.join(args.out, "learning_curves.png"))
 
+
+
+# %%
+# The documentation's gallery runs this script at ``--quick`` size as it builds: what follows is what
+# that run wrote and printed.
 
 if __name__ == "__main__":
     main()

@@ -1,19 +1,60 @@
-"""Where a gradient dies in a stack: along time, or down the layers.
+r"""
+Down the stack or along time: gradients in 4-layer stacks
+=========================================================
 
-Four-layer stacks (bptt.Stack) of tanh RNN, LSTM and GRU cells at PyTorch's default initialisation,
-H = 64, fed N(0, 1) inputs, with a loss on the top layer's output at the last step only (through a
-linear readout, as in vanishing_exploding.py). The reverse sweep reports ||dL/dh_t|| for every layer
-and step (Gradients.dh_norms, (L, 1, T)). Two rates are read off it:
+Where a gradient dies in a stack of recurrent layers: along time, or down the layers.
 
-- along time: the least-squares slope of log ||dL/dh_t|| against the distance T-1-t in the top
-  layer, in nats per step, next to the top Lyapunov exponent of the top layer's own recurrence
-  (diagnostics.lyapunov_spectrum on that layer's cell and tape), which predicts it;
-- down the stack: log(||dL/dh^l_t|| / ||dL/dh^(l+1)_t||) at the last step, where the gradient has
-  crossed layers but no time yet, in nats per layer.
+What it shows
+-------------
+
+Four-layer stacks (``bptt.Stack``, H = 64, D = 8) of tanh RNN, LSTM and GRU cells at PyTorch's
+default initialisation, fed 16 sequences of T = 100 N(0, 1) inputs, with a loss on the top layer's
+output at the last step only (through a linear readout). The reverse sweep's ``Gradients.dh_norms``
+gives :math:`\|\partial L/\partial h_t\|` for every layer and step, drawn as layer x time maps and as
+curves, each divided by the top layer's value at the last step. Two rates are read off it:
+
+- along time: the least-squares slope of :math:`\log \|\partial L/\partial h_t\|` against the
+  distance T-1-t in the top layer, in nats per step, next to the top Lyapunov exponent of the top
+  layer's own recurrence (``diagnostics.lyapunov_spectrum`` on that layer's cell and tape), which
+  predicts it;
+- down the stack: :math:`\log(\|\partial L/\partial h^l_t\| / \|\partial L/\partial h^{l+1}_t\|)`
+  at the last step, where the gradient has crossed layers but no time yet, in nats per layer.
+
+The paper
+---------
+
+No figure of a paper: the stacks are PyTorch's ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` with
+``num_layers=4``, and the question is the one Pascanu, Mikolov and Bengio (2013) ask of time, asked
+of depth as well.
+
+What to look for
+----------------
+
+Numbers from the full-size run. Along time, in the top layer, the gradient falls at 0.418 nats per
+step for the tanh RNN, 0.413 for the LSTM and 0.466 for the GRU, the rate the top layer's own
+Lyapunov exponent predicts from the forward pass alone (0.416, 0.414, 0.468); every layer below falls
+at about the same rate (0.40 to 0.43). Down the stack, at the last step, it loses 0.62 nats per layer
+(tanh RNN), 1.88 (LSTM) and 1.27 (GRU): one layer costs the LSTM as much as four to five steps of
+time. But it pays that once: a few steps back the lower layers carry as much gradient as the top one
+(the GRU's lower layers more: their gradients fall more slowly along time, 0.41 against 0.47 nats per
+step), because the gradient reaching layer 0 at step t sums the paths that went down at every later
+step. At initialisation the depth of a stack matters far less than the length of the sequence.
+
+.. figure:: /figures/stack_gradients.png
+   :alt: Layer by time maps and curves of the gradient norm for 4-layer tanh RNN, LSTM and GRU stacks
+
+   The full-size run (``docs/figures/stack_gradients.png``).
+
+Run it
+------
+
+::
 
     python experiments/stack_gradients.py --out DIR [--quick]
 
-Writes stack_gradients.png (the layer x time maps and the curves), results.json, norms.csv.
+Writes ``stack_gradients.png`` (the layer x time maps and the curves), ``results.json`` and
+``norms.csv``. The full run took 92 s, ``--quick`` (H = 16, T = 30, 4 sequences) 1.7 s. Below: the
+script, then what it wrote and printed when it ran at ``--quick`` size as this page was built.
 """
 
 from __future__ import annotations
@@ -67,7 +108,7 @@ def measure(cell: str, T: int, N: int, H: int, seed: int) -> dict:
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
+    args = parse_args(__doc__)
     T, N, H = (30, 4, 16) if args.quick else (100, 16, 64)
     results = [dict(measure(cell, T, N, H, args.seed), label=label) for cell, label in CELLS]
     for r in results:
@@ -88,6 +129,11 @@ def main() -> None:
         "runs": [{k: v for k, v in r.items() if k != "norms"} for r in results],
     })
 
+
+
+# %%
+# The documentation's gallery runs this script at ``--quick`` size as it builds: what follows is what
+# that run wrote and printed.
 
 if __name__ == "__main__":
     main()

@@ -1,22 +1,72 @@
-"""Truncated BPTT on the adding task: how far the TBPTT(k, k) gradient is from the full-BPTT
-gradient at fixed weights, as a function of k, and what training with each k learns.
+r"""
+Truncation bias: TBPTT against full BPTT
+========================================
 
-Bias: for a batch of adding sequences (loss on the last step only), the cosine similarity and the
-relative error ||g_k - g|| / ||g|| between the cell's parameter gradients from
-`bptt.core.truncation.tbptt_gradient` with k1 = k2 = k and with k = T (full BPTT; the readout's gradient
-does not depend on k and is left out), for a tanh RNN with W_hh = Q orthogonal (lambda_1 = 1), LSTM and GRU at
-default initialisation and, in the full run, the LSTM trained with full BPTT below. With the loss at
-the last step only, TBPTT(k, k) keeps the gradient paths of the last k steps, so the relative error
-falls like the gradient itself: at the rate of the top Lyapunov exponent, printed beside it.
+How far the truncated-BPTT gradient TBPTT(k, k) is from the full-BPTT gradient at fixed weights, as
+a function of k, and what an LSTM trained with each k learns on the adding task.
 
-Training: an LSTM trained with `bptt.train` for each k (one update per batch, from the last window,
-the only one with a loss). With k < T/2 no gradient ever reaches the first marked value, yet the
-weights are shared across time: what the last window teaches about storing a marked value also
-applies at the first marker.
+What it shows
+-------------
+
+Bias: for a batch of 64 adding sequences of T = 40 (the loss on the last step only), the cell's
+parameter gradient from ``bptt.tbptt_gradient`` with k1 = k2 = k against the full-BPTT one
+(k = T), compared with ``diagnostics.gradient_agreement``: the cosine and the relative error
+:math:`\|g_k - g\| / \|g\|` (the readout's gradient does not depend on k and is left out). The
+models: a tanh RNN with :math:`W_{hh} = Q` orthogonal (:math:`\lambda_1 = 1`), an LSTM and a GRU at
+default initialisation, and the LSTM trained below with full BPTT. Beside each curve, the top
+Lyapunov exponent of the same model.
+
+Training: an LSTM (H = 32, Adam 0.01, global-norm clip 1, 1500 updates) trained with ``bptt.train``
+for k = 5, 10, 20 and 40 (full BPTT), one update per batch, from the last window, the only one with
+a loss.
+
+The paper
+---------
+
+Williams and Peng (1990), *An efficient gradient-based algorithm for on-line training of recurrent
+network trajectories*: TBPTT(k1, k2), the truncation ``bptt.TBPTT`` implements. The adding task is
+Le et al.'s (2015) form of Hochreiter and Schmidhuber's (1997).
+
+What to look for
+----------------
+
+Numbers from the full-size run. With the loss at the end, TBPTT(k, k) keeps exactly the gradient
+paths of the last k steps, so its error falls at the rate the gradient itself vanishes: the fitted
+decay of the relative error per step of k is close to the top Lyapunov exponent of the same model
+(tanh RNN with orthogonal :math:`W_{hh}`: -0.143 against -0.115; LSTM at default initialisation:
+-0.423 against -0.436; GRU: -0.481 against -0.472). At initialisation LSTM and GRU gradients vanish
+so fast that k = 8 already gives a cosine of 1.000. The LSTM trained on the task is the opposite:
+its exponent is -0.003, and truncation now matters (cosine 0.56 at k = 1, 0.91 at k = 8; relative
+error still 0.24 at k = 32). Truncation is cheap exactly where long-range gradients are absent.
+
+.. figure:: /figures/truncation_bias.png
+   :alt: Cosine and relative error of the TBPTT gradient against k for four models
+
+   The full-size run (``docs/figures/truncation_bias.png``).
+
+All four trainings leave the 1/6 baseline at about the same step, and end at held-out MSE 0.0023
+(k = 5), 0.0085 (10), 0.0073 (20) and 0.0003 (full BPTT), one seed each. With k < T/2 no gradient
+ever reaches the first marked value, and the task is learnt anyway: the weights are shared across
+time, so what the last window teaches (store a marked value in c, keep the forget gate open) also
+acts at the first marker. What truncation costs here is the final precision, not whether the
+dependency is found.
+
+.. figure:: /figures/truncation_training.png
+   :alt: Held-out MSE against the training step for an LSTM trained with four truncation lengths
+
+   The full-size run (``docs/figures/truncation_training.png``).
+
+Run it
+------
+
+::
 
     python experiments/truncation.py --out DIR [--quick]
 
-Writes bias.png, bias.csv, training.png, training.csv, results.json and the run folders in DIR/runs.
+Writes ``bias.png``, ``bias.csv``, ``training.png``, ``training.csv``, ``results.json`` and the run
+folders in ``DIR/runs``. The full run took 98 s, ``--quick`` (T = 20, H = 8, 40 updates, k = 5 and
+20) 1.9 s. Below: the script, then what it wrote and printed when it ran at ``--quick`` size as this
+page was built; 40 updates are too few for the training curves to leave the baseline.
 """
 
 from __future__ import annotations
@@ -59,7 +109,7 @@ def bias_curve(cell, readout, batch, ks) -> dict:
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
+    args = parse_args(__doc__)
     if args.quick:
         T, H, steps, eval_every, train_ks = 20, 8, 40, 10, (5, 20)
     else:
@@ -123,6 +173,11 @@ def main() -> None:
     )
     plots.save_figure(fig, os.path.join(args.out, "training.png"))
 
+
+
+# %%
+# The documentation's gallery runs this script at ``--quick`` size as it builds: what follows is what
+# that run wrote and printed.
 
 if __name__ == "__main__":
     main()

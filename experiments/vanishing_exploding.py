@@ -1,16 +1,76 @@
-"""Vanishing and exploding gradients in a tanh RNN whose recurrent matrix is scaled to a given
-largest singular value lambda_1, and in LSTM and GRU at their default initialisation.
+r"""
+Vanishing and exploding gradients through time
+==============================================
 
-For every configuration: ||dL/dh_t|| from the reverse sweep (loss on the last step only) and the
-spectral norm of the Jacobian product ||ds_T/ds_t||, against t, with the slope predicted by the top
-Lyapunov exponent of the forward dynamics. W_hh = lambda_1 * Q with Q a random orthogonal matrix, so
-that every singular value (and the spectral radius) equals lambda_1: in the linear regime the gain per
-step is exactly lambda_1, and the inputs push the units into tanh's saturation, where tanh' < 1 lowers
-it.
+How fast the gradient :math:`\|\partial L/\partial h_t\|` shrinks or grows as it travels back through
+time, in a tanh RNN scaled from vanishing to exploding and in an LSTM and a GRU, measured by the
+reverse sweep and predicted from the forward pass alone by the top Lyapunov exponent.
+
+What it shows
+-------------
+
+A tanh RNN (H = 64, D = 8, T = 150, 8 sequences of N(0, 1) inputs) with
+:math:`W_{hh} = \lambda_1 Q`, Q a random orthogonal matrix, so that every singular value (and the
+spectral radius) equals :math:`\lambda_1`, for :math:`\lambda_1` = 0.5, 0.9, 1.0, 1.1, 1.5 and 2.0;
+then an LSTM and a GRU at PyTorch's default initialisation (uniform in :math:`\pm 1/\sqrt{H}`).
+For each one, against the timestep t:
+
+- left, :math:`\|\partial L/\partial h_t\|` from the reverse sweep (``Gradients.dh_norms``) for a
+  loss on the last step only;
+- right, the spectral norm of the Jacobian product :math:`\|\partial s_T/\partial s_t\|`
+  (``diagnostics.jacobian_norms``, geometric mean over the sequences);
+- dashed, a line with the slope of the top Lyapunov exponent (``diagnostics.lyapunov_spectrum``),
+  computed from the forward pass alone: only its slope is a prediction, its height is fitted.
+
+In the linear regime the gain per step is exactly :math:`\lambda_1`; the inputs push the units into
+tanh's saturation, where tanh' < 1 lowers it.
+
+The paper
+---------
+
+Pascanu, Mikolov and Bengio (2013), *On the difficulty of training recurrent neural networks*: with
+:math:`|\sigma'| \le \gamma` (1 for tanh), :math:`\lambda_1 < 1/\gamma` is sufficient for gradients
+to vanish and :math:`\lambda_1 > 1/\gamma` necessary for them to explode, and the rate per step is at
+most :math:`\log \lambda_1` (``diagnostics.recurrent_bound``). The problem itself was first analysed
+by Bengio, Simard and Frasconi (1994).
+
+What to look for
+----------------
+
+Numbers from the full-size run. The dashed lines lie on the measured curves (slopes in nats per
+step, printed by the command, predicted then measured): :math:`\lambda_1` = 0.5: -0.751, -0.746;
+0.9: -0.211, -0.208; 1.0: -0.136, -0.132; 1.1: -0.081, -0.076; 1.5: +0.038, +0.042; 2.0: +0.128,
++0.135. The rate is always below Pascanu's bound :math:`\log \lambda_1`, because the inputs push the
+units into tanh's saturation: at :math:`\lambda_1` = 1 and 1.1 gradients still vanish, and only from
+about 1.4 on do they grow (``lyapunov_vs_lambda.png`` draws the exponent, the slope and the bound
+against :math:`\lambda_1`).
+
+.. figure:: /figures/vanishing_tanh_rnn.png
+   :alt: Gradient norms against the timestep for a tanh RNN with six scalings of W_hh
+
+   The full-size run (``docs/figures/vanishing_tanh_rnn.png``).
+
+LSTM and GRU at their default initialisation both vanish at about -0.43 nats per step (LSTM -0.435
+predicted, -0.430 measured; GRU -0.425, -0.425), faster than the tanh RNN at :math:`\lambda_1` = 1.
+Gates do not preserve gradients by themselves: with the forget gate near sigmoid(0) = 0.5 the cell
+state roughly halves every step.
+
+.. figure:: /figures/vanishing_gated.png
+   :alt: Gradient norms against the timestep for an LSTM and a GRU at default initialisation
+
+   The full-size run (``docs/figures/vanishing_gated.png``).
+
+Run it
+------
+
+::
 
     python experiments/vanishing_exploding.py --out DIR [--quick]
 
-Writes tanh_rnn.png, gated.png, lyapunov_vs_lambda.png, results.json, norms.csv.
+Writes ``tanh_rnn.png``, ``gated.png``, ``lyapunov_vs_lambda.png``, the numbers in ``results.json``
+and every curve in ``norms.csv``. The full run took 10 s, ``--quick`` (H = 32, T = 60, 4 sequences)
+2.6 s. Below: the script, then what it wrote and printed when it ran at ``--quick`` size as this page
+was built.
 """
 
 from __future__ import annotations
@@ -67,7 +127,7 @@ def measure(cell, xs, seed: int) -> dict:
 
 
 def main() -> None:
-    args = parse_args(__doc__.split("\n\n")[0])
+    args = parse_args(__doc__)
     H, T, N = (32, 60, 4) if args.quick else (64, 150, 8)
     rng = np.random.default_rng(args.seed)
     xs = rng.standard_normal((T, N, INPUT_SIZE))
@@ -121,6 +181,11 @@ def main() -> None:
         print(f"{r['label']:28s} top Lyapunov {r['lyapunov_top']:+.4f}  measured slope "
               f"{r['slope_jacobian']:+.4f} (Jacobian) {r['slope_dl_dh']:+.4f} (dL/dh)  nats/step")
 
+
+
+# %%
+# The documentation's gallery runs this script at ``--quick`` size as it builds: what follows is what
+# that run wrote and printed.
 
 if __name__ == "__main__":
     main()

@@ -185,8 +185,8 @@ def test_config_json_problems_name_the_file_and_the_setting(tmp_path):
     path.write_text(json.dumps({**saved, "hidden": 0}))
     with pytest.raises(ValueError, match=r"config.json: hidden must be a positive integer, got 0"):
         load_config(run_dir)
-    path.write_text(json.dumps({**saved, "layers": 2}))
-    with pytest.raises(ValueError, match=r"config.json has unknown settings \['layers'\]"):
+    path.write_text(json.dumps({**saved, "attention_heads": 2}))
+    with pytest.raises(ValueError, match=r"config.json has unknown settings \['attention_heads'\]"):
         load_config(run_dir)
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"config.json must hold a JSON object of settings, got list"):

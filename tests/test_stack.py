@@ -316,6 +316,21 @@ def test_checkpointed_stack_equals_the_full_tape(cell):
     assert relative_error(full.dxs, kept.dxs) < 1e-13 and relative_error(full.dh_norms, kept.dh_norms) < 1e-13
 
 
+def test_a_checkpointed_stack_tape_says_it_has_no_state_after_any_step_and_no_step_caches():
+    """As for one cell's CheckpointTape: a ValueError that says why, not an AttributeError from inside."""
+    net = bptt.Stack("gru", 2, 3, 2, seed=0)
+    xs = np.ones((6, 1, 2))
+    _, tape = bptt.forward_checkpointed(net, xs, every=2)
+    with pytest.raises(ValueError, match="a checkpointed tape keeps a state only every `every` steps"):
+        tape.state_at(2)
+    with pytest.raises(ValueError, match="needs the tape of bptt.forward: a checkpointed tape keeps no step caches"):
+        bptt.diagnostics.jacobian_norms(net, tape)
+    cell = bptt.GRU(2, 3, seed=0)
+    with pytest.raises(ValueError, match="tape must come from bptt.forward"):
+        bptt.diagnostics.jacobian_norms(cell, bptt.forward_checkpointed(cell, xs, every=2)[1])
+    assert tape.final_state.shape == (2, 1, 3)  # what a checkpointed tape does keep
+
+
 @pytest.mark.parametrize("cell", bptt.CELL_NAMES)
 def test_stack_jvp_matches_finite_differences_and_the_dot_product_test(cell):
     net, xs, state0, dhs, dfinal = stack_problem(cell)

@@ -113,7 +113,8 @@ def test_reber_strings_follow_the_grammar_and_the_legal_sets():
 
 def test_chars_splits_the_text_and_reports_the_unigram_entropy(text_file):
     task = make_task("chars", 10, text_file)
-    text = open(text_file).read()
+    with open(text_file) as f:
+        text = f.read()
     counts = np.array([text.count(ch) for ch in task.vocab], float)
     p = counts / counts.sum()
     assert task.baseline["loss"] == pytest.approx(-(p * np.log(p)).sum(), rel=1e-12)

@@ -24,12 +24,16 @@ Letters: T time, N batch, D input size, H hidden size, G gates.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias, cast
 
 import numpy as np
 
 from ..core.scratch import scratch
-from ..core.sequence import Sequence, Sweep
+from ..core.sequence import CellContract, Sequence, Sweep
+from ..core.types import Array, IntArray, Params, Parts, StepCache
+
+if TYPE_CHECKING:
+    from .cell import Cell
 
 # Measured on the 2-core AMD EPYC this project is benchmarked on (numpy 2.4, AVX2): numpy's float64
 # tanh is not vectorised there (14 ns per element, exp 5 ns), so float64 tanh of more than about a
@@ -37,7 +41,7 @@ from ..core.sequence import Sequence, Sweep
 EXP_TANH_MIN_SIZE = 1024
 
 
-def tanh(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+def tanh(x: Array, out: Array) -> Array:
     """out <- tanh(x); out may be x."""
     if out.dtype != np.float64 or out.size < EXP_TANH_MIN_SIZE:
         return np.tanh(x, out=out)
@@ -52,12 +56,15 @@ def tanh(x: np.ndarray, out: np.ndarray) -> np.ndarray:
 class Workspace(NamedTuple):
     """Scratch buffers that every step of one sequence reuses, so the loop allocates nothing."""
 
-    weight_hh_t: np.ndarray  # (H, G*H) W_hh^T, each gate's columns times its `gate_factors` entry
-    gates: np.ndarray  # (N, G*H), e.g. the recurrent product h_prev W_hh^T
-    hidden: np.ndarray  # (N, H), e.g. a product of two gates, or the carried dL/dc
+    weight_hh_t: Array  # (H, G*H) W_hh^T, each gate's columns times its `gate_factors` entry
+    gates: Array  # (N, G*H), e.g. the recurrent product h_prev W_hh^T
+    hidden: Array  # (N, H), e.g. a product of two gates, or the carried dL/dc
 
 
-def per_step(caches: NamedTuple) -> list:
+Work: TypeAlias = Any  # a fast path's buffers: a Workspace, or a NamedTuple of its own with more (LSTMWorkspace)
+
+
+def per_step(caches: StepCache) -> list[StepCache]:
     """Every step's cache (views into the time-stacked one), built in one pass."""
     return list(map(type(caches)._make, zip(*caches)))
 
@@ -73,12 +80,16 @@ class FastSequence(Sequence):
 
     gate_factors: tuple[int, ...] | None = None
     batch_fields: tuple[str, ...] = ("gates", "hidden")  # workspace buffers with a row per sequence
+    Sweep: ClassVar[type[FastSweep]]  # the reverse sweep, set by each cell's fast path
+    cell: Cell
+    steps: list[StepCache]
+    works: list[Work]  # each step's view of `work`
 
-    def __init__(self, cell, xs, state0, batch_sizes=None):
+    def __init__(self, cell: Cell, xs: Array, state0: Parts, batch_sizes: IntArray | None = None) -> None:
         super().__init__(cell, xs, state0, batch_sizes)
         self.params = cell.params
         self.caches = self.allocate(xs, state0)
-        self.work = self.workspace()
+        self.work: Work = self.workspace()
         self.reuse_scratch = True  # a sweep may take the thread's kept work arrays
         if batch_sizes is None:
             self.steps, self.works = per_step(self.caches), [self.work] * self.T
@@ -91,7 +102,7 @@ class FastSequence(Sequence):
             self.steps = [type(c)(*(f[:n] for f in c)) for c, n in zip(per_step(self.caches), batch_sizes)]
 
     @classmethod
-    def from_cache(cls, cell, cache):
+    def from_cache(cls, cell: CellContract, cache: StepCache) -> FastSequence:
         sequence = cls.__new__(cls)
         Sequence.__init__(sequence, cell, cache.x[None], (), None)
         sequence.params = cell.params
@@ -102,47 +113,48 @@ class FastSequence(Sequence):
         sequence.reuse_scratch = False  # the caller may keep the single step's gradients
         return sequence
 
-    def step(self, t):
+    def step(self, t: int) -> None:
         self.advance(self.steps[t], self.works[t])
         if self.batch_sizes is not None and self.batch_sizes[t] < self.N:
             n = self.batch_sizes[t]
             for name in self.cell.state_fields:  # the sequences that have ended keep their state
                 getattr(self.caches, name)[t][n:] = getattr(self.caches, name + "_prev")[t][n:]
 
-    def advance(self, c: NamedTuple, work: Workspace) -> None:
+    def advance(self, c: StepCache, work: Work) -> None:
         """Complete one step in place on its cache views (inputs projected on entry)."""
         raise NotImplementedError
 
     def clear_finished_rows(self) -> None:
         """Zero every per-step field (but the inputs and states before) in the rows of sequences that
         have ended, so the sweep's all-T-at-once work on them stays finite."""
+        batch_sizes = cast(IntArray, self.batch_sizes)  # called only when there are lengths
         for name, field in zip(self.caches._fields, self.caches):
             if name != "x" and not name.endswith("_prev"):
-                for t, n in enumerate(self.batch_sizes):
+                for t, n in enumerate(batch_sizes):
                     field[t, n:] = 0
 
-    def allocate(self, xs: np.ndarray, state0: tuple) -> NamedTuple:
+    def allocate(self, xs: Array, state0: Parts) -> StepCache:
         """The time-stacked caches, inputs already projected into the fields the loop finishes."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- reading the tape
     @property
-    def outputs(self):
+    def outputs(self) -> Array:
         return self.caches.h
 
-    def state(self, k):
+    def state(self, k: int) -> Parts:
         if k == 0:
             return tuple(getattr(self.caches, f + "_prev")[0] for f in self.cell.state_fields)
         return tuple(getattr(self.caches, f)[k - 1] for f in self.cell.state_fields)
 
-    def cache(self, t):
+    def cache(self, t: int) -> StepCache:
         return self.steps[t]
 
-    def reverse(self):
+    def reverse(self) -> FastSweep:
         return self.Sweep(self)
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         seen = {}
         for field in self.caches:
             base = field if field.base is None else field.base
@@ -150,7 +162,7 @@ class FastSequence(Sequence):
         return sum(seen.values())
 
     # ----------------------------------------------------------------- shared pieces
-    def row_factors(self) -> np.ndarray | None:
+    def row_factors(self) -> Array | None:
         """`gate_factors` repeated over each gate's H rows of W_ih, W_hh and the biases: (G*H,)."""
         if self.gate_factors is None:
             return None
@@ -167,7 +179,7 @@ class FastSequence(Sequence):
             hidden=np.empty((self.N, cell.hidden_size), cell.dtype),
         )
 
-    def project_inputs(self, xs: np.ndarray, out: np.ndarray, bias: np.ndarray) -> None:
+    def project_inputs(self, xs: Array, out: Array, bias: Array) -> None:
         """out[t] = (xs[t] W_ih^T + bias) * row_factors for all t in one matrix product; out (T, N, G*H)."""
         T, N, D = xs.shape
         weight_ih, factors = self.params["weight_ih"], self.row_factors()
@@ -188,7 +200,7 @@ class FastSweep(Sweep):
 
     separate_hidden_gradient = False  # True when da_h differs from da_x (GRU's reset gate)
 
-    def __init__(self, sequence: FastSequence):
+    def __init__(self, sequence: FastSequence) -> None:
         self.sequence, self.cell, self.params = sequence, sequence.cell, sequence.params
         self.caches, self.steps, self.work = sequence.caches, sequence.steps, sequence.work
         self.works, self.batch_sizes, self.N = sequence.works, sequence.batch_sizes, sequence.N
@@ -205,7 +217,7 @@ class FastSweep(Sweep):
                 self.da_h[t, n:] = 0
             self.carry = [np.zeros((N, size), cell.dtype) for size in cell.state_sizes[1:]]
 
-    def step(self, t, dstate, out):
+    def step(self, t: int, dstate: Parts, out: Array) -> Parts:
         if self.batch_sizes is None or self.batch_sizes[t] == self.N:
             return self.retreat(t, dstate, out)
         n = self.batch_sizes[t]
@@ -216,17 +228,17 @@ class FastSweep(Sweep):
             carry[n:] = part[n:]
         return (out, *self.carry)
 
-    def retreat(self, t: int, dstate: tuple, out: np.ndarray) -> tuple:
+    def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
         """`step` on the rows of step t's running sequences (all of them without lengths)."""
         raise NotImplementedError
 
     def local_gradients(self) -> None:
         raise NotImplementedError
 
-    def preactivation_gradients(self, t):
+    def preactivation_gradients(self, t: int) -> tuple[Array, Array]:
         return self.da_x[t], self.da_h[t]
 
-    def gradients(self):
+    def gradients(self) -> tuple[Params, Array]:
         """The shared weights' gradients, summed over time and batch in one product each, and dL/dxs."""
         xs, h_prevs = self.caches.x, self.caches.h_prev
         T, N, D = xs.shape

@@ -13,20 +13,49 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ..core.types import Array, Params, Parts, State
 from .cell import Cell, sigmoid
 from .gru_fast import GRUSequence
 
 
 class GRUCache(NamedTuple):
-    x: np.ndarray  # (N, D) input
-    h_prev: np.ndarray  # (N, H)
-    gates: np.ndarray  # (N, 3H) activated gates r, z, n
-    hn: np.ndarray  # (N, H) a_h,n = h_prev W_hn^T + b_hn, needed for dL/dr
-    h: np.ndarray  # (N, H)
+    """What one GRU step keeps for its backward.
+
+    `GRU.step_forward` returns it and `step_backward` consumes it; `tape.step(t)` is step t's.
+    With tangents (forward mode) the same NamedTuple holds every field's tangent.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, D)
+        The step's input.
+    h_prev : ndarray, shape (N, H)
+        The state before the step.
+    gates : ndarray, shape (N, 3H)
+        The activated gates r, z, n, in PyTorch's order.
+    hn : ndarray, shape (N, H)
+        h_prev W_hn^T + b_hn, before the reset gate scales it; dL/dr needs it.
+    h : ndarray, shape (N, H)
+        The state after the step.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.GRU(3, 4, seed=0)
+    >>> h, cache = cell.step_forward(np.ones((2, 3)), cell.initial_state(2))
+    >>> cache.gates.shape, cache.hn.shape
+    ((2, 12), (2, 4))
+    """
+
+    x: Array
+    h_prev: Array
+    gates: Array
+    hn: Array
+    h: Array
 
 
-def split_gates(gates: np.ndarray) -> tuple:
+def split_gates(gates: Array) -> tuple[Array, Array, Array]:
     """(..., 3H) -> r, z, n, each (..., H) (views)."""
     H = gates.shape[-1] // 3
     return gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
@@ -70,7 +99,7 @@ class GRU(Cell):
     gate_names = ("r", "z", "n")
     gate_slope_bounds = (0.25, 0.25, 1.0)  # sigmoid' <= 1/4, tanh' <= 1
 
-    def step_forward(self, x, state):
+    def step_forward(self, x: ArrayLike, state: State) -> tuple[Array, GRUCache]:
         """One timestep. x (N, D), state h_prev (N, H) -> (h (N, H), GRUCache)."""
         x, (h_prev,) = self.check_step(x, state)
         p = self.params
@@ -82,7 +111,7 @@ class GRU(Cell):
         h = (1 - z) * n + z * h_prev
         return h, GRUCache(x, h_prev, np.concatenate([r, z, n], axis=1), hn, h)
 
-    def step_backward(self, dstate, cache):
+    def step_backward(self, dstate: State, cache: GRUCache) -> tuple[Array, Array, Params]:
         """Backward of `step_forward`. dstate: dL/dh (N, H) -> (dx (N, D), dL/dh_prev (N, H), grads)."""
         (dh,) = self.check_step_gradient(dstate, cache)
         x, h_prev, gates, hn, h = cache
@@ -102,7 +131,8 @@ class GRU(Cell):
         return dx, dh_prev, grads
 
     # ----------------------------------------------------------------- forward-mode rules
-    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot, params_dot=None):
+    def step_tangent(self, cache: GRUCache, x_dot: Array | None, state_prev_dot: Parts, a_x_dot: Array, a_h_dot: Array,
+                     params_dot: Params | None = None) -> GRUCache:
         (h_prev_dot,) = state_prev_dot
         r, z, n = split_gates(cache.gates)
         ax_r, ax_z, ax_n = split_gates(a_x_dot)
@@ -112,9 +142,11 @@ class GRU(Cell):
         n_dot = (1 - n * n) * (ax_n + r_dot * cache.hn + r * hn_dot)  # tanh' = 1 - n^2, product rule on r * hn
         h_dot = (1 - z) * n_dot + z_dot * (cache.h_prev - n) + z * h_prev_dot  # h = (1 - z) n + z h_prev
         gates_dot = np.concatenate([r_dot, z_dot, n_dot], axis=-1)
-        return GRUCache(x_dot, h_prev_dot, gates_dot, hn_dot, h_dot)
+        return GRUCache(x_dot,  # type: ignore[arg-type]  # a tangent's x is None when the inputs are held fixed
+                        h_prev_dot, gates_dot, hn_dot, h_dot)
 
-    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, params_dot):
+    def backward_tangent(self, cache: GRUCache, cache_dot: GRUCache, dstate: Parts, dstate_dot: Parts, da_x: Array,
+                         da_h: Array, params_dot: Params) -> tuple[Array, Array, Parts, Params]:
         weight_hh_dot = params_dot.get("weight_hh", np.zeros_like(self.params["weight_hh"]))
         (dh,), (dh_dot,) = dstate, dstate_dot
         r, z, n = split_gates(cache.gates)

@@ -3,15 +3,22 @@ speed (see `fast.py`). Private: the step pair in `gru.py` is the specification."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .fast import FastSequence, FastSweep, tanh
+from ..core.types import Array, Parts
+from .fast import FastSequence, FastSweep, Workspace, tanh
+
+if TYPE_CHECKING:
+    from .gru import GRU, GRUCache
 
 
 class GRUSequence(FastSequence):
     gate_factors = (-1, -1, 1)  # r, z = 1 / (1 + exp(-a)) without a negation
+    cell: GRU
 
-    def allocate(self, xs, state0):
+    def allocate(self, xs: Array, state0: Parts) -> GRUCache:
         T, N, _ = xs.shape
         H, dtype = self.cell.hidden_size, self.cell.dtype
         hs = np.empty((T + 1, N, H), dtype)
@@ -24,7 +31,7 @@ class GRUSequence(FastSequence):
         hn = np.empty((T, N, H), dtype)
         return self.cell.Cache(xs, hs[:-1], gates, hn, hs[1:])
 
-    def advance(self, c, work):
+    def advance(self, c: GRUCache, work: Workspace) -> None:
         H = self.cell.hidden_size
         a = c.gates  # holds a_x * gate_factors on entry
         a_h = np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # W_hh h_prev * gate_factors
@@ -45,8 +52,9 @@ class GRUSequence(FastSequence):
 
 class GRUSweep(FastSweep):
     separate_hidden_gradient = True  # da_h,n = da_n * r differs from da_x,n = da_n
+    cell: GRU
 
-    def local_gradients(self):
+    def local_gradients(self) -> None:
         H, caches, da_x = self.cell.hidden_size, self.caches, self.da_x
         a = caches.gates
         r, z, n = a[..., :H], a[..., H : 2 * H], a[..., 2 * H :]
@@ -66,7 +74,7 @@ class GRUSweep(FastSweep):
         dar *= r
         dar *= caches.hn  # da_n/da_r = hn r (1 - r)
 
-    def retreat(self, t, dstate, out):
+    def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
         (dh,) = dstate
         H = self.cell.hidden_size
         n = len(out)

@@ -13,22 +13,56 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
+from ..core.types import Array, Params, Parts, Seed, State
 from .cell import Cell, sigmoid
 from .lstm_fast import LSTMSequence
 
 
 class LSTMCache(NamedTuple):
-    x: np.ndarray  # (N, D) input
-    h_prev: np.ndarray  # (N, H)
-    c_prev: np.ndarray  # (N, H)
-    gates: np.ndarray  # (N, 4H) activated gates i, f, g, o
-    c: np.ndarray  # (N, H) cell state after the step
-    tanh_c: np.ndarray  # (N, H) tanh(c), kept for tanh' = 1 - tanh^2
-    h: np.ndarray  # (N, H)
+    """What one LSTM step keeps for its backward.
+
+    `LSTM.step_forward` returns it and `step_backward` consumes it; `tape.step(t)` is step t's.
+    With tangents (forward mode) the same NamedTuple holds every field's tangent. R is the size
+    of h: H, or P with `proj_size` P > 0.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, D)
+        The step's input.
+    h_prev : ndarray, shape (N, R)
+        The hidden state before the step.
+    c_prev : ndarray, shape (N, H)
+        The cell state before the step.
+    gates : ndarray, shape (N, 4H)
+        The activated gates i, f, g, o, in PyTorch's order.
+    c : ndarray, shape (N, H)
+        The cell state after the step.
+    tanh_c : ndarray, shape (N, H)
+        tanh(c), kept for tanh' = 1 - tanh^2.
+    h : ndarray, shape (N, R)
+        The hidden state after the step.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(3, 4, proj_size=2, seed=0)
+    >>> (h, c), cache = cell.step_forward(np.ones((5, 3)), cell.initial_state(5))
+    >>> cache.gates.shape, cache.c.shape, cache.h.shape
+    ((5, 16), (5, 4), (5, 2))
+    """
+
+    x: Array
+    h_prev: Array
+    c_prev: Array
+    gates: Array
+    c: Array
+    tanh_c: Array
+    h: Array
 
 
-def split_gates(gates: np.ndarray) -> tuple:
+def split_gates(gates: Array) -> tuple[Array, Array, Array, Array]:
     """(..., 4H) -> i, f, g, o, each (..., H) (views)."""
     H = gates.shape[-1] // 4
     return gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
@@ -47,7 +81,10 @@ class LSTM(Cell):
     input_size : int
         D, the size of each input x_t.
     hidden_size : int
-        H, the size of the state.
+        H, the size of the cell state c (and of h without a projection).
+    proj_size : int, default 0
+        P in [0, H): with P > 0, h = (o * tanh(c)) W_hr^T is (N, P) and `weight_hr` (P, H) joins
+        the parameters; 0 for no projection.
     seed : int or numpy.random.SeedSequence, optional
         Seeds the initial weights, drawn like PyTorch's: uniform in +-1/sqrt(H).
     dtype : float64 (default) or float32
@@ -56,8 +93,9 @@ class LSTM(Cell):
     Attributes
     ----------
     params : dict of ndarray
-        weight_ih (4H, D), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,): PyTorch's names and
-        shapes without the `_l0` suffix; `cell.load_params(module.state_dict())` loads its weights.
+        weight_ih (4H, D), weight_hh (4H, R), bias_ih (4H,), bias_hh (4H,) and, with proj_size P,
+        weight_hr (P, H), R being P or else H: PyTorch's names and shapes without the `_l0` suffix;
+        `cell.load_params(module.state_dict())` loads its weights.
 
     Examples
     --------
@@ -75,7 +113,8 @@ class LSTM(Cell):
     gate_names = ("i", "f", "g", "o")
     gate_slope_bounds = (0.25, 0.25, 1.0, 0.25)  # sigmoid' <= 1/4, tanh' <= 1
 
-    def __init__(self, input_size, hidden_size, *, proj_size=0, seed=None, dtype=np.float64):
+    def __init__(self, input_size: int, hidden_size: int, *, proj_size: int = 0, seed: Seed = None,
+                 dtype: DTypeLike = np.float64) -> None:
         if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or not (
                 0 <= proj_size < hidden_size):
             raise ValueError(f"proj_size must be an integer in [0, hidden_size={hidden_size}), got {proj_size!r}")
@@ -83,16 +122,16 @@ class LSTM(Cell):
         super().__init__(input_size, hidden_size, seed=seed, dtype=dtype)
 
     @property
-    def output_size(self):
+    def output_size(self) -> int:
         return self.proj_size or self.hidden_size
 
-    def param_shapes(self):
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = super().param_shapes()
         if self.proj_size:
             shapes["weight_hr"] = (self.proj_size, self.hidden_size)
         return shapes
 
-    def step_forward(self, x, state):
+    def step_forward(self, x: ArrayLike, state: State) -> tuple[tuple[Array, Array], LSTMCache]:
         """One timestep. x (N, D), state (h_prev (N, H or P), c_prev (N, H)) -> ((h, c), LSTMCache)."""
         x, (h_prev, c_prev) = self.check_step(x, state)
         p = self.params
@@ -106,7 +145,7 @@ class LSTM(Cell):
             h = h @ p["weight_hr"].T  # the projection: h = (o * tanh(c)) W_hr^T, (N, P)
         return (h, c), LSTMCache(x, h_prev, c_prev, np.concatenate([i, f, g, o], axis=1), c, tanh_c, h)
 
-    def step_backward(self, dstate, cache):
+    def step_backward(self, dstate: State, cache: LSTMCache) -> tuple[Array, tuple[Array, Array], Params]:
         """Backward of `step_forward`. dstate: (dL/dh, dL/dc) each (N, H) ->
         (dx (N, D), (dL/dh_prev, dL/dc_prev), grads)."""
         dh, dc = self.check_step_gradient(dstate, cache)
@@ -134,7 +173,8 @@ class LSTM(Cell):
         return dx, (dh_prev, dc_prev), grads
 
     # ----------------------------------------------------------------- forward-mode rules
-    def step_tangent(self, cache, x_dot, state_prev_dot, a_x_dot, a_h_dot, params_dot=None):
+    def step_tangent(self, cache: LSTMCache, x_dot: Array | None, state_prev_dot: Parts, a_x_dot: Array, a_h_dot: Array,
+                     params_dot: Params | None = None) -> LSTMCache:
         h_prev_dot, c_prev_dot = state_prev_dot
         i, f, g, o = split_gates(cache.gates)
         a_i, a_f, a_g, a_o = split_gates(a_x_dot + a_h_dot)  # a = a_x + a_h
@@ -150,15 +190,17 @@ class LSTM(Cell):
             if params_dot and "weight_hr" in params_dot:
                 h_dot = h_dot + (o * cache.tanh_c) @ params_dot["weight_hr"].T
         gates_dot = np.concatenate([i_dot, f_dot, g_dot, o_dot], axis=-1)
-        return LSTMCache(x_dot, h_prev_dot, c_prev_dot, gates_dot, c_dot, tanh_c_dot, h_dot)
+        return LSTMCache(x_dot,  # type: ignore[arg-type]  # a tangent's x is None when the inputs are held fixed
+                         h_prev_dot, c_prev_dot, gates_dot, c_dot, tanh_c_dot, h_dot)
 
-    def backward_tangent(self, cache, cache_dot, dstate, dstate_dot, da_x, da_h, params_dot):
+    def backward_tangent(self, cache: LSTMCache, cache_dot: LSTMCache, dstate: Parts, dstate_dot: Parts, da_x: Array,
+                         da_h: Array, params_dot: Params) -> tuple[Array, Array, Parts, Params]:
         (dh, dc), (dh_dot, dc_dot) = dstate, dstate_dot
         i, f, g, o = split_gates(cache.gates)
         i_dot, f_dot, g_dot, o_dot = split_gates(cache_dot.gates)
         t, t_dot, c_prev, c_prev_dot = cache.tanh_c, cache_dot.tanh_c, cache.c_prev, cache_dot.c_prev
         weight_hh_dot = params_dot.get("weight_hh", np.zeros_like(self.params["weight_hh"]))
-        extra = {}
+        extra: Params = {}
         if self.proj_size:  # dh_u = dh W_hr, dW_hr = dh^T (o tanh c): product rule on both
             W_hr = self.params["weight_hr"]
             W_hr_dot = params_dot.get("weight_hr", np.zeros_like(W_hr))
@@ -181,5 +223,5 @@ class LSTM(Cell):
         dc_prev_dot = dc_total_dot * f + dc_total * f_dot  # dc_prev = dc_total f
         return da_dot, da_dot, (dh_prev_dot, dc_prev_dot), extra
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return super().__repr__()[:-1] + (f", proj_size={self.proj_size})" if self.proj_size else ")")

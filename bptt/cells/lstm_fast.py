@@ -3,31 +3,36 @@ speed (see `fast.py`). Private: the step pair in `lstm.py` is the specification.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .fast import FastSequence, FastSweep, tanh
+from ..core.types import Array, Params, Parts
+from .fast import FastSequence, FastSweep, Work, tanh
+
+if TYPE_CHECKING:
+    from .lstm import LSTM, LSTMCache
 
 
 class LSTMWorkspace(NamedTuple):
     """The shared Workspace's fields, and the per-column constants that finish the gates."""
 
-    weight_hh_t: np.ndarray
-    gates: np.ndarray
-    hidden: np.ndarray
-    scale: np.ndarray  # (4H,) 1 for i, f, o; 2 for g
-    shift: np.ndarray  # (4H,) 0 for i, f, o; -1 for g
-    weight_hr_t: np.ndarray | None  # (H, P) W_hr^T, with projections
-    unprojected: np.ndarray | None  # (N, H) o * tanh(c) before the projection, or its gradient
+    weight_hh_t: Array
+    gates: Array
+    hidden: Array
+    scale: Array  # (4H,) 1 for i, f, o; 2 for g
+    shift: Array  # (4H,) 0 for i, f, o; -1 for g
+    weight_hr_t: Array | None  # (H, P) W_hr^T, with projections
+    unprojected: Array | None  # (N, H) o * tanh(c) before the projection, or its gradient
 
 
 class LSTMSequence(FastSequence):
     # i, f, o = 1 / (1 + exp(-a)) and g = tanh(a) = 2 / (1 + exp(-2a)) - 1: one exp for all four
     gate_factors = (-1, -1, -2, -1)
     batch_fields = ("gates", "hidden", "unprojected")
+    cell: LSTM
 
-    def allocate(self, xs, state0):
+    def allocate(self, xs: Array, state0: Parts) -> LSTMCache:
         T, N, _ = xs.shape
         H, dtype = self.cell.hidden_size, self.cell.dtype
         hs = np.empty((T + 1, N, self.cell.output_size), dtype)
@@ -38,7 +43,7 @@ class LSTMSequence(FastSequence):
         tanh_c = np.empty((T, N, H), dtype)
         return self.cell.Cache(xs, hs[:-1], cs[:-1], gates, cs[1:], tanh_c, hs[1:])
 
-    def workspace(self):
+    def workspace(self) -> Work:  # an LSTMWorkspace
         H, dtype = self.cell.hidden_size, self.cell.dtype
         scale, shift = np.ones(4 * H, dtype), np.zeros(4 * H, dtype)
         scale[2 * H : 3 * H], shift[2 * H : 3 * H] = 2, -1  # tanh(x) = 2 sigmoid(2x) - 1 for g
@@ -47,7 +52,7 @@ class LSTMSequence(FastSequence):
                              weight_hr_t=np.ascontiguousarray(self.params["weight_hr"].T) if projected else None,
                              unprojected=np.empty((self.N, H), dtype) if projected else None)
 
-    def advance(self, c, work):
+    def advance(self, c: LSTMCache, work: LSTMWorkspace) -> None:
         H = self.cell.hidden_size
         a = c.gates  # holds a_x * gate_factors on entry
         a += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = (a_x + W_hh h_prev) * factors
@@ -67,7 +72,9 @@ class LSTMSequence(FastSequence):
 
 
 class LSTMSweep(FastSweep):
-    def local_gradients(self):
+    cell: LSTM
+
+    def local_gradients(self) -> None:
         H, caches, da_x = self.cell.hidden_size, self.caches, self.da_x
         a = caches.gates
         i, g, o = a[..., :H], a[..., 2 * H : 3 * H], a[..., 3 * H :]
@@ -89,7 +96,7 @@ class LSTMSweep(FastSweep):
         if self.cell.proj_size:  # every step's dL/dh before the projection's backward, for dW_hr
             self.dh_projected = np.zeros(caches.h.shape, self.cell.dtype)
 
-    def retreat(self, t, dstate, out):
+    def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
         dh, dc = dstate
         H = self.cell.hidden_size
         n = len(out)
@@ -110,7 +117,7 @@ class LSTMSweep(FastSweep):
         dc_prev = np.multiply(dc_total, f, out=self.works[t].hidden)  # through c = f * c_prev + i * g
         return out, dc_prev
 
-    def gradients(self):
+    def gradients(self) -> tuple[Params, Array]:
         params, dxs = super().gradients()
         if self.cell.proj_size:  # dW_hr = sum_t dL/dh_t^T u_t, u = o * tanh(c), in one product
             H = self.cell.hidden_size

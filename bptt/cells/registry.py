@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
+from ..core.types import Seed
 from .cell import Cell
 from .gru import GRU
 from .lstm import LSTM
@@ -24,16 +26,41 @@ CELLS: dict[str, Callable[..., Cell]] = {
     "lstm": LSTM,
     "gru": GRU,
 }
+#: The names of the built-in cells, ``("rnn", "rnn-relu", "lstm", "gru")``: what ``make_cell``,
+#: ``Stack`` and ``bptt train --cell`` accept.
 CELL_NAMES = tuple(CELLS)
 
 
-def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 0, seed=None,
-              dtype=np.float64) -> Cell:
-    """The cell registered as `name` (one of CELL_NAMES), initialised like PyTorch from `seed` (an
-    int, a SeedSequence, or a Generator whose next draws it takes).
+def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 0, seed: Seed = None,
+              dtype: DTypeLike = np.float64) -> Cell:
+    """The cell registered as `name`, initialised like PyTorch.
 
-    proj_size: an LSTM's projection size P (0: none); as in PyTorch, only the LSTM has one.
-    Raises ValueError naming the known cells when `name` is not one of them.
+    Parameters
+    ----------
+    name : str
+        One of CELL_NAMES: "rnn" (tanh), "rnn-relu", "lstm", "gru" (`bptt train --cell`'s names).
+    input_size, hidden_size : int
+        D and H.
+    proj_size : int
+        An LSTM's projection size P (0: none); as in PyTorch, only the LSTM has one.
+    seed : int, numpy.random.SeedSequence or Generator, optional
+        Seeds the weights (a Generator: the cell takes its next draws).
+    dtype : float64 (default) or float32
+
+    Returns
+    -------
+    Cell
+
+    Raises
+    ------
+    ValueError
+        Naming the known cells when `name` is not one of them, or if proj_size is given to another cell.
+
+    Examples
+    --------
+    >>> import bptt
+    >>> bptt.make_cell("rnn-relu", 3, 8, seed=0)
+    RNN(input_size=3, hidden_size=8, dtype=float64, nonlinearity='relu')
     """
     if name not in CELLS:
         raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {name!r}")

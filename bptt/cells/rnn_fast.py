@@ -3,13 +3,21 @@ for speed (see `fast.py`). Private: the step pair in `rnn.py` is the specificati
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .fast import FastSequence, FastSweep, tanh
+from ..core.types import Array, Parts
+from .fast import FastSequence, FastSweep, Workspace, tanh
+
+if TYPE_CHECKING:
+    from .rnn import RNN, RNNCache
 
 
 class RNNSequence(FastSequence):
-    def allocate(self, xs, state0):
+    cell: RNN
+
+    def allocate(self, xs: Array, state0: Parts) -> RNNCache:
         T, N, _ = xs.shape
         hs = np.empty((T + 1, N, self.cell.hidden_size), self.cell.dtype)
         hs[0] = state0[0]
@@ -17,7 +25,7 @@ class RNNSequence(FastSequence):
         self.project_inputs(xs, hs[1:], self.params["bias_ih"] + self.params["bias_hh"])
         return self.cell.Cache(x=xs, h_prev=hs[:-1], h=hs[1:])
 
-    def advance(self, c, work):
+    def advance(self, c: RNNCache, work: Workspace) -> None:
         h = c.h  # holds a_x on entry
         h += np.matmul(c.h_prev, work.weight_hh_t, out=work.gates)  # a = a_x + W_hh h_prev
         if self.cell.nonlinearity == "tanh":
@@ -27,7 +35,9 @@ class RNNSequence(FastSequence):
 
 
 class RNNSweep(FastSweep):
-    def local_gradients(self):
+    cell: RNN
+
+    def local_gradients(self) -> None:
         h, da = self.caches.h, self.da_x
         if self.cell.nonlinearity == "tanh":
             np.multiply(h, h, out=da)  # tanh'(a) = 1 - h^2, for all T at once
@@ -35,7 +45,7 @@ class RNNSweep(FastSweep):
         else:
             np.greater(h, 0, out=da)  # relu'(a) = [h > 0]
 
-    def retreat(self, t, dstate, out):
+    def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
         da = self.da_x[t, : len(out)]
         da *= dstate[0]  # through the non-linearity: da = act'(a) * dL/dh
         np.matmul(da, self.params["weight_hh"], out=out)  # dL/dh_prev = da W_hh

@@ -22,34 +22,82 @@ Letters: T time, N batch, D input size, H hidden size, P projection size, L laye
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Generic, Literal, Mapping, Protocol, TypeVar, cast, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ..core.checks import as_float_dtype, check_array, check_positive_int
 from ..core.packing import check_lengths, reverse_within_lengths
 from ..core.sequence import CompositeModel
 from ..core.step import vjp_step
-from ..core.unroll import Gradients, check_weights_unchanged, read_only, run_forward, sweep_back
+from ..core.types import Array, IntArray, Params, Parts, Seed, State
+from ..core.unroll import Gradients, Tape, check_weights_unchanged, read_only, run_forward, sweep_back
 from .cell import Cell, as_numpy
+from .lstm import LSTM
 from .registry import CELL_NAMES, make_cell
 
 SUFFIXES = ("", "_reverse")
 
 
+class LayerTape(Protocol):
+    """What a StackTape reads off the tape of each (layer, direction): a Tape, or a CheckpointTape."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def final_state(self) -> State: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+
+LayerT = TypeVar("LayerT", bound=LayerTape)  # the kind of tape every (layer, direction) of one run keeps
+
+
 @dataclass(frozen=True, repr=False)
-class StackTape:
+class StackTape(Generic[LayerT]):
     """What a Stack's reverse sweep needs: every (layer, direction)'s own Tape, the dropout masks
     between layers, the lengths, and the parameters the forward pass saw.
 
-    `layers[l][d]` is the Tape of layer l, direction d (0 forward, 1 reverse), in time-major order.
+    `Stack.forward` (or `bptt.forward(stack, ...)`) makes it and `bptt.backward(stack, ...)`
+    consumes it.
+
+    Attributes
+    ----------
+    net : Stack
+        The stack that ran.
+    layers : list of list of Tape
+        `layers[l][d]` is the tape of layer l, direction d (0 forward, 1 reverse), time-major.
+        With `bptt.forward_checkpointed` they are CheckpointTapes.
+    masks : list of (ndarray or None)
+        One per layer but the last: the dropout mask (N, directions * H_out) that multiplied its
+        output, or None without dropout.
+    lengths : ndarray, shape (N,), or None
+        The sequences' lengths; None when every sequence ran all T steps.
+    weights : dict of ndarray
+        A copy of the stack's parameters as the forward pass saw them.
+    outputs : ndarray, shape (T, N, directions * H_out)
+        The last layer's output as returned, (N, T, ...) when the stack is batch-first.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> net = bptt.Stack("gru", 2, 3, num_layers=2, bidirectional=True, seed=0)
+    >>> hs, tape = bptt.forward(net, np.ones((4, 1, 2)))
+    >>> len(tape.layers), len(tape.layers[0]), hs.shape, tape.final_state.shape
+    (2, 2, (4, 1, 6), (4, 1, 3))
     """
 
-    net: "Stack"
-    layers: list
-    masks: list  # per layer but the last: the dropout mask multiplying its output, or None
-    lengths: np.ndarray | None
-    weights: dict
-    outputs: np.ndarray  # hs, as returned (batch-first when the net is)
+    net: Stack
+    layers: list[list[LayerT]]
+    masks: list[Array | None]  # per layer but the last: the dropout mask multiplying its output, or None
+    lengths: IntArray | None
+    weights: Params
+    outputs: Array  # hs, as returned (batch-first when the net is)
 
     def __len__(self) -> int:
         return len(self.layers[0][0])
@@ -59,23 +107,29 @@ class StackTape:
         return self.layers[0][0].batch_size
 
     @property
-    def hs(self) -> np.ndarray:
+    def hs(self) -> Array:
         """The last layer's output, (T, N, directions * H_out) (or (N, T, ...) batch-first), read-only."""
         return read_only(self.outputs)
 
     @property
-    def final_state(self):
+    def final_state(self) -> State:
         """Each (layer, direction)'s final state, stacked as PyTorch's: h (L * directions, N, H_out),
         and c (L * directions, N, H) for LSTM."""
         return self.net.stack_states([tape.final_state for layer in self.layers for tape in layer])
 
-    def state_at(self, k: int):
+    def state_at(self, k: int) -> State:
         """A copy of the stacked state after the first k steps (unidirectional stacks only: the
         reverse direction has no state at a step k of the forward time)."""
         if self.net.bidirectional:
             raise ValueError("a bidirectional stack has no state after k steps: its reverse direction "
                              "runs from the end; truncation needs a unidirectional stack")
-        return self.net.stack_states([layer[0].state_at(k) for layer in self.layers])
+        states = []
+        for layer in self.layers:
+            if not isinstance(tape := layer[0], Tape):
+                raise ValueError("a checkpointed tape keeps a state only every `every` steps, not after any k: "
+                                 "the state after k steps needs the tape of bptt.forward")
+            states.append(tape.state_at(k))
+        return self.net.stack_states(states)
 
     @property
     def nbytes(self) -> int:
@@ -142,7 +196,7 @@ class Stack(CompositeModel):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *,
                  bidirectional: bool = False, proj_size: int = 0, dropout: float = 0.0,
-                 batch_first: bool = False, seed=None, dtype=np.float64):
+                 batch_first: bool = False, seed: Seed = None, dtype: DTypeLike = np.float64) -> None:
         if cell not in CELL_NAMES:
             raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {cell!r}")
         self.cell_name = cell
@@ -158,15 +212,17 @@ class Stack(CompositeModel):
         self.directions = 2 if self.bidirectional else 1
         self.dropout, self.dtype, self.training = float(dropout), as_float_dtype(dtype), True
         self.rng = np.random.default_rng(seed)
-        self.cells = []  # cells[l][d]: layer l, direction d; each draws its weights from self.rng in turn
+        # cells[l][d]: layer l, direction d; each draws its weights from self.rng in turn
+        self.cells: list[list[Cell]] = []
         for layer in range(self.num_layers):
             size = self.input_size if layer == 0 else self.directions * (proj_size or self.hidden_size)
             self.cells.append([make_cell(cell, size, self.hidden_size, proj_size=proj_size, seed=self.rng,
                                          dtype=self.dtype) for _ in range(self.directions)])
-        self.proj_size = self.cells[0][0].proj_size if cell == "lstm" else 0
-        self.params = {f"{name}_l{layer}{SUFFIXES[d]}": value
-                       for layer, row in enumerate(self.cells) for d, c in enumerate(row)
-                       for name, value in c.params.items()}
+        first = self.cells[0][0]
+        self.proj_size = first.proj_size if isinstance(first, LSTM) else 0
+        self.params: Params = {f"{name}_l{layer}{SUFFIXES[d]}": value
+                               for layer, row in enumerate(self.cells) for d, c in enumerate(row)
+                               for name, value in c.params.items()}
 
     # ----------------------------------------------------------------- layout
     @property
@@ -202,7 +258,7 @@ class Stack(CompositeModel):
         for name, shape in shapes.items():
             self.params[name] = check_array(f"params[{name!r}]", self.params[name], shape, self.dtype)
 
-    def load_params(self, params: dict) -> None:
+    def load_params(self, params: Mapping[str, ArrayLike]) -> None:
         """Load a PyTorch module's `state_dict()` (tensors or numpy arrays) built with the same settings.
 
         Raises ValueError naming every key that is missing, unknown or misshapen, with the shapes.
@@ -217,7 +273,13 @@ class Stack(CompositeModel):
             raise ValueError(f"parameters do not fit {self!r}: " + "; ".join(problems))
         self.params = {k: check_array(f"params[{k!r}]", given[k], shapes[k], self.dtype).copy() for k in shapes}
 
-    def state_dict(self, *, tensors: bool = False) -> dict:
+    @overload
+    def state_dict(self, *, tensors: Literal[False] = False) -> Params: ...
+
+    @overload
+    def state_dict(self, *, tensors: bool) -> dict[str, Any]: ...  # torch tensors with tensors=True
+
+    def state_dict(self, *, tensors: bool = False) -> dict[str, Any]:
         """Copies of the parameters under PyTorch's names, as numpy arrays, or as torch tensors for
         `module.load_state_dict(...)` with tensors=True (which imports torch)."""
         copies = {k: v.copy() for k, v in self.params.items()}
@@ -236,19 +298,20 @@ class Stack(CompositeModel):
         return self.train(False)
 
     # ----------------------------------------------------------------- states
-    def initial_state(self, batch_size: int):
+    def initial_state(self, batch_size: int) -> State:
         """Zeros: h (L * directions, N, H_out), and (h, c) with c (L * directions, N, H) for LSTM."""
         N, LD = check_positive_int("batch_size", batch_size), self.num_layers * self.directions
         sizes = self.cells[0][0].state_sizes
         return self.pack_state(tuple(np.zeros((LD, N, size), self.dtype) for size in sizes))
 
-    def pack_state(self, parts: tuple):
+    def pack_state(self, parts: Parts) -> State:
         return parts[0] if len(parts) == 1 else tuple(parts)
 
-    def unpack_state(self, state) -> tuple:
-        return (state,) if len(self.state_fields) == 1 else tuple(state)
+    def unpack_state(self, state: State) -> Parts:
+        # a one-part state is its bare array, any other the tuple of its parts
+        return (cast(Array, state),) if len(self.state_fields) == 1 else tuple(state)
 
-    def check_state(self, state, batch_size: int | None, name: str = "state") -> tuple:
+    def check_state(self, state: State, batch_size: int | None, name: str = "state") -> Parts:
         """Validate a stacked state (or a gradient of one); return its parts as a tuple."""
         n, LD = len(self.state_fields), self.num_layers * self.directions
         if n > 1 and not (isinstance(state, (tuple, list)) and len(state) == n):
@@ -259,21 +322,21 @@ class Stack(CompositeModel):
             for i, (field, part, size) in enumerate(zip(self.state_fields, self.unpack_state(state),
                                                         self.cells[0][0].state_sizes)))
 
-    def layer_states(self, state, batch_size: int, name: str) -> list:
+    def layer_states(self, state: State | None, batch_size: int, name: str) -> list[State]:
         """A stacked state (None: zeros) as one packed cell state per (layer, direction), in
         index order l * directions + d."""
         parts = (self.unpack_state(self.initial_state(batch_size)) if state is None
                  else self.check_state(state, batch_size, name))
         return [self.cells[0][0].pack_state(tuple(p[i] for p in parts)) for i in range(len(parts[0]))]
 
-    def stack_states(self, states: list):
+    def stack_states(self, states: list[State]) -> State:
         """One packed cell state per (layer, direction) -> the stacked state (copies)."""
         cell = self.cells[0][0]
         parts = [cell.unpack_state(s) for s in states]
         return self.pack_state(tuple(np.stack([p[k] for p in parts]) for k in range(len(self.state_fields))))
 
     # ----------------------------------------------------------------- the passes
-    def check_inputs(self, xs, batch_size: int | None = None) -> np.ndarray:
+    def check_inputs(self, xs: ArrayLike, batch_size: int | None = None) -> Array:
         """xs (T, N, D) checked, for the code that walks time-major batches (truncation, training):
         a batch-first stack is refused there."""
         if self.batch_first:
@@ -281,13 +344,13 @@ class Stack(CompositeModel):
                              "Stack with batch_first=False for them")
         return self.time_major(xs, "xs", self.input_size)
 
-    def time_major(self, array, name: str, last: int) -> np.ndarray:
+    def time_major(self, array: ArrayLike, name: str, last: int) -> Array:
         """array checked as (T, N, last) or, batch-first, (N, T, last); returned time-major."""
         names = ("N", "T", "D") if self.batch_first else ("T", "N", "D")
         array = check_array(name, array, (None, None, last), self.dtype, names=names)
         return array.transpose(1, 0, 2) if self.batch_first else array
 
-    def draw_masks(self, T: int, N: int) -> list:
+    def draw_masks(self, T: int, N: int) -> list[Array | None]:
         """The dropout masks for one forward pass: per layer but the last, (T, N, directions * H_out)
         with entries 0 or 1 / (1 - p) (None when dropout is off)."""
         if not (self.training and self.dropout > 0):
@@ -296,7 +359,8 @@ class Stack(CompositeModel):
         return [(self.rng.random(shape) < keep).astype(self.dtype) / self.dtype.type(keep)
                 for _ in range(self.num_layers - 1)]
 
-    def forward(self, xs, state0=None, *, lengths=None, shortest: int = 1, masks=None):
+    def forward(self, xs: ArrayLike, state0: State | None = None, *, lengths: ArrayLike | None = None,
+                shortest: int = 1, masks: list[Array | None] | None = None) -> tuple[Array, StackTape[Tape]]:
         """`bptt.forward(net, xs, state0, lengths=...)`: see the module docstring and `bptt.forward`.
 
         masks: the dropout masks to use (e.g. a tape's), instead of drawing new ones.
@@ -304,12 +368,14 @@ class Stack(CompositeModel):
         return self.run_layers(xs, state0, lambda cell, x, s: run_forward(cell, x, s, lengths, shortest),
                                lengths=lengths, shortest=shortest, masks=masks)
 
-    def backward(self, tape: StackTape, dhs, dstate_final=None) -> Gradients:
+    def backward(self, tape: StackTape[Tape], dhs: ArrayLike | None, dstate_final: State | None = None) -> Gradients:
         """`bptt.backward(net, tape, dhs, dstate_final)`: down the layers, each through its cells'
         reverse sweeps; dh_norms is (L, directions, T), indexed by the forward time t."""
         return self.sweep_layers(tape, dhs, dstate_final, sweep_back)
 
-    def run_layers(self, xs, state0, run, *, lengths=None, shortest: int = 1, masks=None):
+    def run_layers(self, xs: ArrayLike, state0: State | None, run: Callable[[Cell, Array, State], tuple[Array, LayerT]],
+                   *, lengths: ArrayLike | None = None, shortest: int = 1,
+                   masks: list[Array | None] | None = None) -> tuple[Array, StackTape[LayerT]]:
         """The forward pass, each (layer, direction) through run(cell, x (T, N, D_l), state) ->
         (hs, tape): `bptt.forward`'s own, or e.g. a checkpointed one. Returns (hs, StackTape)."""
         self.check_params()
@@ -326,20 +392,23 @@ class Stack(CompositeModel):
             outputs, row_tapes = [], []
             for d, cell in enumerate(row):
                 x = layer_in if d == 0 else reverse_within_lengths(layer_in, lengths)
-                hs, tape = run(cell, x, states[layer * self.directions + d])
+                hs, layer_tape = run(cell, x, states[layer * self.directions + d])
                 outputs.append(hs if d == 0 else reverse_within_lengths(hs, lengths))
-                row_tapes.append(tape)
+                row_tapes.append(layer_tape)
             tapes.append(row_tapes)
             layer_in = outputs[0] if self.directions == 1 else np.concatenate(outputs, axis=-1)
-            if layer < self.num_layers - 1 and masks[layer] is not None:
-                layer_in = layer_in * masks[layer]  # dropout between layers
+            if layer < self.num_layers - 1 and (mask := masks[layer]) is not None:
+                layer_in = layer_in * mask  # dropout between layers
         hs = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
         tape = StackTape(self, tapes, masks, lengths, {k: v.copy() for k, v in self.params.items()}, hs)
         return tape.hs, tape
 
-    def sweep_layers(self, tape: StackTape, dhs, dstate_final, sweep) -> Gradients:
+    def sweep_layers(self, tape: object, dhs: ArrayLike | None, dstate_final: State | None,
+                     sweep: Callable[[Cell, Any, Array | None, State | None], tuple[Gradients, Array | None]]
+                     ) -> Gradients:
         """The reverse sweep, each (layer, direction) through sweep(cell, its tape, dhs, dstate_final)
-        -> (Gradients, total dL/dh (T, N, H) or None)."""
+        -> (Gradients, total dL/dh (T, N, H) or None). `tape` is checked to be this stack's StackTape;
+        each sweep checks that its layer's tape is of the kind it sweeps."""
         if not isinstance(tape, StackTape) or tape.net is not self:
             raise ValueError("tape must come from bptt.forward with this Stack")
         check_weights_unchanged(self, tape.weights, "bptt.forward")
@@ -347,12 +416,13 @@ class Stack(CompositeModel):
         d_out = None if dhs is None else self.time_major(dhs, "dhs", self.directions * self.output_size)
         finals = None if dstate_final is None else self.layer_states(dstate_final, N, "dstate_final")
         H_out, cells = self.output_size, self.layer_cells()
-        grads, dstate0 = {}, [None] * (self.num_layers * self.directions)
+        grads: Params = {}
+        dstate0: dict[int, State] = {}  # by index l * directions + d
         dh_norms = np.zeros((self.num_layers, self.directions, T))
         for layer in range(self.num_layers - 1, -1, -1):
-            if layer < self.num_layers - 1 and tape.masks[layer] is not None:
-                d_out = d_out * tape.masks[layer]  # back through the dropout mask
-            d_in = None
+            if layer < self.num_layers - 1 and (mask := tape.masks[layer]) is not None:
+                d_out = cast(Array, d_out) * mask  # back through the dropout mask (below the top, an array)
+            d_in: Array | None = None
             for d, cell in enumerate(cells[layer]):
                 index = layer * self.directions + d
                 part = None if d_out is None else d_out[..., d * H_out : (d + 1) * H_out]
@@ -365,10 +435,13 @@ class Stack(CompositeModel):
                 dstate0[index] = g.dstate0
                 dh_norms[layer, d] = g.dh_norms if d == 0 else (
                     g.dh_norms[::-1] if lengths is None else  # the reverse run's step t is time T-1-t
-                    np.sqrt(np.einsum("tnh,tnh->t", *[reverse_within_lengths(dh_total, lengths)] * 2)))
+                    # with lengths the tapes are bptt.forward's, whose sweep returns dh_total
+                    np.sqrt(np.einsum("tnh,tnh->t", *[reverse_within_lengths(cast(Array, dh_total), lengths)] * 2)))
             d_out = d_in
+        d_out = cast(Array, d_out)  # the first layer's input gradient
         dxs = d_out.transpose(1, 0, 2) if self.batch_first else d_out
-        return Gradients({k: grads[k] for k in self.params}, dxs, self.stack_states(dstate0), dh_norms)
+        dstate0_list = [dstate0[index] for index in range(self.num_layers * self.directions)]
+        return Gradients({k: grads[k] for k in self.params}, dxs, self.stack_states(dstate0_list), dh_norms)
 
     # ----------------------------------------------------------------- the step Jacobian
     @property
@@ -376,13 +449,16 @@ class Stack(CompositeModel):
         """S: every layer's state side by side (unidirectional stacks)."""
         return self.num_layers * sum(self.cells[0][0].state_sizes)
 
-    def step_vjp(self, tape: StackTape, t: int, rows: np.ndarray) -> np.ndarray:
+    def step_vjp(self, tape: StackTape[Tape], t: int, rows: Array) -> Array:
         """rows (N, K, S) over the stacked state s_t = (s^0_t, ..., s^(L-1)_t) -> v J_t, J_t = ds_t /
         ds_{t-1}. Top layer first: layer l's step also sends a gradient into its input, which is
         layer l-1's output at the same step (through the dropout mask), so it joins that layer's rows
         before they go back through its own step. Unidirectional stacks without lengths."""
         if not isinstance(tape, StackTape) or tape.net is not self:
             raise ValueError("tape must come from bptt.forward with this Stack")
+        if not all(isinstance(row[0], Tape) for row in tape.layers):
+            raise ValueError("the step Jacobian of a stack needs the tape of bptt.forward: a checkpointed tape "
+                             "keeps no step caches")
         if self.bidirectional or tape.lengths is not None:
             raise ValueError("the step Jacobian of a stack needs one direction and no lengths: a "
                              "bidirectional stack has no state that moves forward in time alone")
@@ -401,8 +477,8 @@ class Stack(CompositeModel):
             out[..., layer * width : (layer + 1) * width] = np.concatenate(step.dstate_prev, axis=1).reshape(N, K, width)
             if layer > 0:
                 into_output = step.da_x @ cell.params["weight_ih"]  # dL/dx_t: back into the layer below
-                if tape.masks[layer - 1] is not None:
-                    into_output = into_output * np.repeat(tape.masks[layer - 1][t], K, axis=0)
+                if (mask := tape.masks[layer - 1]) is not None:
+                    into_output = into_output * np.repeat(mask[t], K, axis=0)
         return out
 
     def __repr__(self) -> str:

@@ -1,13 +1,39 @@
-"""The `bptt` command line. This package is the only part of bptt that imports click."""
+"""The `bptt` command line. This package is the only part of bptt that imports click.
+
+Results go to stdout (with `--json`, one JSON object), progress and messages to stderr, and a
+progress bar is drawn only when stderr is a terminal, so every command pipes.
+"""
+
+import sys
+from typing import TextIO, cast
 
 import click
 
 from .. import __version__
 
 
+class _Discard:
+    """Where a progress bar goes when nobody is watching it."""
+
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def progress_stream(quiet: bool = False) -> TextIO:
+    """stderr when it is a terminal and progress is wanted, else a sink: no bar in a pipe or a log."""
+    # click's progress bar only writes to its file, flushes it and asks isatty(), all of which _Discard answers
+    return sys.stderr if not quiet and sys.stderr.isatty() else cast(TextIO, _Discard())
+
+
 @click.group(name="bptt", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bptt")
-def cli():
+def cli() -> None:
     """Backpropagation through time for recurrent networks: train, inspect and check gradients."""
 
 

@@ -8,29 +8,43 @@ gradient flows across a cut), and every mode computes that same truncated gradie
 from __future__ import annotations
 
 import importlib.util
-import sys
+import json
 import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
 
 import click
 import numpy as np
 
+from ..cells.cell import Cell
 from ..cells.registry import CELL_NAMES, cell_name, make_cell
 from ..cells.stack import Stack
-from ..core.unroll import backward, forward
+from ..core.types import Array, IntArray, Params, State
+from ..core.unroll import Gradients, backward, forward
 from ..modes.checkpointing import backward_checkpointed, forward_checkpointed
 from ..modes.finite_diff import central_difference, relative_error
 from ..modes.forward_mode import jvp
 from ..modes.rtrl import rtrl
-from . import cli
+from . import cli, progress_stream
 
+if TYPE_CHECKING:
+    from torch import Tensor
+    from torch.nn import RNNBase
+
+# a mode: (cell, xs, targets, chunks, the state each chunk starts from, the coordinates to check, progress) -> the
+# gradient at those coordinates; progress(n) advances the bar by n
+Mode = Callable[[Cell | Stack, Array, Array, Sequence[slice], Sequence[State | None], Mapping[str, IntArray],
+                 Callable[[int], object]], Params]
 
 EXHAUSTIVE_MAX_PARAMS = 2000  # above this the default checks SAMPLE_DEFAULT coordinates per parameter
 EXHAUSTIVE_MAX_STACK_PARAMS = 500  # a stack's forward mode is one jvp per coordinate, not RTRL
 SAMPLE_DEFAULT = 20
 
 
-def chunk_starts(cell, xs, chunks):
+def chunk_starts(cell: Cell | Stack, xs: Array, chunks: Sequence[slice]) -> list[State | None]:
     """The state each chunk starts from (held constant: no gradient crosses a cut)."""
+    state: State | None
+    starts: list[State | None]
     state, starts = None, []
     for chunk in chunks:
         starts.append(state)
@@ -39,10 +53,10 @@ def chunk_starts(cell, xs, chunks):
     return starts
 
 
-def choose_coordinates(cell, sample: int | None, rng) -> dict:
+def choose_coordinates(cell: Cell | Stack, sample: int | None, rng: np.random.Generator) -> dict[str, IntArray]:
     """{parameter name: sorted flat indices to check}: all of them, or `sample` random ones each
     (CS231n's sparse gradient check)."""
-    chosen = {}
+    chosen: dict[str, IntArray] = {}
     for name, p in cell.params.items():
         if sample is None or sample >= p.size:
             chosen[name] = np.arange(p.size)
@@ -51,52 +65,62 @@ def choose_coordinates(cell, sample: int | None, rng) -> dict:
     return chosen
 
 
-def _at(grads: dict, coordinates: dict) -> dict:
+def _at(grads: Mapping[str, Array], coordinates: Mapping[str, IntArray]) -> Params:
     return {name: np.ravel(grads[name])[idx] for name, idx in coordinates.items()}
 
 
-def _swept(forward_fn, backward_fn):
+class _Swept:
     """A reverse-mode gradient of the MSE, chunk by chunk, with the given forward and backward.
 
-    Its values at the coordinates, and as `mode.rms` the RMS of each parameter's whole gradient.
+    Its values at the coordinates, and as `rms` the RMS of each parameter's whole gradient (once called).
     """
 
-    def mode(cell, xs, targets, chunks, starts, coordinates, progress):
+    rms: dict[str, float]
+
+    # the tape is whatever forward_fn returns and backward_fn takes: a Tape, CheckpointTape or StackTape
+    def __init__(self, forward_fn: Callable[[Cell | Stack, Array, State | None], tuple[Array, Any]],
+                 backward_fn: Callable[[Cell | Stack, Any, Array], Gradients]) -> None:
+        self.forward_fn, self.backward_fn = forward_fn, backward_fn
+
+    def __call__(self, cell: Cell | Stack, xs: Array, targets: Array, chunks: Sequence[slice],
+                 starts: Sequence[State | None], coordinates: Mapping[str, IntArray],
+                 progress: Callable[[int], object]) -> Params:
         total = {name: np.zeros_like(p) for name, p in cell.params.items()}
         scale = 2.0 / targets.size  # mse's gradient factor: dL/dh = 2 (h - target) / size
         for chunk, state in zip(chunks, starts):
-            hs, tape = forward_fn(cell, xs[chunk], state)
-            for name, g in backward_fn(cell, tape, scale * (hs - targets[chunk])).params.items():
+            hs, tape = self.forward_fn(cell, xs[chunk], state)
+            for name, g in self.backward_fn(cell, tape, scale * (hs - targets[chunk])).params.items():
                 total[name] += g
         progress(len(coordinates))
-        mode.rms = {name: float(np.sqrt(np.mean(g * g))) for name, g in total.items()}
+        self.rms = {name: float(np.sqrt(np.mean(g * g))) for name, g in total.items()}
         return _at(total, coordinates)
 
-    return mode
+
+reverse_mode = _Swept(forward, backward)
+checkpointed_mode = _Swept(forward_checkpointed, backward_checkpointed)
 
 
-reverse_mode = _swept(forward, backward)
-checkpointed_mode = _swept(forward_checkpointed, backward_checkpointed)
-
-
-def rtrl_mode(cell, xs, targets, chunks, starts, coordinates, progress):
+def rtrl_mode(cell: Cell | Stack, xs: Array, targets: Array, chunks: Sequence[slice], starts: Sequence[State | None],
+              coordinates: Mapping[str, IntArray], progress: Callable[[int], object]) -> Params:
     """RTRL, fed the loss gradient online: step t's dL/dh_t as soon as h_t exists."""
     total = {name: np.zeros_like(p) for name, p in cell.params.items()}
     scale = 2.0 / targets.size
     for chunk, state in zip(chunks, starts):
         chunk_targets = targets[chunk]
-        result = rtrl(cell, xs[chunk], lambda t, h: scale * (h - chunk_targets[t]), state)
+        # RTRL runs on a single cell only: gradcheck takes the jvp mode for a stack
+        result = rtrl(cast(Cell, cell), xs[chunk], lambda t, h: scale * (h - chunk_targets[t]), state)
         for name, g in result.params.items():
             total[name] += g
     progress(len(coordinates))
     return _at(total, coordinates)
 
 
-def jvp_mode(cell, xs, targets, chunks, starts, coordinates, progress):
+def jvp_mode(cell: Cell | Stack, xs: Array, targets: Array, chunks: Sequence[slice], starts: Sequence[State | None],
+             coordinates: Mapping[str, IntArray], progress: Callable[[int], object]) -> Params:
     """Forward mode one coordinate at a time: dL/dtheta_k = sum_t <dL/dh_t, dh_t/dtheta_k>, with
     dh_t/dtheta_k from `jvp` along the unit tangent e_k (the sampled coordinates only)."""
     scale = 2.0 / targets.size
-    out = {}
+    out: Params = {}
     for name, idx in coordinates.items():
         values = np.zeros(len(idx))
         for j, flat_index in enumerate(idx):
@@ -110,12 +134,14 @@ def jvp_mode(cell, xs, targets, chunks, starts, coordinates, progress):
     return out
 
 
-def finite_differences(cell, xs, targets, chunks, starts, coordinates, progress):
-    out = {name: np.zeros(len(idx)) for name, idx in coordinates.items()}
+def finite_differences(cell: Cell | Stack, xs: Array, targets: Array, chunks: Sequence[slice],
+                       starts: Sequence[State | None], coordinates: Mapping[str, IntArray],
+                       progress: Callable[[int], object]) -> Params:
+    out: Params = {name: np.zeros(len(idx)) for name, idx in coordinates.items()}
     scale = 1.0 / targets.size
     for name, param in cell.params.items():
         for chunk, state in zip(chunks, starts):
-            def chunk_loss():
+            def chunk_loss() -> float:
                 hs, _ = forward(cell, xs[chunk], state)
                 return scale * np.sum((hs - targets[chunk]) ** 2)  # this chunk's share of the mse
 
@@ -124,15 +150,18 @@ def finite_differences(cell, xs, targets, chunks, starts, coordinates, progress)
     return out
 
 
-def pytorch_mode(cell, xs, targets, chunks, starts, coordinates, progress):
+def pytorch_mode(cell: Cell | Stack, xs: Array, targets: Array, chunks: Sequence[slice],
+                 starts: Sequence[State | None], coordinates: Mapping[str, IntArray],
+                 progress: Callable[[int], object]) -> Params:
     """PyTorch autograd on nn.RNN/LSTM/GRU with the same weights, the state detached at each cut."""
     import torch  # optional: only when installed and asked for (imported before the clock starts)
 
     stack = isinstance(cell, Stack)
-    name = cell.cell_name if stack else cell_name(cell)
+    name = cell.cell_name if isinstance(cell, Stack) else cell_name(cell)
     kind = {"rnn": torch.nn.RNN, "rnn-relu": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[name]
+    kwargs: dict[str, Any]  # the module's options: str, int and bool
     kwargs = {"nonlinearity": "relu" if name == "rnn-relu" else "tanh"} if name.startswith("rnn") else {}
-    if stack:
+    if isinstance(cell, Stack):
         kwargs.update(num_layers=cell.num_layers, bidirectional=cell.bidirectional)
     module = kind(cell.input_size, cell.hidden_size, **kwargs).double()
     module.load_state_dict({key if stack else key + "_l0": torch.from_numpy(value) for key, value in cell.params.items()})
@@ -146,7 +175,8 @@ def pytorch_mode(cell, xs, targets, chunks, starts, coordinates, progress):
     return _at(grads, coordinates)
 
 
-def _pytorch_gradients(torch, module, cell, xs, targets, chunks):
+def _pytorch_gradients(torch: ModuleType, module: RNNBase, cell: Cell | Stack, xs: Array, targets: Array,
+                       chunks: Sequence[slice]) -> Params:
     state = None
     for chunk in chunks:
         out, state = module(torch.from_numpy(xs[chunk]), state)
@@ -154,10 +184,12 @@ def _pytorch_gradients(torch, module, cell, xs, targets, chunks):
         loss.backward()
         state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
     grads = dict(module.named_parameters())
-    return {name: grads[name if name in grads else name + "_l0"].grad.numpy() for name in cell.params}
+    # the loss depends on every weight and bias, so backward has given each one a gradient
+    return {name: cast("Tensor", grads[name if name in grads else name + "_l0"].grad).numpy() for name in cell.params}
 
 
-def max_relative_error(grads, reference, scales=None) -> float:
+def max_relative_error(grads: Mapping[str, Array], reference: Mapping[str, Array],
+                       scales: Mapping[str, float] | None = None) -> float:
     """The largest norm-wise relative error over the parameters.
 
     scales: for sampled coordinates, {name: the RMS of that parameter's whole reference gradient},
@@ -181,8 +213,8 @@ CELL_HELP = "Cell to check (rnn is the tanh RNN)."
               help="Hidden size H.")
 @click.option("--input-size", type=click.IntRange(min=1), default=3, show_default=True,
               help="Input size D.")
-@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Sequences per batch N.")
+@click.option("--batch-size", "--batch", "batch", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Sequences per batch N (--batch is the older spelling).")
 @click.option("--seq-len", type=click.IntRange(min=1), default=20, show_default=True,
               help="Sequence length T.")
 @click.option("--truncate", type=click.IntRange(min=1), default=None,
@@ -203,13 +235,27 @@ CELL_HELP = "Cell to check (rnn is the tanh RNN)."
                    f"forward mode runs one jvp per coordinate instead of RTRL  [default: all coordinates "
                    f"up to {EXHAUSTIVE_MAX_PARAMS} parameters ({EXHAUSTIVE_MAX_STACK_PARAMS} for a stack), "
                    f"else {SAMPLE_DEFAULT}]")
-def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed, layers, bidirectional,
-              use_torch, sample):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON object: settings, each mode's error and time, passed.")
+def gradcheck(cell_name: str, hidden: int, input_size: int, batch: int, seq_len: int, truncate: int | None, tol: float,
+              seed: int, layers: int, bidirectional: bool, use_torch: bool | None, sample: int | None,
+              as_json: bool) -> None:
     """Compute one gradient by reverse mode, checkpointed reverse mode, forward mode (RTRL, or jvp
     per coordinate with --sample), finite differences and PyTorch; print each one's error against
     reverse mode and its time.
 
-    Exits with status 1 when any error is above --tol.
+    The loss is the MSE of the hidden states against random targets, in float64. With --truncate,
+    the state is cut every K steps in every mode. Above 2000 parameters (500 for stacks) only a
+    random sample of coordinates is checked, and the error is scaled by each gradient's RMS.
+    Prints one line per mode on stdout (one JSON object with --json); the progress bar goes to
+    stderr. Exit status 0 when every error is at most --tol, 1 when any is above it, 2 for a bad
+    option.
+
+    \b
+    Examples:
+      bptt gradcheck                                     # LSTM, every mode
+      bptt gradcheck --cell gru --layers 2 --bidirectional
+      bptt gradcheck --hidden 64 --sample 50 --json | jq .passed
     """
     torch_installed = importlib.util.find_spec("torch") is not None
     if use_torch and not torch_installed:
@@ -226,6 +272,7 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
 
     rng = np.random.default_rng(seed)
     stacked = layers > 1 or bidirectional
+    cell: Cell | Stack
     if stacked:
         cell = Stack(cell_name, input_size, hidden, layers, bidirectional=bidirectional, seed=seed)
     else:
@@ -242,7 +289,7 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
     coordinates = choose_coordinates(cell, sample, rng)
     checked = sum(len(idx) for idx in coordinates.values())
 
-    modes = [
+    modes: list[tuple[str, Mode]] = [
         ("reverse (BPTT)", reverse_mode),
         ("reverse, checkpointed", checkpointed_mode),
         ("forward (RTRL)", rtrl_mode) if sample is None and not stacked else ("forward (jvp)", jvp_mode),
@@ -255,10 +302,10 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
     which = (f"all {cell.num_params} parameters" if checked == cell.num_params else
              f"{sample} random coordinates of each parameter ({checked} of {cell.num_params})")
     shape = f"L={layers}{' bidirectional' if bidirectional else ''} " if stacked else ""
-    click.echo(f"gradcheck {cell_name}: {shape}D={input_size} H={hidden} N={batch} T={seq_len}, {cut}, "
-               f"float64, loss = mse(h, random targets); checked: {which}")
+    header = (f"gradcheck {cell_name}: {shape}D={input_size} H={hidden} N={batch} T={seq_len}, {cut}, "
+              f"float64, loss = mse(h, random targets); checked: {which}")
     rows, reference, failed = [], None, []
-    with click.progressbar(length=len(modes) * len(coordinates), label="checking", file=sys.stderr,
+    with click.progressbar(length=len(modes) * len(coordinates), label="checking", file=progress_stream(),
                            item_show_func=lambda label: label) as bar:
         for label, run in modes:
             bar.update(0, label)
@@ -266,22 +313,29 @@ def gradcheck(cell_name, hidden, input_size, batch, seq_len, truncate, tol, seed
             grads = run(cell, xs, targets, chunks, starts, coordinates, bar.update)
             elapsed = time.perf_counter() - begin
             if reference is None:
-                reference, error_text = grads, "(reference)"
-                scales = None if sample is None else run.rms
+                reference, error = grads, None
+                scales = None if sample is None else reverse_mode.rms  # the reference is reverse_mode's
             else:
                 error = max_relative_error(grads, reference, scales)
-                error_text = f"{error:.2e}"
                 if not error <= tol:  # NaN fails too
                     failed.append(label)
-            rows.append(f"{label:<24}{error_text:>27}{elapsed * 1e3:>9.1f} ms")
-    click.echo(f"{'mode':<24}{'max rel. error vs reverse':>27}{'time':>12}")
-    for row in rows:
-        click.echo(row)
+            rows.append({"mode": label, "error": error, "ms": elapsed * 1e3})
     if torch_declined:
-        click.echo("(PyTorch not included: --no-torch)")
+        click.echo("(PyTorch not included: --no-torch)", err=True)
     elif not use_torch:
-        click.echo("(PyTorch not included: it is not installed; pip install torch==2.13.0 adds it)")
+        click.echo("(PyTorch not included: it is not installed; pip install torch==2.13.0 adds it)", err=True)
+    if as_json:
+        click.echo(json.dumps({
+            "cell": cell_name, "layers": layers, "bidirectional": bidirectional, "D": input_size, "H": hidden,
+            "N": batch, "T": seq_len, "truncate": truncate, "seed": seed, "parameters": cell.num_params,
+            "checked": checked, "tol": tol, "modes": rows, "failed": failed, "passed": not failed}))
+    else:
+        click.echo(header)
+        click.echo(f"{'mode':<24}{'max rel. error vs reverse':>27}{'time':>12}")
+        for row in rows:
+            error_text = "(reference)" if row["error"] is None else f"{row['error']:.2e}"
+            click.echo(f"{row['mode']:<24}{error_text:>27}{row['ms']:>9.1f} ms")
+        click.echo(f"FAIL: {', '.join(failed)} above tolerance {tol:g}" if failed else
+                   f"PASS: every mode within {tol:g} of reverse mode")
     if failed:
-        click.echo(f"FAIL: {', '.join(failed)} above tolerance {tol:g}")
         raise SystemExit(1)
-    click.echo(f"PASS: every mode within {tol:g} of reverse mode")

@@ -11,9 +11,19 @@ from . import cli
 @click.argument("run_dir", type=click.Path(file_okay=False, dir_okay=True))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="folder for the PNG files (default: RUN_DIR itself)")
-def plot(run_dir, out_dir):
+def plot(run_dir: str, out_dir: str | None) -> None:
     """Draw RUN_DIR's loss curve, gradient norm before clipping (with the clip threshold and clip
-    events) and the heatmap of ||dL/dh_t|| over (training step, timestep), as PNG files."""
+    events) and the heatmap of ||dL/dh_t|| over (training step, timestep), as PNG files.
+
+    Writes loss.png, grad_norm.png and dh_norms.png (and dh_layers.png, the layer x timestep map,
+    for a stacked run) into --out, or RUN_DIR itself, and prints each path on stdout. Exit status 2
+    when RUN_DIR holds no readable run.
+
+    \b
+    Examples:
+      bptt plot runs/parity
+      bptt plot runs/parity --out figures/
+    """
     from .. import plots
     from ..training.run_folder import read_run
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any, cast
+
 import click
 
 from ..cells.registry import CELL_NAMES
 from ..training.clipping import CLIPS
-from ..training.config import DTYPES, ON_NONFINITE, TrainConfig
+from ..training.config import DTYPES, ON_NONFINITE, SettingError, TrainConfig
 from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
 from ..training.run_folder import (
@@ -15,7 +19,7 @@ from ..training.run_folder import (
 from ..training.sampling import sample
 from ..training.tasks import TASKS
 from ..training.trainer import TrainingStopped, evaluate, train
-from . import cli
+from . import cli, progress_stream
 
 DEFAULTS = TrainConfig()
 POSITIVE = click.IntRange(min=1)
@@ -28,11 +32,11 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
-def _number(value, spec: str, missing: str) -> str:
+def _number(value: float | None, spec: str, missing: str) -> str:
     return missing if value is None else format(value, spec)
 
 
-def _baseline_line(summary: dict) -> str:
+def _baseline_line(summary: dict[str, Any]) -> str:
     """The held-out results next to the baseline; a non-finite result (None in the summary) says so."""
     parts = [f"eval loss {_number(summary['eval_loss'], '.4g', 'not finite')} "
              f"(baseline {_number(summary['baseline_loss'], '.4g', 'n/a')})"]
@@ -43,7 +47,7 @@ def _baseline_line(summary: dict) -> str:
     return ", ".join(parts)
 
 
-def _steps_line(summary: dict) -> str:
+def _steps_line(summary: dict[str, Any]) -> str:
     line = f"{summary['task']} / {summary['cell']}: {summary['steps']} steps in {summary['wall_seconds']:.1f} s"
     if summary.get("skipped_steps"):
         line += f", {summary['skipped_steps']} of them skipped (non-finite)"
@@ -57,8 +61,18 @@ def _steps_line(summary: dict) -> str:
 @click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
               help="Recurrent weights W_hh: default (PyTorch's uniform), identity with zero biases "
                    "(Le et al.'s IRNN, for rnn-relu) or orthogonal (per gate block, from --seed).")
+@click.option("--layers", type=int, default=DEFAULTS.layers, show_default=True,
+              help="Stacked layers L (more than one, or --bidirectional: a bptt.Stack).")
+@click.option("--bidirectional", is_flag=True, default=DEFAULTS.bidirectional,
+              help="Both directions in every layer (full BPTT only: not with --k1).")
+@click.option("--dropout", type=float, default=DEFAULTS.dropout, show_default=True,
+              help="Dropout between stacked layers, a probability in [0, 1).")
+@click.option("--proj-size", type=int, default=DEFAULTS.proj_size, show_default=True,
+              help="LSTM projections: h of this size (0: none).")
 @click.option("--seq-len", type=int, default=DEFAULTS.seq_len, show_default=True,
               help="Sequence length T (copy: blank length; reber: longest string).")
+@click.option("--min-seq-len", type=int, default=None,
+              help="adding: each sequence's length drawn in [this, --seq-len], markers inside it  [default: all --seq-len]")
 @click.option("--steps", type=int, default=DEFAULTS.steps, show_default=True, help="Parameter updates.")
 @click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Sequences per batch.")
 @click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="(Peak) learning rate, > 0.")
@@ -74,7 +88,7 @@ def _steps_line(summary: dict) -> str:
 @click.option("--clip", type=click.Choice(CLIPS), default=DEFAULTS.clip, show_default=True,
               help="Gradient clipping: global norm, element-wise value, or none.")
 @click.option("--clip-threshold", type=float, default=DEFAULTS.clip_threshold, show_default=True,
-              help="Max global norm (or max |element| with --clip value); must be > 0.")
+              help="Max global norm (or the largest absolute element with --clip value); must be > 0.")
 @click.option("--k1", type=int, default=None, help="TBPTT: steps between updates  [default: the whole sequence]")
 @click.option("--k2", type=int, default=None, help="TBPTT: steps backpropagated per update, >= k1  [default: k1]")
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
@@ -99,10 +113,30 @@ def _steps_line(summary: dict) -> str:
 @click.option("--overwrite", is_flag=True,
               help="With --out: delete the run already in that folder (its config, logs, summary and checkpoint) "
                    "and start a new one there.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_command(resume, overwrite, quiet, **options):
-    """Train a recurrent cell on a toy sequence task and write a run folder."""
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none anyway when stderr is not a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (summary.json plus run_dir).")
+def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: bool, **options: Any) -> None:
+    """Train a recurrent cell on a toy sequence task and write a run folder.
+
+    The run folder holds config.json, metrics.jsonl (loss, gradient norm and clip events per
+    update), dh_norms.jsonl (||dL/dh_t|| per timestep, every --record-every updates),
+    checkpoint.npz and, at the end, summary.json. A run folder has one writer; an existing run is
+    continued with --resume or replaced only with --overwrite.
+
+    Prints the steps done, the held-out result next to the task's baseline and the run folder on
+    stdout (one JSON object with --json); progress and warnings go to stderr. Exit status 0 on
+    success, 1 when training stops on a non-finite value or a file cannot be written (the run
+    stays resumable), 2 for a bad option or a refused run folder, 130 when interrupted.
+
+    \b
+    Examples:
+      bptt train                                        # gru on the adding task
+      bptt train --task parity --cell lstm --steps 300 --out runs/parity
+      bptt train --resume runs/parity --steps 600       # continue to 600 updates
+      bptt train --layers 2 --bidirectional --json | jq .eval_loss
+    """
     ctx = click.get_current_context()
+    config: TrainConfig | None  # None: resume with the run's own steps
     config = TrainConfig(**options)
     if resume is not None:
         given = [name for name in options if name != "steps"
@@ -123,15 +157,17 @@ def train_command(resume, overwrite, quiet, **options):
         steps_given = ctx.get_parameter_source("steps") == click.core.ParameterSource.COMMANDLINE
         config = config if steps_given else None
     try:
-        total = config.steps if config is not None else load_config(resume).steps
+        # config is None only with --resume: the run's config.json says how many steps
+        total = config.steps if config is not None else load_config(cast(str, resume)).steps
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
+    started: list[Path]  # the run folder, once train has it
     shown, started = [0], []
     try:
-        with click.progressbar(length=total, label="training", show_pos=True, file=None if not quiet else _Null(),
+        with click.progressbar(length=total, label="training", show_pos=True, file=progress_stream(quiet),
                                item_show_func=_loss_text) as bar:
-            def progress(step, record):
+            def progress(step: int, record: dict[str, Any]) -> None:
                 bar.update(step - shown[0], record)
                 shown[0] = step
 
@@ -160,9 +196,12 @@ def train_command(resume, overwrite, quiet, **options):
         hint = f"; continue from the last checkpoint with:  bptt train --resume {started[0]}" if started else ""
         click.echo(f"\ninterrupted{hint}", err=True)
         ctx.exit(130)
-    click.echo(_steps_line(summary))
-    click.echo(_baseline_line(summary))
-    click.echo(f"run folder: {started[0]}")
+    if as_json:
+        click.echo(json.dumps({**summary, "run_dir": str(started[0])}))
+    else:
+        click.echo(_steps_line(summary))
+        click.echo(_baseline_line(summary))
+        click.echo(f"run folder: {started[0]}")
     if summary.get("skipped_steps"):
         click.echo(f"warning: {summary['skipped_steps']} of {summary['steps']} steps were skipped (non-finite loss, "
                    "gradient or updated weights)" + ("; the final held-out loss is not finite"
@@ -172,26 +211,15 @@ def train_command(resume, overwrite, quiet, **options):
 def _usage_error(exc: ValueError) -> click.UsageError:
     """A bad setting as a usage error on its option (exit code 2); other errors as they are."""
     ctx = click.get_current_context()
-    param = next((p for p in ctx.command.params if p.name == getattr(exc, "setting", None)), None)
+    if not isinstance(exc, SettingError):  # only a SettingError names a setting
+        return click.UsageError(str(exc))
+    param = next((p for p in ctx.command.params if p.name == exc.setting), None)
     if param is None:
         return click.UsageError(str(exc))
     return click.BadParameter(exc.problem, ctx=ctx, param=param)
 
 
-class _Null:
-    """A sink for the progress bar under --quiet."""
-
-    def write(self, text):
-        pass
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return False
-
-
-def _loss_text(record):
+def _loss_text(record: dict[str, Any] | None) -> str | None:
     if not record or record.get("loss") is None:
         return None
     text = f"loss {record['loss']:.4f}"
@@ -202,12 +230,27 @@ def _loss_text(record):
 
 @cli.command(name="evaluate")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-def evaluate_command(run_dir):
-    """Report the held-out metrics of a saved run, next to the task's baseline."""
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+def evaluate_command(run_dir: str, as_json: bool) -> None:
+    """Report the held-out metrics of a saved run, next to the task's baseline.
+
+    Reads RUN_DIR's checkpoint and evaluates it on the task's held-out batch. Prints one
+    "key: value" line per metric (task, cell, step, eval_loss, baseline_loss and accuracy or
+    success where the task has them), or one JSON object with --json; a non-finite loss is null.
+    Exit status 2 when RUN_DIR holds no readable run.
+
+    \b
+    Examples:
+      bptt evaluate runs/parity
+      bptt evaluate runs/parity --json | jq .eval_accuracy
+    """
     try:
         result = evaluate(run_dir)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result))
+        return
     for key, value in result.items():
         click.echo(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
 
@@ -219,8 +262,18 @@ def evaluate_command(run_dir):
               help="Softmax temperature: below 1 is more conservative.")
 @click.option("--prime", default="", help="Text to read before generating (printed too).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
-def sample_command(run_dir, length, temperature, prime, seed):
-    """Generate text from a run trained on the chars task."""
+def sample_command(run_dir: str, length: int, temperature: float, prime: str, seed: int) -> None:
+    """Generate text from a run trained on the chars task.
+
+    Feeds --prime through the trained cell, then draws --length characters one at a time from the
+    softmax at --temperature, each fed back as the next input. Prints the prime and the generated
+    text on stdout. Exit status 2 when RUN_DIR holds no chars run.
+
+    \b
+    Examples:
+      bptt train --task chars --text book.txt --out runs/book
+      bptt sample runs/book --prime "The " --length 400 --temperature 0.8
+    """
     try:
         text = sample(run_dir, length, temperature=temperature, prime=prime, seed=seed)
     except ValueError as exc:

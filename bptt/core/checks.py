@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from .types import Array
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def as_float_dtype(dtype) -> np.dtype:
+def as_float_dtype(dtype: DTypeLike) -> np.dtype:
     """Normalise a dtype argument to float32 or float64, or raise."""
     try:
         dt = np.dtype(dtype)
@@ -21,7 +24,7 @@ def as_float_dtype(dtype) -> np.dtype:
     return dt
 
 
-def _format_shape(expected: Sequence, names: Sequence[str] | None) -> str:
+def _format_shape(expected: Sequence[int | None], names: Sequence[str] | None) -> str:
     parts = []
     for i, size in enumerate(expected):
         label = names[i] if names else None
@@ -36,13 +39,13 @@ def _format_shape(expected: Sequence, names: Sequence[str] | None) -> str:
 
 def check_array(
     name: str,
-    value,
+    value: ArrayLike,
     expected: Sequence[int | None],
     dtype: np.dtype,
     *,
     names: Sequence[str] | None = None,
     finite: bool = True,
-) -> np.ndarray:
+) -> Array:
     """Return `value` as an array of `dtype`, after checking its shape and that it is finite.
 
     `expected` gives one entry per dimension: an int that must match, or None for any size.
@@ -69,7 +72,7 @@ def check_array(
     return arr
 
 
-def check_positive_int(name: str, value) -> int:
+def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)

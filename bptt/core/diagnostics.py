@@ -25,36 +25,41 @@ identity. Letters: T time, N batch, H hidden size, S state size, K rows carried.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from .sequence import CompositeModel
+from .sequence import CellContract, CompositeModel
 from .step import vjp_step
+from .types import Array, ModelTape, StepCache
 from .unroll import Tape, check_tape
+
+if TYPE_CHECKING:
+    from ..cells.stack import Stack, StackTape
 
 PARTS = ("state", "h")
 
 
-def state_size(cell) -> int:
+def state_size(cell: CellContract | CompositeModel) -> int:
     """S: H for RNN and GRU, 2H for LSTM's (h, c) (P + H with projections); for a Stack, every
     layer's state side by side."""
     return cell.state_size if isinstance(cell, CompositeModel) else sum(cell.state_sizes)
 
 
-def _check_part(part: str, cell=None) -> None:
+def _check_part(part: str, cell: CellContract | CompositeModel | None = None) -> None:
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     if part == "h" and isinstance(cell, CompositeModel):
         raise ValueError('part="h" is for one cell; a Stack\'s products are of its whole state (part="state")')
 
 
-def _check(cell, tape) -> None:
+def _check(cell: CellContract | CompositeModel, tape: Tape | ModelTape) -> None:
     if not isinstance(cell, CompositeModel):
         check_tape(cell, tape)
 
 
-def pull_back(cell, tape, t: int, rows: np.ndarray) -> np.ndarray:
+def pull_back(cell: CellContract | CompositeModel, tape: Tape | ModelTape, t: int, rows: Array) -> Array:
     """rows (N, K, S) -> rows J_t for step t of `tape`: one cell's step, or a Stack's whole step."""
     if isinstance(cell, CompositeModel):
         return cell.step_vjp(tape, t, rows)
@@ -62,7 +67,7 @@ def pull_back(cell, tape, t: int, rows: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- the action of one step Jacobian
-def step_vjp(cell, cache, rows: np.ndarray) -> np.ndarray:
+def step_vjp(cell: CellContract, cache: StepCache, rows: Array) -> Array:
     """rows (N, K, S) of vectors v, one set per sequence -> (N, K, S) v J_t, with J_t = ds_t/ds_{t-1}.
 
     `cache` is one step's cache (e.g. `tape.step(t)`); its batch is repeated K times so that every
@@ -77,7 +82,7 @@ def step_vjp(cell, cache, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(dprev, axis=1).reshape(N, K, S)
 
 
-def step_jacobians(cell, cache) -> np.ndarray:
+def step_jacobians(cell: CellContract, cache: StepCache) -> Array:
     """J_t = ds_t / ds_{t-1} for every sequence of one step's cache: (N, S, S), row i = e_i J_t."""
     N, S = cell.state_after(cache)[0].shape[0], state_size(cell)
     eye = np.broadcast_to(np.eye(S, dtype=cell.dtype), (N, S, S))
@@ -85,7 +90,8 @@ def step_jacobians(cell, cache) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- products through time
-def iter_jacobian_products(cell, tape: Tape, part: str = "state") -> Iterator[tuple[int, np.ndarray]]:
+def iter_jacobian_products(cell: CellContract | CompositeModel, tape: Tape | ModelTape,
+                           part: str = "state") -> Iterator[tuple[int, Array]]:
     """Yield (t, P_t) for t = T-1 down to 0, with P_t = d s_{T-1} / d s_t (N, S, S) for part="state"
     or d h_{T-1} / d h_t (N, H, H) for part="h" (LSTM; the same as "state" for RNN and GRU).
 
@@ -107,11 +113,11 @@ def iter_jacobian_products(cell, tape: Tape, part: str = "state") -> Iterator[tu
 class JacobianNorms(NamedTuple):
     """Norms of the Jacobian products, indexed like hs. spectral, frobenius: (T, N)."""
 
-    spectral: np.ndarray
-    frobenius: np.ndarray
+    spectral: Array
+    frobenius: Array
 
 
-def jacobian_norms(cell, tape: Tape, part: str = "state") -> JacobianNorms:
+def jacobian_norms(cell: CellContract | CompositeModel, tape: Tape | ModelTape, part: str = "state") -> JacobianNorms:
     """||d s_{T-1} / d s_t|| for every t and sequence, spectral (largest singular value) and Frobenius.
 
     See the module docstring for `part`. The spectral norm takes one small SVD (S x S) per (t, n).
@@ -130,7 +136,7 @@ def jacobian_norms(cell, tape: Tape, part: str = "state") -> JacobianNorms:
 class RecurrentBound(NamedTuple):
     """One square recurrent block W (H, H) and the bound of Pascanu et al. 2013.
 
-    With |act'| <= gamma, every step Jacobian has norm <= gamma * lambda_1, so lambda_1 < 1/gamma is
+    With ``|act'| <= gamma``, every step Jacobian has norm <= gamma * lambda_1, so lambda_1 < 1/gamma is
     sufficient for the gradients to vanish and lambda_1 > 1/gamma is necessary for them to explode.
     """
 
@@ -145,7 +151,7 @@ class RecurrentBound(NamedTuple):
         return self.lambda_1 < self.bound
 
 
-def recurrent_bound(weight: np.ndarray, gamma: float = 1.0, name: str = "W_hh") -> RecurrentBound:
+def recurrent_bound(weight: ArrayLike, gamma: float = 1.0, name: str = "W_hh") -> RecurrentBound:
     """Spectral radius, largest singular value and 1/gamma for a square matrix (H, H)."""
     weight = np.asarray(weight, np.float64)
     if weight.ndim != 2 or weight.shape[0] != weight.shape[1]:
@@ -159,7 +165,7 @@ def recurrent_bound(weight: np.ndarray, gamma: float = 1.0, name: str = "W_hh") 
     return RecurrentBound(name, radius, lambda_1, float(gamma), 1.0 / gamma)
 
 
-def recurrent_bounds(cell) -> list[RecurrentBound]:
+def recurrent_bounds(cell: CellContract) -> list[RecurrentBound]:
     """`recurrent_bound` for each gate's H x H block of cell.params["weight_hh"], in PyTorch's order.
 
     The theorem is stated for the RNN; for LSTM and GRU each block's numbers say how strongly that
@@ -174,12 +180,12 @@ def recurrent_bounds(cell) -> list[RecurrentBound]:
 
 
 # ----------------------------------------------------------------- Lyapunov spectrum
-def lyapunov_spectrum(cell, tape: Tape, warmup: int = 0) -> np.ndarray:
+def lyapunov_spectrum(cell: CellContract | CompositeModel, tape: Tape | ModelTape, warmup: int = 0) -> Array:
     """Lyapunov exponents (N, S) of the forward dynamics along each sequence of `tape`, sorted from
     largest to smallest, in nats per step.
 
     QR re-orthonormalisation: Q_0 = I, then J_t Q_{t-1} = Q_t R_t at every step, and the exponents are
-    the averages of log |diag R_t| over the steps after the first `warmup` (which only align Q).
+    the averages of ``log |diag R_t|`` over the steps after the first `warmup` (which only align Q).
     The largest one is the rate at which ||d s_T / d s_t|| grows (> 0) or shrinks (< 0) per step.
     A step Jacobian with a zero direction (e.g. dead relu units) gives -inf.
     """
@@ -207,19 +213,19 @@ class GradientAgreement(NamedTuple):
     relative_error: float  # ||g_k - g|| / ||g||
 
 
-def gradient_agreement(approximate: dict, exact: dict) -> GradientAgreement:
+def gradient_agreement(approximate: Mapping[str, ArrayLike], exact: Mapping[str, ArrayLike]) -> GradientAgreement:
     """Compare two gradients keyed like `cell.params` (e.g. TBPTT(k, k) against full BPTT), with every
     parameter flattened into one vector."""
     if set(approximate) != set(exact):
         raise ValueError(f"gradients must have the same keys, got {sorted(approximate)} and {sorted(exact)}")
-    a, e = [], []
+    a_parts, e_parts = [], []
     for name in sorted(exact):
         ga, ge = np.asarray(approximate[name], np.float64), np.asarray(exact[name], np.float64)
         if ga.shape != ge.shape:
             raise ValueError(f"gradient {name!r} has shape {ga.shape} here and {ge.shape} in the exact one")
-        a.append(ga.ravel())
-        e.append(ge.ravel())
-    a, e = np.concatenate(a), np.concatenate(e)
+        a_parts.append(ga.ravel())
+        e_parts.append(ge.ravel())
+    a, e = np.concatenate(a_parts), np.concatenate(e_parts)
     norm_a, norm_e = np.linalg.norm(a), np.linalg.norm(e)
     if norm_e == 0:
         raise ValueError("the exact gradient is zero: cosine and relative error are undefined")
@@ -227,7 +233,7 @@ def gradient_agreement(approximate: dict, exact: dict) -> GradientAgreement:
     return GradientAgreement(cosine, float(np.linalg.norm(a - e) / norm_e))
 
 
-def layer_jacobian_norms(net, tape, part: str = "state") -> list[JacobianNorms]:
+def layer_jacobian_norms(net: Stack, tape: StackTape[Tape], part: str = "state") -> list[JacobianNorms]:
     """`jacobian_norms` of each layer of a Stack along its own recurrence (its inputs held fixed):
     one JacobianNorms (T, N) per layer, forward direction. Next to the whole stack's products, they
     say whether a gradient dies along time within a layer or on its way down the stack."""

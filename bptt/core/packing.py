@@ -16,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .types import Array, IntArray
 
 
-def check_lengths(lengths, T: int, N: int, shortest: int = 1) -> np.ndarray:
+def check_lengths(lengths: ArrayLike, T: int, N: int, shortest: int = 1) -> IntArray:
     """lengths as an int array (N,) with every entry in shortest..T, or a ValueError saying what is
     wrong. (0 is allowed only inside the package, for a window a sequence does not reach.)"""
     array = np.asarray(lengths)
@@ -43,14 +46,14 @@ class Packing:
     inverse; batch_sizes (T,): sequences still running at each step; valid (T, N) bool, sorted rows.
     """
 
-    lengths: np.ndarray
-    order: np.ndarray
-    inverse: np.ndarray
-    batch_sizes: np.ndarray
-    valid: np.ndarray
+    lengths: IntArray
+    order: IntArray
+    inverse: IntArray
+    batch_sizes: IntArray
+    valid: NDArray[np.bool_]
 
     @classmethod
-    def of(cls, lengths, T: int, N: int, shortest: int = 1) -> "Packing | None":
+    def of(cls, lengths: ArrayLike | None, T: int, N: int, shortest: int = 1) -> Packing | None:
         """The packing of `lengths` (checked), or None when lengths is None (every sequence runs T steps)."""
         if lengths is None:
             return None
@@ -62,20 +65,20 @@ class Packing:
         valid = np.arange(T)[:, None] < sorted_lengths[None, :]
         return cls(lengths, order, inverse, valid.sum(axis=1), valid)
 
-    def sort(self, array: np.ndarray, axis: int = 1) -> np.ndarray:
+    def sort(self, array: Array, axis: int = 1) -> Array:
         """The caller's order -> sorted rows, along the batch axis."""
         return np.take(array, self.order, axis=axis)
 
-    def unsort(self, array: np.ndarray, axis: int = 1) -> np.ndarray:
+    def unsort(self, array: Array, axis: int = 1) -> Array:
         """Sorted rows -> the caller's order, along the batch axis."""
         return np.take(array, self.inverse, axis=axis)
 
-    def mask(self, array: np.ndarray) -> np.ndarray:
+    def mask(self, array: Array) -> Array:
         """(T, N, ...) in sorted rows, zero at every step past a sequence's length (a new array)."""
         return array * self.valid.reshape(self.valid.shape + (1,) * (array.ndim - 2))
 
 
-def reverse_within_lengths(array: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+def reverse_within_lengths(array: Array, lengths: IntArray | None) -> Array:
     """(T, N, ...) with each sequence's first lengths[n] steps in reverse order and its padding left
     in place: what the reverse direction of a bidirectional layer reads. Its own inverse."""
     T, N = array.shape[:2]

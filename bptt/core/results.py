@@ -9,11 +9,12 @@ readout), and on a result object that dict is always the field `params`.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
 
-def describe(value) -> str:
+def describe(value: object) -> str:
     """A short description of a value: an array's shape and dtype, a dict's keys, a tuple's parts."""
     if isinstance(value, np.ndarray):
         return f"array{value.shape} {value.dtype}"
@@ -32,10 +33,12 @@ class Result:
     """Mixin for result dataclasses: `a, b = result` unpacks the fields in order and `result[i]` is
     the i-th field, as for the tuples these results once were; repr is one line."""
 
-    def __iter__(self):
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # every subclass is a dataclass
+
+    def __iter__(self) -> Iterator[Any]:
         return iter(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int | slice) -> Any:
         return tuple(self)[index]
 
     def __repr__(self) -> str:

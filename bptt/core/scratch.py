@@ -11,16 +11,18 @@ import threading
 
 import numpy as np
 
+from .types import Array
+
 
 class ScratchArrays(threading.local):
     """Uninitialised arrays by role; one kept per role and thread."""
 
     MAX_BYTES = 64 * 2**20
 
-    def __init__(self):
-        self.arrays: dict[str, np.ndarray] = {}
+    def __init__(self) -> None:
+        self.arrays: dict[str, Array] = {}
 
-    def get(self, role: str, shape: tuple, dtype) -> np.ndarray:
+    def get(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         """An uninitialised array, valid until the next `get` of the same role in this thread."""
         array = self.arrays.pop(role, None)
         if array is None or array.shape != shape or array.dtype != dtype:

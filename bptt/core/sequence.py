@@ -19,50 +19,82 @@ Letters: T time, N batch, D input size, H hidden size.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from .types import Array, IntArray, ModelTape, Params, Parts, State, StepCache
+
+if TYPE_CHECKING:
+    from .unroll import Gradients
 
 
 class CellContract(Protocol):
     """What the core asks of a cell; `bptt.cells.Cell` provides all of it."""
 
-    params: dict[str, np.ndarray]
+    params: Params
     input_size: int
     hidden_size: int
-    output_size: int
-    state_sizes: tuple[int, ...]
     dtype: np.dtype
     state_fields: tuple[str, ...]
+    gate_names: tuple[str, ...]
+    gate_slope_bounds: tuple[float, ...]
+
+    @property
+    def output_size(self) -> int: ...
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]: ...
 
     def check_params(self) -> None: ...
 
-    def check_inputs(self, xs, batch_size: int | None = None) -> np.ndarray: ...
+    def check_inputs(self, xs: ArrayLike, batch_size: int | None = None) -> Array: ...
 
-    def check_state(self, state, batch_size: int | None, name: str = "state") -> tuple: ...
+    def check_state(self, state: State, batch_size: int | None, name: str = "state") -> Parts: ...
 
-    def start_state(self, state0, batch_size: int) -> tuple: ...
+    def start_state(self, state0: State | None, batch_size: int) -> Parts: ...
 
-    def pack_state(self, parts: tuple): ...
+    def pack_state(self, parts: Parts) -> State: ...
 
-    def unpack_state(self, state) -> tuple: ...
+    def unpack_state(self, state: State) -> Parts: ...
 
-    def sequence(self, xs: np.ndarray, state0: tuple, batch_sizes: np.ndarray | None = None) -> "Sequence": ...
+    def state_after(self, cache: StepCache) -> Parts: ...
+
+    def step_forward(self, x: ArrayLike, state: State) -> tuple[State, StepCache]: ...
+
+    def step_backward(self, dstate: State, cache: StepCache) -> tuple[Array, State, Params]: ...
+
+    def sequence(self, xs: Array, state0: Parts, batch_sizes: IntArray | None = None) -> Sequence: ...
+
+    # declared after the methods: above, `Sequence` is the class, not this attribute
+    Sequence: type[Sequence]
 
 
 class CompositeModel:
     """A model made of cells that runs its own layers (`bptt.Stack`): `bptt.forward` and
     `bptt.backward` hand it the whole batch, and it runs each layer through them."""
 
-    def forward(self, xs, state0=None, *, lengths=None, shortest: int = 1):
+    params: Params  # every layer's parameters, by name
+    dtype: np.dtype
+
+    def forward(self, xs: ArrayLike, state0: State | None = None, *, lengths: ArrayLike | None = None,
+                shortest: int = 1) -> tuple[Array, ModelTape]:
         raise NotImplementedError
 
-    def backward(self, tape, dhs, dstate_final=None):
+    def backward(self, tape: ModelTape, dhs: ArrayLike | None, dstate_final: State | None = None) -> Gradients:
         raise NotImplementedError
 
-    state_size: int  # S, the size of the whole state the model carries from step to step
+    if TYPE_CHECKING:  # what else the core reads off a model (bptt.Stack defines it), for the type checker only
+        @property
+        def state_size(self) -> int: ...  # S, the size of the whole state the model carries from step to step
 
-    def step_vjp(self, tape, t: int, rows: np.ndarray) -> np.ndarray:
+        @property
+        def output_size(self) -> int: ...
+
+        def check_inputs(self, xs: ArrayLike, batch_size: int | None = None) -> Array: ...
+
+    def step_vjp(self, tape: ModelTape, t: int, rows: Array) -> Array:
         """rows (N, K, S) of vectors v over the whole state -> v J_t, J_t = ds_t / ds_{t-1}: what the
         diagnostics pull back through one step."""
         raise NotImplementedError(f"{type(self).__name__} has no step Jacobian")
@@ -78,7 +110,7 @@ class Sequence:
     After `step(t)` for every t it is the tape: `outputs`, `state(k)` and `cache(t)` read it.
     """
 
-    def __init__(self, cell, xs: np.ndarray, state0: tuple, batch_sizes: np.ndarray | None = None):
+    def __init__(self, cell: CellContract, xs: Array, state0: Parts, batch_sizes: IntArray | None = None) -> None:
         self.cell = cell
         self.T, self.N = xs.shape[:2]
         self.batch_sizes = batch_sizes
@@ -88,15 +120,15 @@ class Sequence:
         raise NotImplementedError
 
     @property
-    def outputs(self) -> np.ndarray:
+    def outputs(self) -> Array:
         """(T, N, H) the outputs h_t of every step (with batch_sizes: only the running rows count)."""
         raise NotImplementedError
 
-    def state(self, k: int) -> tuple:
+    def state(self, k: int) -> Parts:
         """The state after the first k steps (k = 0: state0), as a tuple of (N, H) arrays (views)."""
         raise NotImplementedError
 
-    def cache(self, t: int):
+    def cache(self, t: int) -> StepCache:
         """Step t's cache, as the cell's `step_forward` returns it (the running rows only)."""
         raise NotImplementedError
 
@@ -105,12 +137,12 @@ class Sequence:
         """Bytes the tape holds, each buffer counted once."""
         raise NotImplementedError
 
-    def reverse(self) -> "Sweep":
+    def reverse(self) -> Sweep:
         """The reverse sweep over this tape."""
         raise NotImplementedError
 
     @classmethod
-    def from_cache(cls, cell, cache) -> "Sequence":
+    def from_cache(cls, cell: CellContract, cache: StepCache) -> Sequence:
         """A one-step Sequence whose step 0 has already run and left `cache` (for single steps)."""
         raise NotImplementedError(f"{type(cell).__name__} has no fast path for single steps")
 
@@ -118,7 +150,7 @@ class Sequence:
 class Sweep:
     """The reverse sweep over one Sequence: one vector-Jacobian product per step, last step first."""
 
-    def step(self, t: int, dstate: tuple, out: np.ndarray) -> tuple:
+    def step(self, t: int, dstate: Parts, out: Array) -> Parts:
         """dL/dstate after step t (the total, its loss included) -> dL/dstate before step t.
 
         The first part of the result, dL/dh_{t-1} (N, H), is written into `out` and returned as it;
@@ -127,12 +159,12 @@ class Sweep:
         """
         raise NotImplementedError
 
-    def preactivation_gradients(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+    def preactivation_gradients(self, t: int) -> tuple[Array, Array]:
         """(dL/da_x, dL/da_h) of step t after `step(t)`, each (N, G*H): the gradients of the input
         and recurrent projections a_x = x W_ih^T + b_ih, a_h = h_prev W_hh^T + b_hh."""
         raise NotImplementedError("this sweep does not keep the pre-activation gradients")
 
-    def gradients(self) -> tuple[dict, np.ndarray]:
+    def gradients(self) -> tuple[Params, Array]:
         """After every step: (dL/dtheta keyed like `cell.params`, dL/dxs (T, N, D))."""
         raise NotImplementedError
 
@@ -140,16 +172,16 @@ class Sweep:
 class StepwiseSequence(Sequence):
     """The plain step pair, one step at a time: the default for a cell without a fast path."""
 
-    def __init__(self, cell, xs, state0, batch_sizes=None):
+    def __init__(self, cell: CellContract, xs: Array, state0: Parts, batch_sizes: IntArray | None = None) -> None:
         super().__init__(cell, xs, state0, batch_sizes)
         self.xs = xs
-        self.states = [tuple(state0)]
-        self.caches = []
+        self.states: list[Parts] = [tuple(state0)]
+        self.caches: list[StepCache] = []
 
     def running(self, t: int) -> int:
         return self.N if self.batch_sizes is None else int(self.batch_sizes[t])
 
-    def step(self, t):
+    def step(self, t: int) -> None:
         n, before = self.running(t), self.states[t]
         state, cache = self.cell.step_forward(self.xs[t, :n], self.cell.pack_state(tuple(p[:n] for p in before)))
         parts = self.cell.unpack_state(state)
@@ -159,34 +191,34 @@ class StepwiseSequence(Sequence):
         self.caches.append(cache)
 
     @property
-    def outputs(self):
+    def outputs(self) -> Array:
         return np.stack([state[0] for state in self.states[1:]])
 
-    def state(self, k):
+    def state(self, k: int) -> Parts:
         return self.states[k]
 
-    def cache(self, t):
+    def cache(self, t: int) -> StepCache:
         return self.caches[t]
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         arrays = {id(a): a.nbytes for c in self.caches for a in c if isinstance(a, np.ndarray)}
         arrays.update({id(a): a.nbytes for state in self.states for a in state})
         return sum(arrays.values())
 
-    def reverse(self):
+    def reverse(self) -> StepwiseSweep:
         return StepwiseSweep(self)
 
 
 class StepwiseSweep(Sweep):
     """`step_backward` one step at a time; the shared weights' gradients add up with +=."""
 
-    def __init__(self, sequence: StepwiseSequence):
+    def __init__(self, sequence: StepwiseSequence) -> None:
         self.sequence, self.cell, self.caches = sequence, sequence.cell, sequence.caches
         self.params = {name: np.zeros_like(p) for name, p in self.cell.params.items()}
         self.dxs = np.zeros(sequence.xs.shape, sequence.xs.dtype)
 
-    def step(self, t, dstate, out):
+    def step(self, t: int, dstate: Parts, out: Array) -> Parts:
         n = self.sequence.running(t)
         active = self.cell.pack_state(tuple(part[:n] for part in dstate))
         self.dxs[t, :n], dstate_prev, grads = self.cell.step_backward(active, self.caches[t])
@@ -196,5 +228,5 @@ class StepwiseSweep(Sweep):
         out[:n], out[n:] = parts[0], dstate[0][n:]
         return (out, *(np.concatenate([new, old[n:]]) for new, old in zip(parts[1:], dstate[1:])))
 
-    def gradients(self):
+    def gradients(self) -> tuple[Params, Array]:
         return self.params, self.dxs

@@ -14,17 +14,20 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .sequence import CellContract
+from .types import Array, Parts, StepCache
+
 
 class StepVJP(NamedTuple):
     """One step's vector-Jacobian product: dL/da_x and dL/da_h (N, G*H), the gradients of the two
     projections a_x = x W_ih^T + b_ih and a_h = h_prev W_hh^T + b_hh, and dL/dstate before the step."""
 
-    da_x: np.ndarray
-    da_h: np.ndarray
-    dstate_prev: tuple
+    da_x: Array
+    da_h: Array
+    dstate_prev: Parts
 
 
-def forward_step(cell, x: np.ndarray, state: tuple) -> tuple[tuple, object]:
+def forward_step(cell: CellContract, x: Array, state: Parts) -> tuple[Parts, StepCache]:
     """One step of the cell's fast path on checked inputs: x (N, D) and the state's parts ->
     (the state's parts after the step, the step's cache)."""
     sequence = cell.sequence(x[None], state)
@@ -33,7 +36,7 @@ def forward_step(cell, x: np.ndarray, state: tuple) -> tuple[tuple, object]:
     return sequence.state(1), sequence.cache(0)
 
 
-def vjp_step(cell, cache, dstate: tuple) -> StepVJP:
+def vjp_step(cell: CellContract, cache: StepCache, dstate: Parts) -> StepVJP:
     """Back through the step that left `cache`: dL/dstate after it (parts) -> StepVJP.
 
     Every array returned is new (nothing is shared with a later call).

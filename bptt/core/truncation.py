@@ -26,23 +26,25 @@ Letters: T time, N batch, D input size, H hidden size, O readout outputs, W wind
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .checks import check_positive_int
 from .readout import Linear
 from .results import Result
-from .sequence import CellContract
+from .sequence import CellContract, CompositeModel
+from .types import Array, IntArray, ModelTape, Params, State
 from .unroll import Tape, backward, forward_window
 
-LossFn = Callable[[np.ndarray, np.ndarray], tuple]  # (pred (M, O), target (M, ...)) -> (mean loss, dL/dpred)
+LossFn = Callable[[Array, NDArray[Any]], tuple[float, Array]]  # (pred (M, O), target (M, ...)) -> (mean loss, dL/dpred)
 
 
 class NonFiniteError(FloatingPointError):
     """A NaN or infinity in the hidden states, the loss or a gradient. `what` names where."""
 
-    def __init__(self, what: str, message: str):
+    def __init__(self, what: str, message: str) -> None:
         super().__init__(message)
         self.what = what
 
@@ -70,12 +72,18 @@ class TBPTT:
     ------
     ValueError
         If k1 or k2 is not a positive integer, or k2 < k1.
+
+    Examples
+    --------
+    >>> import bptt
+    >>> bptt.TBPTT(k1=3, k2=5).windows(8)   # steps [start, end), losses from loss_from
+    [Window(start=0, loss_from=0, end=3), Window(start=1, loss_from=3, end=6), Window(start=3, loss_from=6, end=8)]
     """
 
     k1: int
     k2: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_positive_int("k1", self.k1)
         check_positive_int("k2", self.k2)
         if self.k2 < self.k1:
@@ -91,7 +99,7 @@ class TBPTT:
         return out
 
 
-def model_params(cell: CellContract, readout: Linear | None) -> dict[str, np.ndarray]:
+def model_params(cell: CellContract | CompositeModel, readout: Linear | None) -> Params:
     """The live parameter arrays (not copies) keyed "cell.<name>" and "readout.<name>".
 
     Parameters
@@ -130,21 +138,21 @@ class WindowResult(Result):
 
     loss: float
     count: int
-    params: dict
-    dh_norms: np.ndarray
-    tape: Tape
+    params: Params
+    dh_norms: Array
+    tape: Tape | ModelTape
 
 
 def window_gradients(
-    cell: CellContract,
+    cell: CellContract | CompositeModel,
     readout: Linear | None,
     loss_fn: LossFn,
-    xs: np.ndarray,
-    state0,
-    targets: np.ndarray,
-    loss_mask: np.ndarray,
+    xs: Array,
+    state0: State | None,
+    targets: NDArray[Any],
+    loss_mask: ArrayLike,
     normalizer: float | None = None,
-    lengths: np.ndarray | None = None,
+    lengths: IntArray | None = None,
 ) -> WindowResult:
     """Forward over one window from state0 (treated as a constant), then the reverse sweep.
 
@@ -202,7 +210,8 @@ def window_gradients(
         if readout is None:
             dh_sel = dpred * scale
         else:
-            dh_sel, readout_grads = readout.backward(dpred * scale, cache)
+            # with a readout, cache is what its forward returned
+            dh_sel, readout_grads = readout.backward(dpred * scale, cast(Array, cache))
         loss = mean * scale
         if not np.isfinite(dh_sel).all():
             raise NonFiniteError("dL/dh", "the gradient reaching the hidden states is not finite")
@@ -239,7 +248,7 @@ class WindowWalk:
         If `loss_mask` is not 2-D, or `index` is not one of the batch's windows.
     """
 
-    def __init__(self, plan: TBPTT, loss_mask, state=None, index: int = 0):
+    def __init__(self, plan: TBPTT, loss_mask: ArrayLike, state: State | None = None, index: int = 0) -> None:
         self.mask = np.asarray(loss_mask, bool)
         if self.mask.ndim != 2:
             raise ValueError(f"loss_mask must have shape (T, N), got {self.mask.shape}")
@@ -263,14 +272,14 @@ class WindowWalk:
         """The current window: steps [start, end) unrolled, losses of [loss_from, end) injected."""
         return self.windows[self.index]
 
-    def loss_mask(self) -> np.ndarray:
+    def loss_mask(self) -> NDArray[np.bool_]:
         """(W, N) bool: the batch's mask on the current window's steps, False before loss_from."""
         start, loss_from, end = self.window
         mask = self.mask[start:end].copy()
         mask[: loss_from - start] = False  # an earlier window injected these losses already
         return mask
 
-    def advance(self, tape: Tape) -> None:
+    def advance(self, tape: Tape | ModelTape) -> None:
         """Move to the next window, carrying the state to its start from the current window's tape.
 
         Parameters
@@ -310,21 +319,21 @@ class TBPTTGradient(Result):
     """
 
     loss: float
-    params: dict
-    windows: list
-    dh_norms: list
+    params: Params
+    windows: list[Window]
+    dh_norms: list[Array]
 
 
 def tbptt_gradient(
-    cell: CellContract,
+    cell: CellContract | CompositeModel,
     readout: Linear | None,
     loss_fn: LossFn,
-    xs,
-    targets,
-    loss_mask,
+    xs: ArrayLike,
+    targets: NDArray[Any],
+    loss_mask: ArrayLike,
     k1: int,
     k2: int,
-    state0=None,
+    state0: State | None = None,
 ) -> TBPTTGradient:
     """The TBPTT(k1, k2) gradient of a batch of sequences at FIXED weights.
 
@@ -362,9 +371,19 @@ def tbptt_gradient(
     Raises
     ------
     ValueError
-        On bad k1, k2, inputs or a mask of the wrong shape.
+        On bad k1, k2, inputs or a mask of the wrong shape, or a bidirectional model cut into windows.
     NonFiniteError
         If a window's hidden states, loss or dL/dh are not finite.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell, readout = bptt.GRU(2, 4, seed=0), bptt.Linear(4, 1, seed=0)
+    >>> rng = np.random.default_rng(0)
+    >>> xs, targets = rng.standard_normal((12, 3, 2)), rng.standard_normal((12, 3, 1))
+    >>> g = bptt.tbptt_gradient(cell, readout, bptt.mse, xs, targets, np.ones((12, 3), bool), k1=4, k2=6)
+    >>> len(g.windows), g.params["cell.weight_hh"].shape, [len(n) for n in g.dh_norms]
+    (3, (12, 4), [4, 6, 6])
     """
     plan = TBPTT(k1, k2)
     xs = cell.check_inputs(xs)
@@ -387,7 +406,7 @@ def tbptt_gradient(
     return TBPTTGradient(loss, grads, walk.windows, norms)
 
 
-def check_truncatable(cell, plan: TBPTT, T: int) -> None:
+def check_truncatable(cell: CellContract | CompositeModel, plan: TBPTT, T: int) -> None:
     """Raise ValueError if `plan` cuts a sequence of T steps that a bidirectional model reads whole."""
     if getattr(cell, "bidirectional", False) and len(plan.windows(T)) > 1:
         raise ValueError(f"a bidirectional model cannot be truncated: its reverse direction needs the "
@@ -395,7 +414,7 @@ def check_truncatable(cell, plan: TBPTT, T: int) -> None:
                          f"{len(plan.windows(T))} windows (use k1 = k2 = T, or a unidirectional model)")
 
 
-def _full_mask(loss_mask, T: int, N: int) -> np.ndarray:
+def _full_mask(loss_mask: ArrayLike, T: int, N: int) -> NDArray[np.bool_]:
     mask = np.asarray(loss_mask, bool)
     if mask.shape == (T,):
         mask = np.repeat(mask[:, None], N, axis=1)

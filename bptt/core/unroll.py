@@ -15,30 +15,60 @@ Letters: T time, N batch, D input size, H hidden size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar, cast, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .checks import check_array
 from .packing import Packing
 from .results import Result
 from .scratch import scratch
-from .sequence import CompositeModel, Sequence
+from .sequence import CellContract, CompositeModel, Sequence
+from .types import Array, IntArray, ModelTape, Params, Parts, State, StepCache
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, repr=False)
 class Tape:
     """What the reverse sweep needs from one forward pass: the cell's Sequence, run to the end.
 
+    `bptt.forward` makes it and `bptt.backward` consumes it; build one only through `forward`.
     `tape.step(t)` is step t's cache as `cell.step_forward` would have returned it, `tape.hs` the
     hidden states, `tape.final_state` the state after the last step, `tape.state_at(k)` a copy of
-    the state after k steps, `tape.nbytes` the memory it holds, `len(tape)` the number of steps.
+    the state after k steps, `tape.nbytes` the memory it holds, `len(tape)` the number of steps T.
+
+    Attributes
+    ----------
+    cell : Cell
+        The cell that ran.
+    sequence : Sequence
+        The cell's record of the run (the fast path's buffers, or one cache per step).
+    weights : dict of ndarray
+        A copy of the cell's parameters as the forward pass saw them; `backward` refuses to run
+        if the cell's parameters have changed since.
+    packing : Packing or None
+        The batch's lengths, sorted longest first; None when every sequence ran all T steps.
+    outputs : ndarray, shape (T, N, H), or None
+        With lengths, hs in the caller's order, zero past each sequence's length.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.GRU(2, 3, seed=0)
+    >>> hs, tape = bptt.forward(cell, np.ones((5, 4, 2)), lengths=[5, 3, 5, 1])
+    >>> len(tape), tape.batch_size, tape.step(2).gates.shape
+    (5, 4, (4, 9))
+    >>> bool(np.all(tape.hs[3:, 1] == 0)), bool(np.all(tape.final_state[1] == hs[2, 1]))
+    (True, True)
     """
 
-    cell: object
+    cell: CellContract
     sequence: Sequence
-    weights: dict  # a copy of the cell's parameters as the forward pass saw them
+    weights: Params  # a copy of the cell's parameters as the forward pass saw them
     packing: Packing | None = None  # the batch's lengths, sorted longest first (None: all run T steps)
-    outputs: np.ndarray | None = None  # hs in the caller's order, zero past each length (with lengths)
+    outputs: Array | None = None  # hs in the caller's order, zero past each length (with lengths)
 
     def __len__(self) -> int:
         return self.sequence.T
@@ -48,11 +78,11 @@ class Tape:
         return self.sequence.N
 
     @property
-    def lengths(self) -> np.ndarray | None:
+    def lengths(self) -> IntArray | None:
         """(N,) the sequences' lengths, or None when every sequence ran all T steps."""
         return None if self.packing is None else self.packing.lengths
 
-    def step(self, t: int):
+    def step(self, t: int) -> StepCache:
         """The cache of step t (read-only views into the tape; with lengths, a copy in the caller's
         order whose rows of sequences that had ended are zero)."""
         cache = self.sequence.cache(t)
@@ -61,18 +91,19 @@ class Tape:
         return type(cache)(*(read_only(field) for field in cache))
 
     @property
-    def hs(self) -> np.ndarray:
+    def hs(self) -> Array:
         """(T, N, H) hidden states h_1 .. h_T, read-only (zero past each sequence's length)."""
-        return read_only(self.sequence.outputs if self.packing is None else self.outputs)
+        # outputs is set whenever packing is (`run_forward` makes both)
+        return read_only(self.sequence.outputs if self.packing is None else cast(Array, self.outputs))
 
     @property
-    def final_state(self):
+    def final_state(self) -> State:
         """The state after the last step (of each sequence's own last step, with lengths): an array,
         or a tuple for LSTM."""
         return self.state_at(len(self)) if self.packing is not None else self.cell.pack_state(
             self.sequence.state(len(self)))
 
-    def state_at(self, k: int):
+    def state_at(self, k: int) -> State:
         """A copy of the state after the first k steps (k = 0: the start state), packed like a state;
         a sequence shorter than k steps gives its state after its last step."""
         parts = self.sequence.state(k)
@@ -105,15 +136,36 @@ class Gradients(Result):
     dh_norms : ndarray, shape (T,)
         Frobenius norm over the batch of the total dL/dh_t reaching step t: its own loss plus
         everything that flowed back from later steps (for LSTM, the h part).
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(2, 3, seed=0)
+    >>> hs, tape = bptt.forward(cell, np.ones((6, 1, 2)))
+    >>> grads = bptt.backward(cell, tape, np.ones_like(hs))
+    >>> sorted(grads.params) == sorted(cell.params), grads.dxs.shape, len(grads.dstate0)
+    (True, (6, 1, 2), 2)
+    >>> params, dxs, dstate0, dh_norms = grads      # it unpacks like a tuple
     """
 
-    params: dict[str, np.ndarray]
-    dxs: np.ndarray
-    dstate0: object
-    dh_norms: np.ndarray
+    params: Params
+    dxs: Array
+    dstate0: State
+    dh_norms: Array
 
 
-def forward(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, "Tape"]:
+@overload
+def forward(cell: CompositeModel, xs: ArrayLike, state0: State | None = None, *,
+            lengths: ArrayLike | None = None) -> tuple[Array, ModelTape]: ...
+
+
+@overload
+def forward(cell: CellContract, xs: ArrayLike, state0: State | None = None, *,
+            lengths: ArrayLike | None = None) -> tuple[Array, Tape]: ...
+
+
+def forward(cell: CellContract | CompositeModel, xs: ArrayLike, state0: State | None = None, *,
+            lengths: ArrayLike | None = None) -> tuple[Array, Tape | ModelTape]:
     """Run a cell over a batch of sequences and keep the tape for the reverse sweep.
 
     Parameters
@@ -156,7 +208,8 @@ def forward(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, "Tape"]
     return run_forward(cell, xs, state0, lengths, shortest=1)
 
 
-def forward_window(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, "Tape"]:
+def forward_window(cell: CellContract | CompositeModel, xs: ArrayLike, state0: State | None = None, *,
+                   lengths: ArrayLike | None = None) -> tuple[Array, Tape | ModelTape]:
     """`forward` over a window cut from longer sequences: lengths (N,) in 0..T, where 0 is a sequence
     that ended before the window (its state passes through it unchanged)."""
     if isinstance(cell, CompositeModel):
@@ -164,7 +217,8 @@ def forward_window(cell, xs, state0=None, *, lengths=None) -> tuple[np.ndarray, 
     return run_forward(cell, xs, state0, lengths, shortest=0)
 
 
-def run_forward(cell, xs, state0, lengths, shortest: int) -> tuple[np.ndarray, "Tape"]:
+def run_forward(cell: CellContract, xs: ArrayLike, state0: State | None, lengths: ArrayLike | None,
+                shortest: int) -> tuple[Array, Tape]:
     """The forward pass of one cell; lengths checked in shortest..T."""
     cell.check_params()
     xs = cell.check_inputs(xs)
@@ -184,7 +238,8 @@ def run_forward(cell, xs, state0, lengths, shortest: int) -> tuple[np.ndarray, "
     return tape.hs, tape
 
 
-def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
+def backward(cell: CellContract | CompositeModel, tape: Tape | ModelTape, dhs: ArrayLike | None,
+             dstate_final: State | None = None) -> Gradients:
     """The reverse sweep: gradients of the shared weights, the inputs and the initial state.
 
     Parameters
@@ -227,7 +282,8 @@ def backward(cell, tape: Tape, dhs, dstate_final=None) -> Gradients:
     return sweep_back(cell, tape, dhs, dstate_final)[0]
 
 
-def sweep_back(cell, tape: Tape, dhs, dstate_final=None) -> tuple[Gradients, np.ndarray]:
+def sweep_back(cell: CellContract, tape: Tape, dhs: ArrayLike | None,
+               dstate_final: State | None = None) -> tuple[Gradients, Array]:
     """The reverse sweep of one cell. Returns its Gradients and the total dL/dh_t of every step,
     (T, N, H) in the caller's order, zero past each length (valid until the next sweep)."""
     check_tape(cell, tape)
@@ -253,7 +309,8 @@ def sweep_back(cell, tape: Tape, dhs, dstate_final=None) -> tuple[Gradients, np.
     return Gradients(params, packing.unsort(dxs), dstate0, frobenius_norms(dh_total)), packing.unsort(dh_total)
 
 
-def forward_stepwise(cell, xs, state0=None) -> tuple[np.ndarray, list, object]:
+def forward_stepwise(cell: CellContract, xs: ArrayLike, state0: State | None = None
+                     ) -> tuple[Array, list[StepCache], State]:
     """The reference forward pass: the cell's plain `step_forward`, T times, nothing of the fast path.
 
     Parameters
@@ -289,7 +346,8 @@ def forward_stepwise(cell, xs, state0=None) -> tuple[np.ndarray, list, object]:
     return np.stack(hs), caches, state
 
 
-def backward_stepwise(cell, caches: list, dhs, dstate_final=None) -> Gradients:
+def backward_stepwise(cell: CellContract, caches: list[StepCache], dhs: ArrayLike | None,
+                      dstate_final: State | None = None) -> Gradients:
     """The reference reverse sweep: the cell's plain `step_backward` from the last step to the
     first, the shared weights' gradients accumulated with +=.
 
@@ -306,6 +364,17 @@ def backward_stepwise(cell, caches: list, dhs, dstate_final=None) -> Gradients:
     -------
     Gradients
         The same quantities as `backward`, to float64 round-off.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(2, 3, seed=0)
+    >>> xs = np.random.default_rng(0).normal(size=(6, 2, 2))
+    >>> hs, caches, _ = bptt.forward_stepwise(cell, xs)
+    >>> slow = bptt.backward_stepwise(cell, caches, np.ones_like(hs))
+    >>> fast = bptt.backward(cell, bptt.forward(cell, xs)[1], np.ones_like(hs))
+    >>> bool(np.allclose(slow.params["weight_hh"], fast.params["weight_hh"], rtol=1e-12))
+    True
     """
     T, N = len(caches), caches[0].x.shape[0]
     dhs, carry = check_backward_inputs(cell, T, N, dhs, dstate_final)
@@ -323,7 +392,7 @@ def backward_stepwise(cell, caches: list, dhs, dstate_final=None) -> Gradients:
 
 
 # ----------------------------------------------------------------- checks shared by the sweeps
-def check_tape(cell, tape) -> None:
+def check_tape(cell: CellContract, tape: object) -> None:
     """Raise ValueError unless `tape` came from `bptt.forward` with this very cell, and its weights
     are still those the forward pass saw."""
     if not isinstance(tape, Tape) or tape.cell is not cell:
@@ -331,7 +400,7 @@ def check_tape(cell, tape) -> None:
     check_weights_unchanged(cell, tape.weights, "bptt.forward")
 
 
-def check_weights_unchanged(cell, weights: dict, made_by: str) -> None:
+def check_weights_unchanged(cell: CellContract | CompositeModel, weights: Params, made_by: str) -> None:
     """Raise ValueError naming the parameters of `cell` that differ from `weights`, the copy taken
     when the tape was made: the tape's caches hold what the old weights computed, so a gradient
     from it would silently mix two models. Comparing copies costs O(P), a T*N-th of the sweep."""
@@ -345,14 +414,14 @@ def check_weights_unchanged(cell, weights: dict, made_by: str) -> None:
         )
 
 
-def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+def pad_rows(array: Array, rows: int) -> Array:
     """array (n, ...) as (rows, ...) with zeros below (the rows of sequences that had ended)."""
     padded = np.zeros((rows,) + array.shape[1:], array.dtype)
     padded[: len(array)] = array
     return padded
 
 
-def read_only(array):
+def read_only(array: V) -> V:
     """A read-only view of an array (anything else is returned as is)."""
     if not isinstance(array, np.ndarray):
         return array
@@ -361,7 +430,8 @@ def read_only(array):
     return view
 
 
-def check_backward_inputs(cell, T: int, N: int, dhs, dstate_final) -> tuple:
+def check_backward_inputs(cell: CellContract, T: int, N: int, dhs: ArrayLike | None,
+                          dstate_final: State | None) -> tuple[Array | None, Parts]:
     """dhs checked as (T, N, H) (or None) and dstate_final's parts (zeros when None)."""
     if dhs is not None:
         dhs = check_array("dhs", dhs, (T, N, cell.output_size), cell.dtype, names=("T", "N", "H"))
@@ -370,7 +440,7 @@ def check_backward_inputs(cell, T: int, N: int, dhs, dstate_final) -> tuple:
     return dhs, cell.check_state(dstate_final, N, name="dstate_final")
 
 
-def frobenius_norms(arrays: np.ndarray) -> np.ndarray:
+def frobenius_norms(arrays: Array) -> Array:
     """(T, ...) -> (T,) the Frobenius norm of each arrays[t], in float64."""
     flat = arrays.reshape(len(arrays), -1)
     return np.sqrt(np.einsum("ti,ti->t", flat, flat)).astype(np.float64)

@@ -15,28 +15,54 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ..cells.stack import Stack
+from ..cells.cell import Cell
+from ..cells.stack import Stack, StackTape
 from ..core.checks import check_positive_int
+from ..core.types import Array, Params, State
 from ..core.unroll import Gradients, backward, check_backward_inputs, check_weights_unchanged, forward
 
 
 @dataclass(frozen=True, repr=False)
 class CheckpointTape:
-    """What the checkpointed reverse sweep needs.
+    """What the checkpointed reverse sweep needs: the inputs and one state every k steps.
 
-    xs: (T, N, D) the inputs; every: segment length k; checkpoints[s]: the state (tuple of (N, H)
-    arrays) before step s*k; final_state: the state after the last step; cell: the cell that ran.
+    `forward_checkpointed` makes it and `backward_checkpointed` consumes it.
+
+    Attributes
+    ----------
+    xs : ndarray, shape (T, N, D)
+        The inputs.
+    every : int
+        k, the segment length.
+    checkpoints : list of state
+        `checkpoints[s]` is the state before step s*k, packed like a state.
+    final_state : ndarray (N, H), or tuple for LSTM
+        The state after the last step.
+    cell : Cell
+        The cell that ran.
+    weights : dict of ndarray
+        A copy of the cell's parameters as the forward pass saw them.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.RNN(2, 3, seed=0)
+    >>> hs, tape = bptt.forward_checkpointed(cell, np.ones((10, 1, 2)), every=3)
+    >>> len(tape), len(tape.checkpoints)
+    (10, 4)
     """
 
-    xs: np.ndarray
+    xs: Array
     every: int
-    checkpoints: list
-    final_state: object
-    cell: object
-    weights: dict  # a copy of the cell's parameters as the forward pass saw them
+    checkpoints: list[State]
+    final_state: State
+    cell: Cell
+    weights: Params  # a copy of the cell's parameters as the forward pass saw them
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -60,11 +86,57 @@ def default_every(T: int) -> int:
     return max(1, round(math.sqrt(T)))
 
 
-def forward_checkpointed(cell, xs, state0=None, every: int | None = None):
-    """Like `bptt.forward`, keeping one state every `every` steps (default round(sqrt(T))).
+@overload
+def forward_checkpointed(cell: Stack, xs: ArrayLike, state0: State | None = None,
+                         every: int | None = None) -> tuple[Array, StackTape[CheckpointTape]]: ...
 
-    xs (T, N, D). Returns (hs (T, N, H), CheckpointTape). A Stack keeps each layer's inputs and,
-    per (layer, direction), its checkpoints (a StackTape of CheckpointTapes).
+
+@overload
+def forward_checkpointed(cell: Cell, xs: ArrayLike, state0: State | None = None,
+                         every: int | None = None) -> tuple[Array, CheckpointTape]: ...
+
+
+def forward_checkpointed(cell: Cell | Stack, xs: ArrayLike, state0: State | None = None, every: int | None = None
+                         ) -> tuple[Array, CheckpointTape | StackTape[CheckpointTape]]:
+    """Like `bptt.forward`, keeping one state every `every` steps instead of every step's cache.
+
+    Memory between the passes falls from T caches to T/k states plus the inputs; the reverse
+    sweep pays for it by running the forward pass a second time, one segment at a time.
+
+    Parameters
+    ----------
+    cell : Cell or Stack
+        The cell to run. A Stack keeps each layer's inputs and, per (layer, direction), its
+        checkpoints (a StackTape of CheckpointTapes).
+    xs : array_like, shape (T, N, D)
+        The inputs.
+    state0 : ndarray (N, H), tuple for LSTM, or None
+        The start state; None starts from zeros.
+    every : int, optional
+        k, the segment length; default round(sqrt(T)), which balances T/k checkpoints against
+        one segment of k caches.
+
+    Returns
+    -------
+    hs : ndarray, shape (T, N, H)
+        The hidden states h_1 .. h_T, equal to `bptt.forward`'s.
+    tape : CheckpointTape
+        For `backward_checkpointed`.
+
+    Raises
+    ------
+    ValueError
+        If xs is not (T, N, D) with the cell's D, or `every` is not a positive integer.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.LSTM(2, 3, seed=0)
+    >>> xs = np.random.default_rng(0).normal(size=(50, 4, 2))
+    >>> hs, tape = bptt.forward_checkpointed(cell, xs)
+    >>> hs_full, tape_full = bptt.forward(cell, xs)
+    >>> bool(np.array_equal(hs, hs_full)), tape.every, tape.nbytes < tape_full.nbytes
+    (True, 7, True)
     """
     if isinstance(cell, Stack):
         every = None if every is None else check_positive_int("every", every)
@@ -84,10 +156,45 @@ def forward_checkpointed(cell, xs, state0=None, every: int | None = None):
     return hs, CheckpointTape(xs, every, checkpoints, state, cell, {k: p.copy() for k, p in cell.params.items()})
 
 
-def backward_checkpointed(cell, tape: CheckpointTape, dhs, dstate_final=None) -> Gradients:
+def backward_checkpointed(cell: Cell | Stack, tape: CheckpointTape | StackTape[CheckpointTape],
+                          dhs: ArrayLike | None, dstate_final: State | None = None) -> Gradients:
     """Reverse sweep over a CheckpointTape; same arguments and result as `bptt.backward`.
 
-    dhs (T, N, H): dL/dh_t from the loss at each step (None: zeros).
+    Each segment's caches are recomputed from its checkpoint just before it is swept, so at most
+    one segment's caches are alive at a time.
+
+    Parameters
+    ----------
+    cell : Cell or Stack
+        The cell that made the tape, with the same parameters.
+    tape : CheckpointTape, or StackTape for a Stack
+        From `forward_checkpointed`.
+    dhs : array_like, shape (T, N, H), or None
+        dL/dh_t from the loss at each step; None for zeros.
+    dstate_final : ndarray (N, H), tuple for LSTM, or None
+        dL/d(final state) from beyond the sequence; None for zeros.
+
+    Returns
+    -------
+    Gradients
+        params, dxs, dstate0 and dh_norms, equal to `bptt.backward`'s up to round-off.
+
+    Raises
+    ------
+    ValueError
+        If the tape is not from `forward_checkpointed` with this cell, the cell's parameters have
+        changed since, or dhs / dstate_final have the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.GRU(2, 3, seed=0)
+    >>> xs = np.random.default_rng(0).normal(size=(20, 1, 2))
+    >>> hs, tape = bptt.forward_checkpointed(cell, xs, every=5)
+    >>> grads = bptt.backward_checkpointed(cell, tape, np.ones_like(hs))
+    >>> reference = bptt.backward(cell, bptt.forward(cell, xs)[1], np.ones_like(hs))
+    >>> bool(np.allclose(grads.params["weight_hh"], reference.params["weight_hh"], rtol=1e-12))
+    True
     """
     if isinstance(cell, Stack):
         return cell.sweep_layers(tape, dhs, dstate_final, lambda c, t, d, f: (backward_checkpointed(c, t, d, f), None))

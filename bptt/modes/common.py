@@ -11,13 +11,17 @@ Letters: T time, N batch, D input size, H hidden size, G gates, P number of para
 
 from __future__ import annotations
 
-from typing import Callable
+from types import MethodType
+from typing import Callable, Mapping, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..cells.cell import Cell
+from ..cells.stack import Stack
 from ..core.checks import check_array
 from ..core.sequence import CompositeModel, Sequence
+from ..core.types import Array, Params, StepCache
 
 RULES = {
     "no_projection": "a cell without projections (proj_size = 0)",
@@ -27,7 +31,7 @@ RULES = {
 }
 
 
-def require(cell, method: str, *needs: str) -> None:
+def require(cell: Cell | CompositeModel, method: str, *needs: str) -> None:
     """Raise NotImplementedError naming what `method` needs and `cell` does not define.
 
     needs: keys of RULES. A cell written with the plain step pair only runs bptt.forward / backward;
@@ -39,7 +43,9 @@ def require(cell, method: str, *needs: str) -> None:
                                   "layers: use bptt.backward (or bptt.jvp) on it, or run it on a single cell")
     for need in needs:
         if need == "single_steps":
-            missing = cell.Sequence.from_cache.__func__ is Sequence.from_cache.__func__
+            # a classmethod read off a class is a bound method, whose __func__ the type checker does not know
+            missing = (cast(MethodType, cell.Sequence.from_cache).__func__
+                       is cast(MethodType, Sequence.from_cache).__func__)
         elif need == "no_projection":
             missing = getattr(cell, "proj_size", 0) > 0
         else:
@@ -49,12 +55,12 @@ def require(cell, method: str, *needs: str) -> None:
 
 
 # ----------------------------------------------------------------- parameter vectors
-def flatten_params(params: dict) -> np.ndarray:
+def flatten_params(params: Mapping[str, ArrayLike]) -> Array:
     """A dict of arrays as one (P,) vector, in the dict's order (that of `cell.params`)."""
     return np.concatenate([np.ravel(p) for p in params.values()])
 
 
-def unflatten_params(cell, flat: np.ndarray) -> dict:
+def unflatten_params(cell: Cell | Stack, flat: Array) -> Params:
     """A flat (P,) vector, ordered like `cell.params`, as a dict of arrays in the parameters' shapes."""
     out, off = {}, 0
     for name, shape in cell.param_shapes().items():
@@ -64,7 +70,7 @@ def unflatten_params(cell, flat: np.ndarray) -> dict:
     return out
 
 
-def check_param_tangents(cell, tangents) -> dict:
+def check_param_tangents(cell: Cell, tangents: Mapping[str, ArrayLike] | None) -> Params:
     """Validate a dict of parameter tangents (any subset of `cell.params` keys; missing means zero)."""
     if tangents is None:
         return {}
@@ -79,7 +85,8 @@ def check_param_tangents(cell, tangents) -> dict:
 
 
 # ----------------------------------------------------------------- loss gradients, step by step
-def step_loss_gradients(cell, dhs, T: int, N: int) -> Callable[[int, np.ndarray], np.ndarray]:
+def step_loss_gradients(cell: Cell, dhs: ArrayLike | Callable[[int, Array], ArrayLike], T: int, N: int
+                        ) -> Callable[[int, Array], Array]:
     """dhs as a function (t, h_t) -> dL_t/dh_t (N, H), checked.
 
     dhs: an array (T, N, H), or, to learn online, a callable (t, h_t) -> (N, H) asked for step t's
@@ -93,7 +100,8 @@ def step_loss_gradients(cell, dhs, T: int, N: int) -> Callable[[int, np.ndarray]
 
 
 # ----------------------------------------------------------------- the affine projections' tangents
-def affine_tangents(cell, cache, x_dot, h_prev_dot, params_dot: dict) -> tuple[np.ndarray, np.ndarray]:
+def affine_tangents(cell: Cell, cache: StepCache, x_dot: Array | None, h_prev_dot: Array,
+                    params_dot: Params) -> tuple[Array, Array]:
     """Tangents of a_x and a_h for tangents on the input, h_prev and the parameters (missing: zero).
 
         a_x_dot = x_dot W_ih^T + x W_ih_dot^T + b_ih_dot
@@ -118,7 +126,7 @@ def affine_tangents(cell, cache, x_dot, h_prev_dot, params_dot: dict) -> tuple[n
     return a_x_dot, a_h_dot
 
 
-def parameter_basis_tangents(cell, cache) -> tuple[np.ndarray, np.ndarray]:
+def parameter_basis_tangents(cell: Cell, cache: StepCache) -> tuple[Array, Array]:
     """`affine_tangents` for every unit tangent on the flattened parameters at once (RTRL's immediate
     term), the state's tangent left out. Returns (a_x_dot, a_h_dot), each (P, N, G*H).
 
@@ -141,7 +149,7 @@ def parameter_basis_tangents(cell, cache) -> tuple[np.ndarray, np.ndarray]:
     return a_x_dot, a_h_dot
 
 
-def parameter_gradients(xs, h_prevs, da_x, da_h) -> dict[str, np.ndarray]:
+def parameter_gradients(xs: Array, h_prevs: Array, da_x: Array, da_h: Array) -> Params:
     """The weight gradients from the projections' gradients, summed over time and batch:
     dW_ih = sum da_x^T x, dW_hh = sum da_h^T h_prev, db_ih = sum da_x, db_hh = sum da_h.
 
@@ -153,7 +161,8 @@ def parameter_gradients(xs, h_prevs, da_x, da_h) -> dict[str, np.ndarray]:
             "bias_ih": gx.sum(axis=0), "bias_hh": gh.sum(axis=0)}
 
 
-def parameter_gradients_tangent(xs, h_prevs, h_prevs_dot, da_x, da_x_dot, da_h, da_h_dot) -> dict:
+def parameter_gradients_tangent(xs: Array, h_prevs: Array, h_prevs_dot: Array, da_x: Array, da_x_dot: Array,
+                                da_h: Array, da_h_dot: Array) -> Params:
     """Tangent of `parameter_gradients` by the product rule (each weight gradient is bilinear),
     inputs held fixed. All arguments (T, N, ...) as there."""
     grads = parameter_gradients(xs, h_prevs, da_x_dot, da_h_dot)  # d/d(da)

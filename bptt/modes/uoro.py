@@ -19,12 +19,16 @@ Letters: T time, N batch, D input size, H hidden size, G gates, P parameters, S 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ..cells.cell import Cell
 from ..core.checks import check_array
 from ..core.results import Result
 from ..core.step import forward_step, vjp_step
+from ..core.types import Array, Params, Parts, Seed, State, StepCache
 from .common import affine_tangents, require, step_loss_gradients, unflatten_params
 
 EPS = 1e-7  # keeps rho0, rho1 finite when a norm is zero (at t = 0, s~ = theta~ = 0)
@@ -32,13 +36,29 @@ EPS = 1e-7  # keeps rho0, rho1 finite when a norm is zero (at t = 0, s~ = theta~
 
 @dataclass(frozen=True, repr=False)
 class UOROResult(Result):
-    """params: the gradient estimate keyed like `cell.params`; final_state."""
+    """Result of `bptt.uoro`. Unpacks like a tuple in this order.
 
-    params: dict
-    final_state: object
+    Attributes
+    ----------
+    params : dict of ndarray
+        The gradient estimate, keyed like `cell.params`.
+    final_state : ndarray (N, H), or tuple for LSTM
+        The state after the last step.
+
+    Examples
+    --------
+    >>> import numpy as np, bptt
+    >>> cell = bptt.GRU(2, 3, seed=0)
+    >>> estimate, final_state = bptt.uoro(cell, np.ones((5, 1, 2)), np.ones((5, 1, 3)), seed=0)
+    >>> estimate["weight_hh"].shape, final_state.shape
+    ((9, 3), (1, 3))
+    """
+
+    params: Params
+    final_state: State
 
 
-def per_sequence_parameter_gradients(cache, da_x, da_h) -> np.ndarray:
+def per_sequence_parameter_gradients(cache: StepCache, da_x: Array, da_h: Array) -> Array:
     """dL/dtheta of one step for each sequence separately, flattened like `cell.params`: (N, P).
 
     The outer products of the weight gradients (dW_ih = da_x^T x, dW_hh = da_h^T h_prev,
@@ -56,17 +76,61 @@ def per_sequence_parameter_gradients(cache, da_x, da_h) -> np.ndarray:
     )
 
 
-def _norms(parts: tuple) -> np.ndarray:
+def _norms(parts: Parts) -> Array:
     """Per-sequence Euclidean norm over all state parts: (N,)."""
     return np.sqrt(sum(np.einsum("nh,nh->n", p, p) for p in parts))
 
 
-def uoro(cell, xs, dhs, state0=None, dstate_final=None, *, seed=None, signs=None) -> UOROResult:
+def uoro(cell: Cell, xs: ArrayLike, dhs: ArrayLike | Callable[[int, Array], ArrayLike], state0: State | None = None,
+         dstate_final: State | None = None, *, seed: Seed = None, signs: ArrayLike | None = None) -> UOROResult:
     """One UORO estimate of dL/dtheta for L = sum_t L_t(h_t) (+ a term on the final state).
 
-    xs (T, N, D); dhs: dL_t/dh_t (T, N, H) or a callable (t, h_t) -> (N, H), as for `bptt.rtrl`.
-    The sign vectors nu_t are drawn from `seed`, or given as `signs` (T, S, N, H) of +-1 (S = 2 for
-    LSTM's (h, c), else 1) to average over chosen draws.
+    Unbiased online recurrent optimisation (Tallec & Ollivier 2017) keeps a rank-one estimate
+    s~ theta~^T of RTRL's sensitivity dh_t/dtheta, refreshed each step with random signs nu_t, so
+    it costs about as much as the forward pass. The estimate is unbiased: its mean over sign draws
+    is RTRL's exact gradient; a single draw is noisy.
+
+    Parameters
+    ----------
+    cell : Cell
+        An RNN, LSTM (without proj_size) or GRU; not a Stack.
+    xs : array_like, shape (T, N, D)
+        The inputs.
+    dhs : array_like, shape (T, N, H), or callable
+        dL_t/dh_t, or a callable (t, h_t) -> (N, H), as for `bptt.rtrl`.
+    state0 : ndarray (N, H), tuple for LSTM, or None
+        The start state; None starts from zeros.
+    dstate_final : ndarray (N, H), tuple for LSTM, or None
+        dL/d(final state); None for zeros.
+    seed : int or None
+        Seed for the sign vectors nu_t.
+    signs : array_like, shape (T, S, N, H), optional
+        The sign vectors themselves, +-1 (S = 2 for LSTM's (h, c), else 1), to average over
+        chosen draws; overrides `seed`.
+
+    Returns
+    -------
+    UOROResult
+        params (the estimate) and final_state.
+
+    Raises
+    ------
+    ValueError
+        If an input has the wrong shape, signs are not +-1 of shape (T, S, N, H), or the cell is
+        a Stack or projects its output.
+
+    Examples
+    --------
+    Averaged over many draws, the estimate approaches the exact gradient:
+
+    >>> import numpy as np, bptt
+    >>> cell = bptt.RNN(1, 2, seed=0)
+    >>> xs = np.random.default_rng(0).normal(size=(4, 1, 1))
+    >>> dhs = np.random.default_rng(1).normal(size=(4, 1, 2))
+    >>> exact = bptt.rtrl(cell, xs, dhs).params["weight_hh"]
+    >>> mean = np.mean([bptt.uoro(cell, xs, dhs, seed=s).params["weight_hh"] for s in range(4000)], axis=0)
+    >>> bool(bptt.relative_error(mean, exact) < 0.1)
+    True
     """
     require(cell, "bptt.uoro", "no_projection", "step_tangent", "single_steps")
     cell.check_params()

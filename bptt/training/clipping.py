@@ -14,9 +14,11 @@ caller can decide what to do with the step.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import numpy as np
+
+from ..core.types import Array
 
 CLIPS = ("norm", "value", "none")
 
@@ -36,7 +38,7 @@ class Clipping(NamedTuple):
     clipped: bool
 
 
-def _check_threshold(name: str, value) -> float:
+def _check_threshold(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     value = float(value)
@@ -45,7 +47,7 @@ def _check_threshold(name: str, value) -> float:
     return value
 
 
-def global_norm(grads: dict[str, np.ndarray]) -> float:
+def global_norm(grads: Mapping[str, Array]) -> float:
     """The global norm of a set of gradients: sqrt of the sum of squares of every element.
 
     Parameters
@@ -69,7 +71,7 @@ def global_norm(grads: dict[str, np.ndarray]) -> float:
     return peak * math.sqrt(total)
 
 
-def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> Clipping:
+def clip_grad_norm(grads: Mapping[str, Array], max_norm: float) -> Clipping:
     """Scale all gradients in place, by one factor, so that their global norm is at most `max_norm`.
 
     Parameters
@@ -99,7 +101,7 @@ def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> Clipping:
     return Clipping(norm, clipped)
 
 
-def clip_grad_value(grads: dict[str, np.ndarray], max_value: float) -> Clipping:
+def clip_grad_value(grads: Mapping[str, Array], max_value: float) -> Clipping:
     """Clamp every gradient element in place to [-max_value, max_value].
 
     Parameters
@@ -107,12 +109,12 @@ def clip_grad_value(grads: dict[str, np.ndarray], max_value: float) -> Clipping:
     grads : dict of str to ndarray
         Gradients keyed by parameter name, modified in place.
     max_value : float
-        The largest |element| left unchanged; positive and finite.
+        The largest ``|element|`` left unchanged; positive and finite.
 
     Returns
     -------
     Clipping
-        `norm`: the global norm before clipping; `clipped`: True iff some element had |g| > max_value
+        `norm`: the global norm before clipping; `clipped`: True iff some element had ``|g| > max_value``
         (the norm may exceed max_value with nothing clipped).
 
     Raises
@@ -129,7 +131,7 @@ def clip_grad_value(grads: dict[str, np.ndarray], max_value: float) -> Clipping:
     return Clipping(norm, clipped)
 
 
-def clip_gradients(grads: dict[str, np.ndarray], mode: str, threshold: float) -> Clipping:
+def clip_gradients(grads: Mapping[str, Array], mode: str, threshold: float) -> Clipping:
     """Clip by name, as `TrainConfig.clip` says: "norm", "value" or "none" (measure the norm only).
 
     Parameters
@@ -160,8 +162,8 @@ def clip_gradients(grads: dict[str, np.ndarray], mode: str, threshold: float) ->
     raise ValueError(f"clip must be one of {list(CLIPS)}, got {mode!r}")
 
 
-def max_abs(grads: dict[str, np.ndarray]) -> float:
-    """The largest |element| over all gradients.
+def max_abs(grads: Mapping[str, Array]) -> float:
+    """The largest ``|element|`` over all gradients.
 
     Parameters
     ----------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 from ..cells.registry import CELL_NAMES
 from .clipping import CLIPS
@@ -35,7 +36,7 @@ class SettingError(ValueError):
         What it allows, completing "must be ...", e.g. "a positive finite number".
     """
 
-    def __init__(self, setting: str, value, allowed: str):
+    def __init__(self, setting: str, value: object, allowed: str) -> None:
         self.setting, self.value, self.allowed = setting, value, allowed
         self.problem = f"must be {allowed}, got {value!r}"
         super().__init__(f"{setting} {self.problem}")
@@ -45,14 +46,100 @@ class SettingError(ValueError):
 class TrainConfig:
     """Every setting of a training run, each with its default; config.json holds one of these.
 
-    Constructing one checks nothing: `validate()` does (and `bptt.train` calls it).
+    Constructing one checks nothing: `validate()` does (and `bptt.train` calls it). Each field is a
+    `bptt train` option of the same name (with dashes).
+
+    Attributes
+    ----------
+    task : str, default "adding"
+        One of adding, copy, temporal-order, reber, parity, chars.
+    cell : str, default "gru"
+        rnn (tanh), rnn-relu, lstm or gru.
+    hidden : int, default 32
+        Hidden size H.
+    init : str, default "default"
+        W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal.
+    layers : int, default 1
+        Stacked layers L (more than one, or bidirectional: a `bptt.Stack`).
+    bidirectional : bool, default False
+        Both directions in every layer (full BPTT only: k1 must stay None).
+    dropout : float, default 0.0
+        Dropout between stacked layers, in [0, 1).
+    proj_size : int, default 0
+        lstm only: project h to this many features (0: none).
+    seq_len : int, default 30
+        Sequence length T (copy: the blank's length; reber: the longest string).
+    min_seq_len : int or None, default None
+        adding: each sequence's length drawn in [min_seq_len, seq_len] (None: all T).
+    steps : int, default 500
+        Parameter updates.
+    batch_size : int, default 32
+        Sequences per batch N.
+    lr : float, default 0.01
+        The (peak) learning rate.
+    optimizer : str, default "adam"
+        sgd, momentum, nesterov, rmsprop or adam.
+    momentum : float, default 0.9
+        For momentum and nesterov.
+    schedule : str, default "constant"
+        Learning-rate schedule: constant, cosine (to 0 at `steps`) or step.
+    lr_step_size : int, default 1000
+        Step schedule: multiply lr by lr_gamma every this many updates.
+    lr_gamma : float, default 0.1
+        Step schedule: the factor.
+    clip : str, default "norm"
+        Gradient clipping: norm (global norm), value (element-wise) or none.
+    clip_threshold : float, default 1.0
+        The max norm, or the max absolute element.
+    k1 : int or None, default None
+        TBPTT: steps between updates (None: the whole sequence).
+    k2 : int or None, default None
+        TBPTT: steps backpropagated per update, at least k1 (None: k1).
+    dtype : str, default "float64"
+        float64 or float32.
+    seed : int, default 0
+        Seeds the weights and the training data.
+    eval_every : int, default 100
+        Evaluate on the held-out set every this many updates (and at the end).
+    eval_size : int, default 500
+        Sequences in the held-out set.
+    eval_seed : int, default 1234
+        Seed of the held-out set, independent of `seed`.
+    checkpoint_every : int, default 100
+        Write checkpoint.npz every this many updates (and at the end).
+    record_every : int, default 50
+        Log dh_norms every this many updates (0: never).
+    on_nonfinite : str, default "stop"
+        A non-finite loss, gradient or update: stop (after a checkpoint) or skip the step.
+    target_loss : float or None, default None
+        Stop early once the held-out loss is at or below this.
+    text : str or None, default None
+        chars: the path of the text file.
+    out : str or None, default None
+        The run folder, holding no run yet (None: a new runs/<task>-<cell>-<time>-<suffix>).
+
+    Examples
+    --------
+    >>> import bptt
+    >>> config = bptt.TrainConfig(task="parity", cell="lstm", layers=2, steps=100)
+    >>> config.validate().truncation(T=30)
+    (30, 30)
+    >>> bptt.TrainConfig(k1=5, k2=3).validate()
+    Traceback (most recent call last):
+    ...
+    bptt.training.config.SettingError: k2 must be >= k1 = 5 (an update backpropagates at least its k1 new steps), got 3
     """
 
     task: str = "adding"  # one of bptt.tasks.TASKS
     cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
     hidden: int = 32  # hidden size H
     init: str = "default"  # W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal
+    layers: int = 1  # stacked layers L (more than one, or bidirectional: a bptt.Stack)
+    bidirectional: bool = False  # both directions in every layer (full BPTT only: k1 must stay None)
+    dropout: float = 0.0  # dropout between stacked layers, in [0, 1)
+    proj_size: int = 0  # lstm only: project h to this many features (0: none)
     seq_len: int = 30  # sequence length T (copy: the blank's length; reber: the longest string)
+    min_seq_len: int | None = None  # adding: each sequence's length drawn in [min_seq_len, seq_len] (None: all T)
     steps: int = 500  # parameter updates
     batch_size: int = 32  # sequences per batch N
     lr: float = 1e-2  # (peak) learning rate
@@ -93,12 +180,29 @@ class TrainConfig:
         """
         choices = {"task": TASKS, "cell": CELL_NAMES, "init": INITS, "optimizer": OPTIMIZERS,
                    "schedule": SCHEDULES, "clip": CLIPS, "dtype": DTYPES, "on_nonfinite": ON_NONFINITE}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise SettingError(name, getattr(self, name), f"one of {list(allowed)}")
-        for name in ("hidden", "seq_len", "steps", "batch_size", "lr_step_size", "eval_every", "eval_size",
-                     "checkpoint_every"):
+        for name, options in choices.items():
+            if getattr(self, name) not in options:
+                raise SettingError(name, getattr(self, name), f"one of {list(options)}")
+        for name in ("hidden", "layers", "seq_len", "steps", "batch_size", "lr_step_size", "eval_every",
+                     "eval_size", "checkpoint_every"):
             _integer(self, name, low=1)
+        if not isinstance(self.bidirectional, bool):
+            raise SettingError("bidirectional", self.bidirectional, "True or False")
+        _number(self, "dropout", "a probability in [0, 1)", lambda v: 0 <= v < 1)
+        _integer(self, "proj_size", low=0)
+        if self.proj_size:
+            if self.cell != "lstm":
+                raise SettingError("proj_size", self.proj_size, f"0 for the {self.cell} cell (only the lstm has projections)")
+            if self.proj_size >= self.hidden:
+                raise SettingError("proj_size", self.proj_size, f"below hidden = {self.hidden}")
+            if self.init != "default":
+                raise SettingError("init", self.init, "default with proj_size (W_hh is not square then)")
+        if self.min_seq_len is not None:
+            if self.task != "adding":
+                raise SettingError("min_seq_len", self.min_seq_len, f"None for the {self.task} task (only adding draws lengths)")
+            _integer(self, "min_seq_len", low=2)
+            if self.min_seq_len > self.seq_len:
+                raise SettingError("min_seq_len", self.min_seq_len, f"at most seq_len = {self.seq_len}")
         for name in ("record_every", "seed", "eval_seed"):
             _integer(self, name, low=0)
         _number(self, "lr", "a positive finite number", lambda v: v > 0 and math.isfinite(v))
@@ -116,6 +220,8 @@ class TrainConfig:
             if self.k2 < self.k1:
                 allowed = f">= k1 = {self.k1} (an update backpropagates at least its k1 new steps)"
                 raise SettingError("k2", self.k2, allowed)
+        if self.bidirectional and self.k1 is not None:
+            raise SettingError("k1", self.k1, "None with bidirectional: the reverse direction needs the whole sequence")
         if self.task == "chars" and self.text is None:
             raise SettingError("text", self.text, "the path of a text file for the chars task")
         for name in ("text", "out"):
@@ -144,11 +250,11 @@ class TrainConfig:
 def _integer(config: TrainConfig, name: str, low: int, extra: str = "") -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        allowed = "a positive integer" if low == 1 else "a non-negative integer"
+        allowed = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
         raise SettingError(name, value, allowed + extra)
 
 
-def _number(config: TrainConfig, name: str, allowed: str, ok) -> None:
+def _number(config: TrainConfig, name: str, allowed: str, ok: Callable[[float], bool]) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
         raise SettingError(name, value, allowed)

@@ -2,7 +2,7 @@
 
 `FolderLock(path)` locks the file at `path` (created if needed) with `flock` on POSIX or
 `msvcrt.locking` on Windows. Both locks belong to the open file, not to a name or a flag on disk, so a
-killed process never leaves a stale lock behind, and two `FolderLock`s of one file exclude each other
+killed process never leaves a stale lock behind, and two ``FolderLock`` objects of one file exclude each other
 even inside one process. The holder writes its process id into the file, so a refused process can
 say who holds it; the file itself stays (deleting a lock file while others may have it open would
 let two processes each lock a different file of the same name).
@@ -13,7 +13,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from types import ModuleType
 
+# each module exists on one platform only: None where it is missing
+fcntl: ModuleType | None
+msvcrt: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows
@@ -78,7 +82,7 @@ class FolderLock:
     >>> second.release()
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._fd: int | None = None
 
@@ -160,7 +164,7 @@ class FolderLock:
     def __enter__(self) -> "FolderLock":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def __repr__(self) -> str:

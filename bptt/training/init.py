@@ -1,7 +1,7 @@
 """Recurrent weight initialisations: each replaces part of a cell's default parameters in place.
 
 A cell's constructor draws every parameter uniform in +-1/sqrt(H) (PyTorch's default, "default"
-here). W_hh (G*H, H) stacks one (H, H) block per gate; each initialiser below sets every block:
+here). W_hh (G*H, H) stacks one (H, H) block per gate; each initialiser below sets every block::
 
     identity     W_hh blocks = I, b_ih = b_hh = 0   Le et al. 2015 (IRNN): with relu, a unit copies
                                                     its state forward until the inputs change it
@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cells.cell import Cell
+from ..cells.stack import Stack
+from ..core.types import Array
+
 INITS = ("default", "identity", "orthogonal")
 
 
-def identity_init(cell) -> None:
+def identity_init(cell: Cell) -> None:
     """Set every gate block of `cell.params["weight_hh"]` to the (H, H) identity and both biases to
     zero (Le et al. 2015's IRNN; meant for the relu RNN, allowed for any cell). W_ih is kept."""
     H, weight_hh = cell.hidden_size, cell.params["weight_hh"]
@@ -27,7 +31,7 @@ def identity_init(cell) -> None:
     cell.params["bias_hh"][...] = 0
 
 
-def random_orthogonal(rng: np.random.Generator, size: int) -> np.ndarray:
+def random_orthogonal(rng: np.random.Generator, size: int) -> Array:
     """A (size, size) orthogonal matrix from the uniform (Haar) distribution, in float64.
 
     QR of a standard normal matrix, with each column of Q multiplied by the sign of R's diagonal
@@ -37,7 +41,7 @@ def random_orthogonal(rng: np.random.Generator, size: int) -> np.ndarray:
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
 
-def orthogonal_init(cell, rng: np.random.Generator) -> None:
+def orthogonal_init(cell: Cell, rng: np.random.Generator) -> None:
     """Set every gate block of `cell.params["weight_hh"]` to its own random orthogonal (H, H) matrix
     from `rng`, one block after another in gate order. W_ih and the biases are kept."""
     H, weight_hh = cell.hidden_size, cell.params["weight_hh"]
@@ -45,12 +49,18 @@ def orthogonal_init(cell, rng: np.random.Generator) -> None:
         weight_hh[g * H : (g + 1) * H] = random_orthogonal(rng, H)
 
 
-def initialise(cell, init: str, rng: np.random.Generator | None = None) -> None:
-    """Apply the initialisation named `init` (one of INITS) to `cell` in place.
+def initialise(cell: Cell | Stack, init: str, rng: np.random.Generator | None = None) -> None:
+    """Apply the initialisation named `init` (one of INITS) to `cell` in place; a Stack gets it in
+    every (layer, direction), one after another.
 
     rng: the Generator that "orthogonal" draws from (needed only for it).
     """
     if init == "default":
+        return
+    if hasattr(cell, "layer_cells"):  # a Stack
+        for row in cell.layer_cells():
+            for layer_cell in row:
+                initialise(layer_cell, init, rng)
         return
     if init == "identity":
         identity_init(cell)

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
+from numpy.typing import NDArray
+
+from ..core.types import Array, Params
 
 SCHEDULES = ("constant", "cosine", "step")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
@@ -32,7 +36,7 @@ class Schedule:
     step_size: int = 1000  # step: decay every this many updates
     gamma: float = 0.1  # step: the decay factor
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.kind!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -60,18 +64,18 @@ class Optimizer:
 
     slots: tuple[str, ...] = ()
 
-    def __init__(self, schedule: Schedule | float):
+    def __init__(self, schedule: Schedule | float) -> None:
         self.schedule = schedule if isinstance(schedule, Schedule) else Schedule("constant", float(schedule))
-        self.state: dict[str, dict[str, np.ndarray]] = {slot: {} for slot in self.slots}
+        self.state: dict[str, Params] = {slot: {} for slot in self.slots}
         self.t = 0  # updates applied so far
 
-    def _slot(self, slot: str, name: str, like: np.ndarray) -> np.ndarray:
+    def _slot(self, slot: str, name: str, like: Array) -> Array:
         buf = self.state[slot].get(name)
         if buf is None:
             buf = self.state[slot][name] = np.zeros_like(like)
         return buf
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> float:
+    def step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> float:
         if set(params) != set(grads):
             raise ValueError(f"grads must have the keys of params {sorted(params)}, got {sorted(grads)}")
         lr = self.schedule(self.t)
@@ -80,16 +84,16 @@ class Optimizer:
             self._update(name, p, grads[name], lr)
         return lr
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+    def _update(self, name: str, p: Array, g: Array, lr: float) -> None:
         raise NotImplementedError
 
-    def state_arrays(self) -> dict[str, np.ndarray]:
+    def state_arrays(self) -> dict[str, NDArray[Any]]:
         """Flat {"slot/param": array} plus {"t": update count}, for a checkpoint."""
         flat = {f"{slot}/{name}": buf.copy() for slot, bufs in self.state.items() for name, buf in bufs.items()}
         flat["t"] = np.array(self.t)
         return flat
 
-    def load_state_arrays(self, flat: dict[str, np.ndarray]) -> None:
+    def load_state_arrays(self, flat: Mapping[str, NDArray[Any]]) -> None:
         self.state = {slot: {} for slot in self.slots}
         for key, value in flat.items():
             if key == "t":
@@ -106,7 +110,7 @@ class SGD(Optimizer):
 
     slots = ("momentum",)
 
-    def __init__(self, schedule, momentum: float = 0.0, nesterov: bool = False):
+    def __init__(self, schedule: Schedule | float, momentum: float = 0.0, nesterov: bool = False) -> None:
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         if nesterov and momentum == 0:
@@ -114,7 +118,7 @@ class SGD(Optimizer):
         super().__init__(schedule)
         self.momentum, self.nesterov = momentum, nesterov
 
-    def _update(self, name, p, g, lr):
+    def _update(self, name: str, p: Array, g: Array, lr: float) -> None:
         if self.momentum == 0:
             p -= lr * g
             return
@@ -129,13 +133,13 @@ class RMSprop(Optimizer):
 
     slots = ("square_avg",)
 
-    def __init__(self, schedule, alpha: float = 0.99, eps: float = 1e-8):
+    def __init__(self, schedule: Schedule | float, alpha: float = 0.99, eps: float = 1e-8) -> None:
         if not 0 <= alpha < 1:
             raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
         super().__init__(schedule)
         self.alpha, self.eps = alpha, eps
 
-    def _update(self, name, p, g, lr):
+    def _update(self, name: str, p: Array, g: Array, lr: float) -> None:
         v = self._slot("square_avg", name, p)
         v *= self.alpha
         v += (1 - self.alpha) * g * g
@@ -148,14 +152,14 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
 
-    def __init__(self, schedule, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    def __init__(self, schedule: Schedule | float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         for label, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0 <= beta < 1:
                 raise ValueError(f"{label} must lie in [0, 1), got {beta}")
         super().__init__(schedule)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def _update(self, name, p, g, lr):
+    def _update(self, name: str, p: Array, g: Array, lr: float) -> None:
         m = self._slot("m", name, p)
         v = self._slot("v", name, p)
         m *= self.beta1

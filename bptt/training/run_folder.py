@@ -1,4 +1,4 @@
-"""The run folder: its files, their formats, and how they are written and read back.
+"""The run folder: its files, their formats, and how they are written and read back::
 
     config.json      every setting (a TrainConfig), indented JSON
     metrics.jsonl    one JSON object per update: step, loss, grad_norm (before clipping), clipped,
@@ -41,10 +41,12 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from ..core.types import Array, IntArray, Params, Parts
 from .config import TrainConfig
 from .folder_lock import FolderLock
 
@@ -89,7 +91,7 @@ class RunExistsError(RunFolderError):
         The run's files found there (names from RUN_FILES).
     """
 
-    def __init__(self, path, files):
+    def __init__(self, path: str | os.PathLike[str], files: Iterable[str]) -> None:
         self.path, self.files = os.fspath(path), tuple(files)
         super().__init__(self.path, self.files)
 
@@ -109,7 +111,7 @@ class RunLockedError(RunFolderError):
         The holder's process id, None if it wrote none.
     """
 
-    def __init__(self, path, pid):
+    def __init__(self, path: str | os.PathLike[str], pid: int | None) -> None:
         self.path, self.pid = os.fspath(path), pid
         super().__init__(self.path, pid)
 
@@ -129,7 +131,7 @@ class RunChangedError(RunFolderError):
         One line per difference, naming the setting or the file.
     """
 
-    def __init__(self, path, changes):
+    def __init__(self, path: str | os.PathLike[str], changes: Iterable[str]) -> None:
         self.path, self.changes = os.fspath(path), tuple(changes)
         super().__init__(self.path, self.changes)
 
@@ -139,7 +141,7 @@ class RunChangedError(RunFolderError):
 
 
 @contextlib.contextmanager
-def _writing(path):
+def _writing(path: str | os.PathLike[str]) -> Iterator[None]:
     """Turn an OSError raised inside into a RunWriteError naming `path`."""
     try:
         yield
@@ -165,7 +167,7 @@ def _is_temporary(name: str) -> bool:
     return name.endswith(".tmp") and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES)
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write through a temporary file in the same folder, fsync, then rename: never a truncated file."""
     with _writing(path):
         tmp, fd = _temporary_beside(path)
@@ -181,7 +183,7 @@ def _atomic_write(path: Path, write: Callable) -> None:
             raise
 
 
-def json_safe(value):
+def json_safe(value: object) -> Any:
     """`value` with every non-finite float (at any depth of dicts and lists) replaced by None.
 
     Parameters
@@ -202,12 +204,12 @@ def json_safe(value):
     return value
 
 
-def _write_json(path: Path, value) -> None:
+def _write_json(path: Path, value: object) -> None:
     text = json.dumps(json_safe(value), indent=2, default=os.fspath) + "\n"  # paths as strings
     _atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> Any:
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -218,7 +220,7 @@ def _read_json(path: Path):
         raise ValueError(f"{path}: not valid JSON ({exc.msg})") from exc
 
 
-def _numbered_lines(path) -> list[tuple[int, object]]:
+def _numbered_lines(path: str | os.PathLike[str]) -> list[tuple[int, object]]:
     """(line number, value) of each non-blank line of a JSON-lines file, under the one policy."""
     with open(path) as f:
         lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
@@ -233,7 +235,7 @@ def _numbered_lines(path) -> list[tuple[int, object]]:
     return records
 
 
-def read_jsonl(path) -> list:
+def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
     """The records of a JSON-lines log.
 
     A broken last line (a run killed mid-write) is dropped; a broken line before it is an error.
@@ -259,7 +261,7 @@ def read_jsonl(path) -> list:
     return [value for _, value in _numbered_lines(path)]
 
 
-def _step_records(path: Path) -> list[dict]:
+def _step_records(path: Path) -> list[dict[str, Any]]:
     """A log's records, each checked to be an object with an integer "step" (missing file: none)."""
     if not path.exists():
         return []
@@ -267,21 +269,23 @@ def _step_records(path: Path) -> list[dict]:
         records = _numbered_lines(path)
     except OSError as exc:  # e.g. no permission: a run that cannot be resumed, like a broken line
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    checked = []
     for number, record in records:
         if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
             raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'step'")
-    return [record for _, record in records]
+        checked.append(record)
+    return checked
 
 
 # ---------------------------------------------------------------------- the folder, its lock and its settings
-def _existing_folder(run_dir) -> Path:
+def _existing_folder(run_dir: str | os.PathLike[str]) -> Path:
     folder = Path(run_dir)
     if not folder.is_dir():
         raise ValueError(f"run folder {str(run_dir)!r} does not exist or is not a folder")
     return folder
 
 
-def new_run_dir(parent, stem: str) -> Path:
+def new_run_dir(parent: str | os.PathLike[str], stem: str) -> Path:
     """Create a folder for a new run, with a name no other run has: parent/<stem>-<time>-<suffix>.
 
     The time is YYYYmmdd-HHMMSS.mmm and the suffix four random hex digits; the folder is made with
@@ -315,7 +319,7 @@ def new_run_dir(parent, stem: str) -> Path:
     >>> a != b and a.is_dir() and b.is_dir() and a.name.startswith("adding-gru-")
     True
     """
-    separators = {os.sep, os.altsep} - {None}
+    separators = {sep for sep in (os.sep, os.altsep) if sep is not None}
     if not isinstance(stem, str) or stem in ("", ".", "..") or any(sep in stem for sep in separators):
         raise ValueError(f"stem must be a folder name without a path separator, e.g. 'adding-gru'; got {stem!r}")
     parent = Path(parent)
@@ -334,7 +338,7 @@ def new_run_dir(parent, stem: str) -> Path:
     raise RunWriteError(errno.EEXIST, "a hundred names in a row were taken", os.fspath(parent / f"{stem}-*"))
 
 
-def lock_run_folder(run_dir, *, create: bool = False) -> FolderLock:
+def lock_run_folder(run_dir: str | os.PathLike[str], *, create: bool = False) -> FolderLock:
     """Take a run folder's one-writer lock, and remove the temporaries a killed writer left there.
 
     The lock is an OS lock on the file .lock in the folder: the system drops it when the holder
@@ -395,7 +399,7 @@ def lock_run_folder(run_dir, *, create: bool = False) -> FolderLock:
     return lock
 
 
-def run_files(run_dir) -> list[str]:
+def run_files(run_dir: str | os.PathLike[str]) -> list[str]:
     """The files of a run that a folder holds.
 
     Parameters
@@ -411,7 +415,7 @@ def run_files(run_dir) -> list[str]:
     return [name for name in RUN_FILES if os.path.lexists(folder / name)]
 
 
-def claim_run_folder(run_dir, *, overwrite: bool = False) -> None:
+def claim_run_folder(run_dir: str | os.PathLike[str], *, overwrite: bool = False) -> None:
     """Make a folder ready for a new run: refuse the run it holds, or delete that run's files.
 
     Call it holding the folder's lock (`lock_run_folder`), so that no run appears between the check
@@ -440,7 +444,7 @@ def claim_run_folder(run_dir, *, overwrite: bool = False) -> None:
             (folder / name).unlink()
 
 
-def start_run_folder(run_dir, config: TrainConfig) -> Path:
+def start_run_folder(run_dir: str | os.PathLike[str], config: TrainConfig) -> Path:
     """Create a run folder (and its parents) holding config.json and two empty logs.
 
     `train` calls it holding the folder's lock, after `claim_run_folder`.
@@ -470,7 +474,7 @@ def start_run_folder(run_dir, config: TrainConfig) -> Path:
     return folder
 
 
-def write_config(run_dir, config: TrainConfig) -> None:
+def write_config(run_dir: str | os.PathLike[str], config: TrainConfig) -> None:
     """Write config.json (atomically): every field of `config`, indented JSON.
 
     Parameters
@@ -482,7 +486,7 @@ def write_config(run_dir, config: TrainConfig) -> None:
     _write_json(Path(run_dir) / CONFIG, dataclasses.asdict(config))
 
 
-def load_config(run_dir) -> TrainConfig:
+def load_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
     """The validated TrainConfig of a run folder's config.json.
 
     Parameters
@@ -512,7 +516,7 @@ def load_config(run_dir) -> TrainConfig:
         raise ValueError(f"{path}: {exc}") from exc
 
 
-def write_summary(run_dir, summary: dict) -> dict:
+def write_summary(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> dict[str, Any]:
     """Write summary.json (atomically).
 
     Parameters
@@ -548,7 +552,7 @@ class Logs:
         cut short by a full disk is the broken last line every reader drops.
     """
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         folder = Path(run_dir)
         self._metrics_path, self._dh_norms_path = folder / METRICS, folder / DH_NORMS
         with _writing(self._metrics_path):
@@ -560,7 +564,7 @@ class Logs:
             self._metrics.close()
             raise
 
-    def write_metrics(self, record: dict) -> dict:
+    def write_metrics(self, record: dict[str, Any]) -> dict[str, Any]:
         """Append one update's record to metrics.jsonl as one flushed line.
 
         Parameters
@@ -579,15 +583,16 @@ class Logs:
             self._metrics.flush()
         return record
 
-    def write_dh_norms(self, step: int, dh_norms: np.ndarray) -> None:
+    def write_dh_norms(self, step: int, dh_norms: ArrayLike) -> None:
         """Append {"step": step, "dh_norms": [...]} to dh_norms.jsonl as one flushed line.
 
         Parameters
         ----------
         step : int
             The update.
-        dh_norms : ndarray, shape (W,)
-            Norm over the batch of dL/dh_t at each step of the update's window.
+        dh_norms : ndarray, shape (W,), or (L, directions, W) for a Stack
+            Norm over the batch of dL/dh_t at each step of the update's window (per layer and
+            direction for a Stack).
         """
         line = json.dumps({"step": step, "dh_norms": json_safe(np.asarray(dh_norms).tolist())}) + "\n"
         with _writing(self._dh_norms_path):
@@ -606,7 +611,7 @@ class Logs:
     def __enter__(self) -> "Logs":
         return self
 
-    def __exit__(self, exc_type, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         try:
             self.close()
         except RunWriteError:
@@ -614,7 +619,7 @@ class Logs:
                 raise  # otherwise the write that failed first is the one to report
 
 
-def truncate_logs(run_dir, last_step: int) -> None:
+def truncate_logs(run_dir: str | os.PathLike[str], last_step: int) -> None:
     """Keep only the log records of steps <= last_step: the ones a resumed run will not replay.
 
     Both logs are read before either is rewritten (atomically), so a broken log changes nothing.
@@ -672,25 +677,29 @@ class Checkpoint:
     fingerprint : dict or None
         What a resume must find unchanged (`run_fingerprint`): fingerprint (as JSON text). None in
         checkpoints written before it was recorded, which resume unchecked.
+    model_rng_state : dict or None
+        A Stack's dropout RNG `bit_generator.state`, so a resumed run draws the same masks:
+        model_rng_state (as JSON text); None for a single cell.
     path : str or None
         Where it was read from; not stored.
     """
 
-    params: dict
-    optimizer: dict
+    params: Params
+    optimizer: dict[str, NDArray[Any]]
     step: int
     window: int
     elapsed: float
     skipped: int
     clipped: int
-    rng_state: dict
-    carry: tuple = ()
-    last_eval: dict = field(default_factory=dict)
+    rng_state: Mapping[str, Any]
+    carry: Parts = ()
+    last_eval: dict[str, float] = field(default_factory=dict)
     vocab: str | None = None
-    fingerprint: dict | None = None
+    fingerprint: dict[str, Any] | None = None
+    model_rng_state: Mapping[str, Any] | None = None
     path: str | None = None
 
-    def load_params(self, params: dict) -> None:
+    def load_params(self, params: Mapping[str, Array]) -> None:
         """Copy the saved weights into the live arrays `params` (keyed like `model_params`).
 
         Nothing is copied unless every name and shape matches.
@@ -714,7 +723,7 @@ class Checkpoint:
 _REQUIRED = ("optim/t", "step", "window", "elapsed", "skipped", "clipped", "rng_state", "last_eval")
 
 
-def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
+def write_checkpoint(run_dir: str | os.PathLike[str], checkpoint: Checkpoint) -> None:
     """Write checkpoint.npz (atomically) in the schema of `Checkpoint`.
 
     Parameters
@@ -724,7 +733,7 @@ def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
     checkpoint : Checkpoint
         Its arrays are written as they are at the call (the live weights may be passed).
     """
-    arrays = {f"param/{k}": v for k, v in checkpoint.params.items()}
+    arrays: dict[str, NDArray[Any]] = {f"param/{k}": v for k, v in checkpoint.params.items()}
     arrays.update({f"optim/{k}": v for k, v in checkpoint.optimizer.items()})
     arrays["step"] = np.array(checkpoint.step)
     arrays["window"] = np.array(checkpoint.window)
@@ -739,10 +748,13 @@ def write_checkpoint(run_dir, checkpoint: Checkpoint) -> None:
         arrays["vocab"] = np.array(checkpoint.vocab)
     if checkpoint.fingerprint is not None:
         arrays["fingerprint"] = np.array(json.dumps(checkpoint.fingerprint))
-    _atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))
+    if checkpoint.model_rng_state is not None:
+        arrays["model_rng_state"] = np.array(json.dumps(checkpoint.model_rng_state))
+    # the type checker matches **arrays against savez's allow_pickle too; no key here is "allow_pickle"
+    _atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def read_checkpoint(run_dir) -> Checkpoint:
+def read_checkpoint(run_dir: str | os.PathLike[str]) -> Checkpoint:
     """Read a run folder's checkpoint.npz.
 
     Parameters
@@ -762,7 +774,7 @@ def read_checkpoint(run_dir) -> Checkpoint:
     """
     path = Path(run_dir) / CHECKPOINT
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:  # closed even if np.load fails
             arrays = {k: data[k] for k in data.files}
     except Exception as exc:  # a missing, truncated or foreign file
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
@@ -789,13 +801,14 @@ def read_checkpoint(run_dir) -> Checkpoint:
             last_eval=json.loads(str(arrays["last_eval"])),
             vocab=str(arrays["vocab"]) if "vocab" in arrays else None,
             fingerprint=json.loads(str(arrays["fingerprint"])) if "fingerprint" in arrays else None,
+            model_rng_state=json.loads(str(arrays["model_rng_state"])) if "model_rng_state" in arrays else None,
             path=str(path),
         )
     except (ValueError, TypeError) as exc:
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
 
 
-def run_fingerprint(config: TrainConfig, data: dict) -> dict:
+def run_fingerprint(config: TrainConfig, data: Mapping[str, Any]) -> dict[str, Any]:
     """What a resumed run must find as it was: its settings and its training data.
 
     Parameters
@@ -815,7 +828,7 @@ def run_fingerprint(config: TrainConfig, data: dict) -> dict:
     return json.loads(json.dumps(json_safe({"settings": settings, "data": dict(data)}), default=os.fspath))
 
 
-def fingerprint_changes(recorded: dict, current: dict) -> list[str]:
+def fingerprint_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """How `current` differs from `recorded`, one line per setting or file that changed.
 
     Only what both fingerprints hold is compared, so a setting added to TrainConfig later does not
@@ -864,17 +877,21 @@ class Run:
         The step of each dh_norms record.
     dh_norms : ndarray, shape (R, W), or None
         One row per record, W the longest window; shorter windows (e.g. a TBPTT run's last one) are
-        padded with NaN at the start, so that the last column is always the window's last step.
+        padded with NaN at the start, so that the last column is always the window's last step. For a
+        stacked run, the top layer's forward direction.
+    dh_layers : ndarray, shape (R, L, directions, W), or None
+        A stacked run's records, every layer and direction (padded like dh_norms); None for a cell.
     """
 
     path: str
-    config: dict = field(default_factory=dict)
-    summary: dict = field(default_factory=dict)
-    metrics: list = field(default_factory=list)
-    dh_steps: np.ndarray | None = None
-    dh_norms: np.ndarray | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    dh_steps: IntArray | None = None
+    dh_norms: Array | None = None
+    dh_layers: Array | None = None
 
-    def column(self, key: str) -> np.ndarray | None:
+    def column(self, key: str) -> Array | None:
         """One metric over the logged steps (NaN where a record lacks it or holds null), None if no
         record has it (e.g. eval_loss exists only on evaluation steps)."""
         if not any(key in m for m in self.metrics):
@@ -882,20 +899,20 @@ class Run:
         return np.array([np.nan if m.get(key) is None else m[key] for m in self.metrics], float)
 
     @property
-    def steps(self) -> np.ndarray:
+    def steps(self) -> IntArray:
         """(S,) the step of each metrics record."""
         return np.array([m["step"] for m in self.metrics], int)
 
     @property
     def clipping(self) -> tuple[str, float | None]:
-        """(mode, threshold) from config.json: ("norm", max norm), ("value", max |element|) or ("none", None)."""
+        """(mode, threshold) from config.json: ("norm", max norm), ("value", max ``|element|``) or ("none", None)."""
         mode = self.config.get("clip", "none")
         if mode not in ("norm", "value"):
             return "none", None
         return mode, float(self.config["clip_threshold"]) if "clip_threshold" in self.config else None
 
 
-def read_run(path) -> Run:
+def read_run(path: str | os.PathLike[str]) -> Run:
     """Read a run folder's logs and settings back.
 
     Parameters
@@ -931,9 +948,17 @@ def read_run(path) -> Run:
         if not all(isinstance(r, dict) and "step" in r and isinstance(r.get("dh_norms"), list) and r["dh_norms"]
                    for r in records):
             raise ValueError(f"{dh_path}: expected one {{'step': int, 'dh_norms': [float, ...]}} per line")
-        width = max(len(r["dh_norms"]) for r in records)
+        values = [np.array(r["dh_norms"], dtype=float) for r in records]  # null -> nan
+        if len({v.ndim for v in values}) != 1 or values[0].ndim not in (1, 3):
+            raise ValueError(f"{dh_path}: every record's dh_norms must be a list of numbers (a cell) "
+                             "or of layers of directions of numbers (a stack)")
+        width = max(v.shape[-1] for v in values)
         run.dh_steps = np.array([r["step"] for r in records], int)
-        run.dh_norms = np.full((len(records), width), np.nan)
-        for row, r in zip(run.dh_norms, records):
-            row[width - len(r["dh_norms"]):] = [np.nan if v is None else v for v in r["dh_norms"]]
+        padded = np.full((len(values),) + values[0].shape[:-1] + (width,), np.nan)
+        for row, v in zip(padded, values):
+            row[..., width - v.shape[-1]:] = v
+        if padded.ndim == 4:
+            run.dh_layers, run.dh_norms = padded, padded[:, -1, 0]
+        else:
+            run.dh_norms = padded
     return run

@@ -6,15 +6,20 @@ training text.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from ..cells.registry import make_cell
+from ..cells.cell import Cell
+from ..cells.stack import Stack
 from ..core.readout import Linear
 from ..core.truncation import model_params
+from ..core.unroll import forward
 from .run_folder import load_config, read_checkpoint
+from .trainer import make_model
 
 
-def load_char_model(run_dir):
+def load_char_model(run_dir: str | os.PathLike[str]) -> tuple[Cell | Stack, Linear, str]:
     """The model of a chars run, with its checkpoint's weights.
 
     Parameters
@@ -40,14 +45,21 @@ def load_char_model(run_dir):
     vocab = checkpoint.vocab
     if vocab is None:
         raise ValueError(f"checkpoint {checkpoint.path} has no vocabulary ('vocab'), which a chars run stores")
+    if config.bidirectional:
+        raise ValueError(f"{run_dir} is bidirectional: generating reads one character at a time, "
+                         "and a reverse direction would need the characters not written yet")
     dtype = np.dtype(config.dtype)
-    cell = make_cell(config.cell, len(vocab), config.hidden, seed=0, dtype=dtype)
-    readout = Linear(config.hidden, len(vocab), seed=0, dtype=dtype)
+    cell = make_model(config, len(vocab), 0, dtype)
+    width = config.proj_size or config.hidden
+    readout = Linear(width, len(vocab), seed=0, dtype=dtype)
     checkpoint.load_params(model_params(cell, readout))
+    if hasattr(cell, "eval"):
+        cell.eval()  # no dropout while generating
     return cell, readout, vocab
 
 
-def sample(run_dir, length: int = 200, *, temperature: float = 1.0, prime: str = "", seed: int = 0) -> str:
+def sample(run_dir: str | os.PathLike[str], length: int = 200, *, temperature: float = 1.0, prime: str = "",
+           seed: int = 0) -> str:
     """Characters sampled from a chars run, each fed back in as the next input.
 
     Parameters
@@ -89,11 +101,12 @@ def sample(run_dir, length: int = 200, *, temperature: float = 1.0, prime: str =
     codes = [lookup[ch] for ch in prime] or [int(rng.integers(len(vocab)))]
     out = list(prime) if prime else [vocab[codes[0]]]
     for code in codes[:-1]:  # read the prime, all but its last character
-        state, _ = cell.step_forward(eye[code][None], state)
+        state = forward(cell, eye[code][None, None], state)[1].final_state
     current = codes[-1]
     for _ in range(length):
-        state, _ = cell.step_forward(eye[current][None], state)
-        logits, _ = readout.forward(cell.unpack_state(state)[0])
+        hs, tape = forward(cell, eye[current][None, None], state)  # one step
+        state = tape.final_state
+        logits, _ = readout.forward(hs[0])
         z = logits[0].astype(np.float64) / temperature
         p = np.exp(z - z.max())
         current = int(rng.choice(len(vocab), p=p / p.sum()))

@@ -1,13 +1,13 @@
 """Toy sequence tasks for training recurrent networks, each with a baseline to beat.
 
 Every task draws batches from a numpy Generator the caller seeds, and has a fixed held-out
-evaluation set (`eval_batch`, from its own seed). A batch is time-major:
+evaluation set (`eval_batch`, from its own seed). A batch is time-major::
 
     xs (T, N, D) inputs;  targets (T, N, O) floats (regression) or (T, N) class indices;
     mask (T, N) bool: the (step, sequence) entries whose loss counts.
 
 `baseline` gives the loss (and accuracy or success rate where the task defines one) of the best
-input-blind predictor, so a result means something only when it is clearly below it.
+input-blind predictor, so a result means something only when it is clearly below it. The tasks::
 
     adding          Le et al. 2015: two channels (U(0,1) value, marker), target = sum of the two
                     marked values at the last step; predicting the mean 1 gives MSE 1/6.
@@ -16,7 +16,8 @@ input-blind predictor, so a result means something only when it is clearly below
     temporal-order  Hochreiter and Schmidhuber 1997 (task 6a): the order of two symbols X/Y hidden in
                     distractors, 4 classes at the last step; chance 25%.
     reber           embedded Reber grammar, next-symbol prediction; success = at every step of a string
-                    each legal next symbol scores above every illegal one. Strings are padded to T.
+                    each legal next symbol scores above every illegal one. Each string runs its own
+                    length (Batch.lengths, packed), the batch padded to T.
     parity          running parity (XOR) of a bit stream, a 2-class answer at every step; chance 50%.
     chars           character language model on a text file: next character at every step; baseline
                     the unigram entropy of the text (nats per character).
@@ -28,30 +29,35 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..core.checks import check_positive_int
 from ..core.losses import mse, softmax_cross_entropy
+from ..core.truncation import LossFn
+from ..core.types import Array, IntArray
 
 TASKS = ("adding", "copy", "temporal-order", "reber", "parity", "chars")
 
 
 class Batch(NamedTuple):
-    xs: np.ndarray  # (T, N, D) float64
-    targets: np.ndarray  # (T, N, O) float64 or (T, N) int64
-    mask: np.ndarray  # (T, N) bool
-    legal: np.ndarray | None = None  # reber: (T, N, O) bool, the legal next symbols
+    xs: Array  # (T, N, D) float64
+    targets: NDArray[Any]  # (T, N, O) float64 or (T, N) int64
+    mask: NDArray[np.bool_]  # (T, N) bool
+    legal: NDArray[np.bool_] | None = None  # reber: (T, N, O) bool, the legal next symbols
+    lengths: IntArray | None = None  # (N,) each sequence's own length (None: all T steps)
 
 
-def _one_hot(indices: np.ndarray, size: int) -> np.ndarray:
+def _one_hot(indices: IntArray, size: int) -> Array:
     return np.eye(size)[indices]
 
 
-def _accuracy(outputs, batch: Batch, mask=None) -> float:
+def _accuracy(outputs: Array, batch: Batch, mask: NDArray[np.bool_] | None = None) -> float:
     mask = batch.mask if mask is None else mask
     return float(np.mean(outputs[mask].argmax(axis=-1) == batch.targets[mask]))
 
@@ -60,9 +66,11 @@ class Task:
     """Base: name, input_size, output_size, loss_fn, seq_len, baseline; sample / eval_batch / metrics."""
 
     name = ""
-    loss_fn = staticmethod(softmax_cross_entropy)
+    input_size: int
+    output_size: int
+    loss_fn: LossFn = staticmethod(softmax_cross_entropy)
 
-    def __init__(self, seq_len: int):
+    def __init__(self, seq_len: int) -> None:
         self.seq_len = check_positive_int("seq_len", seq_len)
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
@@ -72,16 +80,16 @@ class Task:
         """The held-out set: `size` sequences from their own seed, the same for every training run."""
         return self.sample(np.random.default_rng([seed, 0x5EED]), size)
 
-    def metrics(self, outputs: np.ndarray, batch: Batch) -> dict:
+    def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
         """Task metrics beyond the loss from outputs (T, N, O), e.g. {"accuracy": ...}."""
         return {"accuracy": _accuracy(outputs, batch)}
 
     @property
-    def baseline(self) -> dict:
+    def baseline(self) -> dict[str, float]:
         raise NotImplementedError
 
     @property
-    def data_fingerprint(self) -> dict:
+    def data_fingerprint(self) -> dict[str, str]:
         """What the training data depends on beyond the settings: {} for a generated task."""
         return {}
 
@@ -91,13 +99,18 @@ class Adding(Task):
     input_size, output_size = 2, 1
     loss_fn = staticmethod(mse)
 
-    def __init__(self, seq_len):
+    def __init__(self, seq_len: int, min_seq_len: int | None = None) -> None:
         super().__init__(seq_len)
         if self.seq_len < 2:
             raise ValueError(f"adding needs seq_len >= 2 (one marker per half), got {seq_len}")
+        if min_seq_len is not None and not 2 <= min_seq_len <= self.seq_len:
+            raise ValueError(f"adding needs min_seq_len in [2, seq_len={seq_len}], got {min_seq_len}")
+        self.min_seq_len = min_seq_len
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
+        if self.min_seq_len is not None:
+            return self._sample_lengths(rng, N)
         values = rng.uniform(0.0, 1.0, (T, N))
         first = rng.integers(0, T // 2, N)  # one marker in each half
         second = rng.integers(T // 2, T, N)
@@ -110,11 +123,27 @@ class Adding(Task):
         mask[-1] = True
         return Batch(np.stack([values, markers], axis=-1), targets, mask)
 
-    def metrics(self, outputs, batch):
+    def _sample_lengths(self, rng: np.random.Generator, N: int) -> Batch:
+        """Each sequence L_n steps long, L_n uniform in [min_seq_len, T]: a marker in each half of its
+        own length, its sum to predict at its own last step, nothing past it (the batch is padded)."""
+        T, n = self.seq_len, np.arange(N)
+        lengths = rng.integers(cast(int, self.min_seq_len), T + 1, N)  # called only when min_seq_len is set
+        values = rng.uniform(0.0, 1.0, (T, N)) * (np.arange(T)[:, None] < lengths)
+        first = rng.integers(0, lengths // 2)
+        second = rng.integers(lengths // 2, lengths)
+        markers = np.zeros((T, N))
+        markers[first, n] = markers[second, n] = 1.0
+        targets = np.zeros((T, N, 1))
+        targets[lengths - 1, n, 0] = (values * markers).sum(axis=0)
+        mask = np.zeros((T, N), bool)
+        mask[lengths - 1, n] = True
+        return Batch(np.stack([values, markers], axis=-1), targets, mask, lengths=lengths)
+
+    def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
         return {}
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         return {"loss": 1.0 / 6.0}  # Var(U1 + U2) for the constant prediction 1
 
 
@@ -124,7 +153,7 @@ class Copy(Task):
     blank, delimiter = 0, 9
     input_size = output_size = 10
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N, K = self.seq_len, check_positive_int("batch_size", batch_size), self.length
         data = rng.integers(1, self.symbols + 1, (K, N))
         inputs = np.full((T + 2 * K, N), self.blank)
@@ -135,13 +164,13 @@ class Copy(Task):
         mask = np.ones((T + 2 * K, N), bool)
         return Batch(_one_hot(inputs, self.input_size), targets, mask)
 
-    def metrics(self, outputs, batch):
+    def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
         recall = np.zeros_like(batch.mask)
         recall[-self.length :] = True
         return {"accuracy": _accuracy(outputs, batch, recall)}  # over the recalled symbols only
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         # blanks are certain until the recall, then a uniform guess among 8 for each of 10 symbols
         K = self.length
         return {"loss": K * math.log(self.symbols) / (self.seq_len + 2 * K), "accuracy": 1.0 / self.symbols}
@@ -153,12 +182,12 @@ class TemporalOrder(Task):
     input_size, output_size = 8, 4
     X, Y, B, E = 4, 5, 6, 7
 
-    def __init__(self, seq_len):
+    def __init__(self, seq_len: int) -> None:
         super().__init__(seq_len)
         if self.seq_len < 10:
             raise ValueError(f"temporal-order needs seq_len >= 10, got {seq_len}")
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
         symbols = rng.integers(0, 4, (T, N))
         symbols[0], symbols[-1] = self.B, self.E
@@ -176,7 +205,7 @@ class TemporalOrder(Task):
         return Batch(_one_hot(symbols, self.input_size), targets, mask)
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         return {"loss": math.log(4), "accuracy": 0.25}
 
 
@@ -184,14 +213,14 @@ class Parity(Task):
     name = "parity"
     input_size, output_size = 1, 2
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
         bits = rng.integers(0, 2, (T, N))
         parity = np.bitwise_xor.accumulate(bits, axis=0)  # XOR of bits 0..t
         return Batch(bits[..., None].astype(np.float64), parity.astype(np.int64), np.ones((T, N), bool))
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         return {"loss": math.log(2), "accuracy": 0.5}
 
 
@@ -212,12 +241,12 @@ class Reber(Task):
     }
     shortest = 9  # B T B T X S E T E
 
-    def __init__(self, seq_len):
+    def __init__(self, seq_len: int) -> None:
         super().__init__(seq_len)
         if self.seq_len < self.shortest:
             raise ValueError(f"reber needs seq_len >= {self.shortest} (its shortest string), got {seq_len}")
 
-    def _string(self, rng) -> tuple[list[str], list[set]]:
+    def _string(self, rng: np.random.Generator) -> tuple[list[str], list[set[str]]]:
         """One embedded Reber string and, for each symbol, the set of symbols legal right after it."""
         branch = "TP"[rng.integers(2)]
         symbols, legal = ["B", branch, "B"], [{"T", "P"}, {"B"}]
@@ -232,42 +261,44 @@ class Reber(Task):
         legal.append({"E"})
         return symbols, legal
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         T, N = self.seq_len, check_positive_int("batch_size", batch_size)
         index = {s: i for i, s in enumerate(self.alphabet)}
         xs = np.zeros((T, N, self.input_size))
         targets = np.zeros((T, N), np.int64)
         mask = np.zeros((T, N), bool)
         legal = np.zeros((T, N, self.output_size), bool)
+        lengths = np.zeros(N, np.int64)
         for n in range(N):
             symbols, legal_next = self._string(rng)
             while len(symbols) > T:  # redraw strings that do not fit
                 symbols, legal_next = self._string(rng)
             codes = [index[s] for s in symbols]
-            L = len(codes)
+            L = lengths[n] = len(codes)
             xs[np.arange(L), n, codes] = 1.0
             targets[: L - 1, n] = codes[1:]
             mask[: L - 1, n] = True
             for t, allowed in enumerate(legal_next):
                 legal[t, n, [index[s] for s in allowed]] = True
-        return Batch(xs, targets, mask, legal)
+        return Batch(xs, targets, mask, legal, lengths)  # each string runs its own length, not T
 
-    def metrics(self, outputs, batch):
-        legal, mask = batch.legal, batch.mask
+    def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
+        legal, mask = cast(NDArray[np.bool_], batch.legal), batch.mask  # a reber batch holds its legal symbols
         lowest_legal = np.where(legal, outputs, np.inf).min(axis=-1)
         highest_illegal = np.where(legal, -np.inf, outputs).max(axis=-1)
         step_ok = (lowest_legal > highest_illegal) | ~mask
         return {"success": float(np.mean(step_ok.all(axis=0))), "accuracy": _accuracy(outputs, batch)}
 
     @cached_property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         # the best input-blind predictor: the symbol frequencies of next symbols, here measured on a
         # large fixed sample; its ranking is the same at every step.
         batch = self.sample(np.random.default_rng(0), 2000)
         counts = np.bincount(batch.targets[batch.mask], minlength=self.output_size).astype(float)
         freq = counts / counts.sum()
         entropy = -float(np.sum(freq[freq > 0] * np.log(freq[freq > 0])))
-        constant = np.broadcast_to(np.log(freq + 1e-12), batch.legal.shape)
+        legal = cast(NDArray[np.bool_], batch.legal)  # a reber batch holds its legal symbols
+        constant = np.broadcast_to(np.log(freq + 1e-12), legal.shape)
         return {"loss": entropy, **self.metrics(constant, batch)}
 
 
@@ -276,7 +307,7 @@ class Chars(Task):
 
     name = "chars"
 
-    def __init__(self, seq_len, text_path):
+    def __init__(self, seq_len: int, text_path: str | os.PathLike[str] | None) -> None:
         super().__init__(seq_len)
         if text_path is None:
             raise ValueError("the chars task needs a text file (--text PATH)")
@@ -299,36 +330,39 @@ class Chars(Task):
         self.train_codes, self.eval_codes = self.codes[:split], self.codes[split:]
         self.input_size = self.output_size = len(self.vocab)
 
-    def sample(self, rng, batch_size):
+    def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
         N = check_positive_int("batch_size", batch_size)
         offsets = rng.integers(0, len(self.train_codes) - self.seq_len, N)
         return self._from(self.train_codes, offsets)
 
-    def eval_batch(self, size, seed):
+    def eval_batch(self, size: int, seed: int) -> Batch:
         # non-overlapping chunks of the held-out text, in order (no randomness needed)
         count = min(size, (len(self.eval_codes) - 1) // self.seq_len)
         return self._from(self.eval_codes, np.arange(count) * self.seq_len)
 
-    def _from(self, codes, offsets) -> Batch:
+    def _from(self, codes: IntArray, offsets: IntArray) -> Batch:
         T = self.seq_len
         index = offsets[None, :] + np.arange(T + 1)[:, None]  # (T + 1, N)
         chunk = codes[index]
         return Batch(_one_hot(chunk[:-1], self.input_size), chunk[1:], np.ones((T, len(offsets)), bool))
 
     @property
-    def data_fingerprint(self) -> dict:
+    def data_fingerprint(self) -> dict[str, str]:
         """The text file: its path (to name it) and the SHA-256 of its text (to compare it)."""
         return {"text": self.path, "text_sha256": self.sha256}
 
     @property
-    def baseline(self):
+    def baseline(self) -> dict[str, float]:
         freq = np.bincount(self.codes, minlength=self.output_size) / len(self.codes)
         nonzero = freq[freq > 0]
         return {"loss": -float(np.sum(nonzero * np.log(nonzero))), "accuracy": float(freq.max())}
 
 
-def make_task(name: str, seq_len: int, text: str | None = None) -> Task:
-    """The task called `name` (one of TASKS) with sequence length seq_len; chars needs `text`."""
+def make_task(name: str, seq_len: int, text: str | None = None, min_seq_len: int | None = None) -> Task:
+    """The task called `name` (one of TASKS) with sequence length seq_len; chars needs `text`;
+    min_seq_len: adding only, each sequence's length drawn in [min_seq_len, seq_len]."""
+    if name == "adding":
+        return Adding(seq_len, min_seq_len)
     classes = {"adding": Adding, "copy": Copy, "temporal-order": TemporalOrder, "reber": Reber, "parity": Parity}
     if name == "chars":
         return Chars(seq_len, text)

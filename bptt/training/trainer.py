@@ -16,14 +16,18 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator, Mapping, cast
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
+from ..cells.cell import Cell
 from ..cells.registry import make_cell
+from ..cells.stack import Stack
 from ..core.readout import Linear
 from ..core.truncation import TBPTT, NonFiniteError, WindowWalk, model_params, window_gradients
-from ..core.unroll import forward
+from ..core.types import Array, IntArray, ModelTape, Seed, State
+from ..core.unroll import Tape, forward, forward_window
 from .clipping import clip_gradients
 from .config import SettingError, TrainConfig
 from .folder_lock import FolderLock
@@ -35,6 +39,28 @@ from .run_folder import (
     start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
 )
 from .tasks import Batch, make_task
+
+
+def make_model(config: TrainConfig, input_size: int, seed: Seed, dtype: DTypeLike) -> Cell | Stack:
+    """The recurrent model the settings ask for: one cell, or a bptt.Stack for several layers or
+    both directions (its weights drawn from the same seed; dropout needs a Stack)."""
+    if config.layers > 1 or config.bidirectional:
+        return Stack(config.cell, input_size, config.hidden, config.layers, bidirectional=config.bidirectional,
+                     proj_size=config.proj_size, dropout=config.dropout, seed=np.random.default_rng(seed), dtype=dtype)
+    return make_cell(config.cell, input_size, config.hidden, proj_size=config.proj_size, seed=seed, dtype=dtype)
+
+
+@contextlib.contextmanager
+def evaluating(model: Cell | Stack) -> Iterator[None]:
+    """Dropout off while the held-out set is evaluated, back on after (a Stack's train/eval)."""
+    if not isinstance(model, Stack):
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train()
 
 
 class TrainingStopped(RuntimeError):
@@ -72,29 +98,31 @@ class TrainingRun:
         The settings and data a resume must find unchanged (`run_fingerprint`), saved in checkpoints.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path | None = None):
+    def __init__(self, config: TrainConfig, run_dir: Path | None = None) -> None:
         self.config, self.dir = config, None if run_dir is None else Path(run_dir)
         self.dtype = np.dtype(config.dtype)
-        self.task = make_task(config.task, config.seq_len, config.text)
+        self.task = make_task(config.task, config.seq_len, config.text, config.min_seq_len)
         self.fingerprint = run_fingerprint(config, self.task.data_fingerprint)
         # a fourth child leaves the first three (and so every run without an init) unchanged
         cell_seed, readout_seed, data_seed, init_seed = np.random.SeedSequence(config.seed).spawn(4)
-        self.cell = make_cell(config.cell, self.task.input_size, config.hidden, seed=cell_seed, dtype=self.dtype)
+        self.cell = make_model(config, self.task.input_size, cell_seed, self.dtype)
         # deterministic, and `restore` then overwrites every parameter: a resumed run keeps its weights
         initialise(self.cell, config.init, np.random.default_rng(init_seed))
-        self.readout = Linear(config.hidden, self.task.output_size, seed=readout_seed, dtype=self.dtype)
+        width = config.hidden if config.proj_size == 0 else config.proj_size
+        self.readout = Linear(width * (2 if config.bidirectional else 1), self.task.output_size,
+                              seed=readout_seed, dtype=self.dtype)
         self.params = model_params(self.cell, self.readout)
         schedule = Schedule(config.schedule, config.lr, config.steps, 0.0, config.lr_step_size, config.lr_gamma)
         self.optimizer = make_optimizer(config.optimizer, schedule, momentum=config.momentum)
         self.rng = np.random.default_rng(data_seed)
         self.step = 0
         self.batch: Batch | None = None
-        self.batch_rng_state = None  # the data RNG's state before the current batch was drawn
+        self.batch_rng_state: Mapping[str, Any] | None = None  # the data RNG's state before the current batch was drawn
         self.walk: WindowWalk | None = None
         self.elapsed = 0.0
         self.skipped = 0
         self.clipped = 0
-        self.last_eval: dict = {}
+        self.last_eval: dict[str, float] = {}
 
     # --- model and data
     def cast(self, batch: Batch) -> Batch:
@@ -102,7 +130,7 @@ class TrainingRun:
         targets = batch.targets.astype(self.dtype) if batch.targets.dtype.kind == "f" else batch.targets
         return batch._replace(xs=batch.xs.astype(self.dtype), targets=targets)
 
-    def next_batch(self, window: int = 0, carry=None) -> None:
+    def next_batch(self, window: int = 0, carry: State | None = None) -> None:
         """Draw the next batch from the data RNG and start walking its windows.
 
         Parameters
@@ -117,13 +145,22 @@ class TrainingRun:
         plan = TBPTT(*self.config.truncation(self.batch.xs.shape[0]))
         self.walk = WindowWalk(plan, self.batch.mask, carry, window)
 
-    def advance(self, tape) -> None:
+    def window_lengths(self) -> IntArray | None:
+        """How many of the current window's steps each sequence runs (None: all of them)."""
+        batch, walk = cast(Batch, self.batch), cast(WindowWalk, self.walk)  # called mid-batch: next_batch set both
+        if batch.lengths is None:
+            return None
+        start, _, end = walk.window
+        return np.clip(batch.lengths - start, 0, end - start)
+
+    def advance(self, tape: Tape | ModelTape) -> None:
         """After the current window's forward pass (`tape`), move to the next window or batch."""
-        self.walk.advance(tape)
-        if self.walk.done:
+        walk = cast(WindowWalk, self.walk)  # called mid-batch: next_batch set it
+        walk.advance(tape)
+        if walk.done:
             self.batch = self.walk = None
 
-    def evaluate(self, batch: Batch) -> dict:
+    def evaluate(self, batch: Batch) -> dict[str, float]:
         """Loss and task metrics of the current weights on `batch`: one full forward, no truncation.
 
         Parameters
@@ -137,8 +174,8 @@ class TrainingRun:
             "loss" (the mean over every masked entry; NaN if the hidden states are not finite) and
             the task's metrics, e.g. "accuracy".
         """
-        with np.errstate(over="ignore", invalid="ignore"):
-            hs, _ = forward(self.cell, batch.xs)
+        with np.errstate(over="ignore", invalid="ignore"), evaluating(self.cell):
+            hs, _ = forward(self.cell, batch.xs, lengths=batch.lengths)
             if not np.isfinite(hs).all():
                 return {"loss": float("nan")}
             outputs, _ = self.readout.forward(hs)
@@ -149,25 +186,27 @@ class TrainingRun:
     def checkpoint(self) -> Checkpoint:
         """The state to save; mid-batch, the batch is drawn again from the RNG state before it."""
         mid_batch = self.walk is not None
-        carry = self.walk.state if mid_batch else None
+        carry = self.walk.state if self.walk is not None else None
         return Checkpoint(
             params=self.params,
             optimizer=self.optimizer.state_arrays(),
             step=self.step,
-            window=self.walk.index if mid_batch else -1,
+            window=self.walk.index if self.walk is not None else -1,
             elapsed=self.elapsed,
             skipped=self.skipped,
             clipped=self.clipped,
-            rng_state=self.batch_rng_state if mid_batch else self.rng.bit_generator.state,
+            # next_batch records the data RNG's state before the batch whenever it starts a walk
+            rng_state=cast(Mapping[str, Any], self.batch_rng_state) if mid_batch else self.rng.bit_generator.state,
             carry=() if carry is None else self.cell.unpack_state(carry),
             last_eval=self.last_eval,
             vocab=getattr(self.task, "vocab", None),
             fingerprint=self.fingerprint,
+            model_rng_state=self.cell.rng.bit_generator.state if isinstance(self.cell, Stack) else None,
         )
 
     def save(self) -> None:
         """Write checkpoint.npz."""
-        write_checkpoint(self.dir, self.checkpoint())
+        write_checkpoint(cast(Path, self.dir), self.checkpoint())  # a run saves only once its folder exists
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from `checkpoint`: weights, optimizer, data RNG, position in the batch, counters.
@@ -181,6 +220,8 @@ class TrainingRun:
         try:
             self.optimizer.load_state_arrays(checkpoint.optimizer)
             self.rng.bit_generator.state = checkpoint.rng_state
+            if isinstance(self.cell, Stack) and checkpoint.model_rng_state is not None:
+                self.cell.rng.bit_generator.state = checkpoint.model_rng_state  # the dropout masks to come
             if checkpoint.window >= 0:  # mid-batch: draw the same batch again, continue at the saved window
                 carry = None
                 if checkpoint.carry:
@@ -198,11 +239,11 @@ class TrainingRun:
 def train(
     config: TrainConfig | None = None,
     *,
-    resume: str | os.PathLike | None = None,
-    callback: Callable[[int, dict], None] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
     overwrite: bool = False,
     on_start: Callable[[Path], None] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Train as `config` says, or continue the run folder `resume`; write the run folder.
 
     A new run gets its own folder: `config.out`, which must not hold a run already (unless
@@ -252,6 +293,19 @@ def train(
     TrainingStopped
         On a non-finite loss, gradient or updated weight with on_nonfinite="stop", after
         checkpointing the last good weights.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bptt
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "adding-run"
+    >>> config = bptt.TrainConfig(task="adding", steps=20, seq_len=10, hidden=8, out=str(folder))
+    >>> summary = bptt.train(config)
+    >>> written = {p.name for p in folder.iterdir()}
+    >>> summary["steps"], {"config.json", "checkpoint.npz", "metrics.jsonl", "summary.json"} <= written
+    (20, True)
+    >>> summary = bptt.train(bptt.TrainConfig(steps=30), resume=folder)    # ten more steps
+    >>> summary["steps"]
+    30
     """
     if resume is not None:
         if overwrite:
@@ -261,11 +315,11 @@ def train(
         run, lock = _start(config, overwrite)
     with lock:
         if on_start is not None:
-            on_start(run.dir)
+            on_start(cast(Path, run.dir))  # _start and _resume give the run its folder
         return _loop(run, callback)
 
 
-def _resume(run_dir, config: TrainConfig | None) -> tuple[TrainingRun, FolderLock]:
+def _resume(run_dir: str | os.PathLike[str], config: TrainConfig | None) -> tuple[TrainingRun, FolderLock]:
     """The run in `run_dir` restored from its checkpoint, its logs truncated, its folder locked."""
     folder = Path(run_dir)
     lock = lock_run_folder(folder)
@@ -323,21 +377,22 @@ def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, Fo
     return run, lock
 
 
-def _loop(run: TrainingRun, callback) -> dict:
-    config, cell = run.config, run.cell
+def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
+    config, cell, folder = run.config, run.cell, cast(Path, run.dir)  # _start and _resume give the run its folder
     eval_batch = run.cast(run.task.eval_batch(config.eval_size, config.eval_seed))
     started, base_elapsed = time.perf_counter(), run.elapsed
     reached_target = bool(
         config.target_loss is not None and run.last_eval and run.last_eval["loss"] <= config.target_loss
     )
-    with Logs(run.dir) as logs:
+    with Logs(folder) as logs:
         while run.step < config.steps and not reached_target:
             if run.walk is None:
                 run.next_batch()
-            mask = run.walk.loss_mask()
+            batch, walk = cast(Batch, run.batch), cast(WindowWalk, run.walk)  # next_batch set both
+            mask = walk.loss_mask()
             if not mask.any():  # nothing to learn from here: carry the state, no update
-                start, _, end = run.walk.window
-                _, tape = forward(cell, run.batch.xs[start:end], run.walk.state)
+                start, _, end = walk.window
+                _, tape = forward_window(cell, batch.xs[start:end], walk.state, lengths=run.window_lengths())
                 run.advance(tape)
                 continue
             record = _update(run, mask, logs, base_elapsed, started)
@@ -356,18 +411,20 @@ def _loop(run: TrainingRun, callback) -> dict:
     if not run.last_eval:
         run.last_eval = run.evaluate(eval_batch)
     run.elapsed = base_elapsed + time.perf_counter() - started
-    return write_summary(run.dir, _summary(run, reached_target))
+    return write_summary(folder, _summary(run, reached_target))
 
 
-def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: float) -> dict:
+def _update(run: TrainingRun, mask: NDArray[np.bool_], logs: Logs, base_elapsed: float, started: float
+            ) -> dict[str, Any]:
     """One parameter update from the current window; returns its metrics record (no elapsed yet)."""
-    config, batch, (start, _, end) = run.config, run.batch, run.walk.window
-    record = {"step": run.step + 1}
+    batch, walk = cast(Batch, run.batch), cast(WindowWalk, run.walk)  # an update runs mid-batch, as _loop ensures
+    config, (start, _, end) = run.config, walk.window
+    record: dict[str, Any] = {"step": run.step + 1}
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             result = window_gradients(
-                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], run.walk.state,
-                batch.targets[start:end], mask,
+                run.cell, run.readout, run.task.loss_fn, batch.xs[start:end], walk.state,
+                batch.targets[start:end], mask, lengths=run.window_lengths(),
             )
         bad = [name for name, g in result.params.items() if not np.isfinite(g).all()]
         if bad:
@@ -378,9 +435,9 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
         if config.on_nonfinite == "stop":
             run.elapsed = base_elapsed + time.perf_counter() - started
             run.save()
-            raise TrainingStopped(
+            raise TrainingStopped(  # run.dir is the folder run.save() has just written to
                 f"step {run.step + 1}: non-finite {exc.what} ({exc}); the weights of step {run.step} "
-                f"are saved in {run.dir / 'checkpoint.npz'}. Lower --lr or clip the gradients."
+                f"are saved in {cast(Path, run.dir) / 'checkpoint.npz'}. Lower --lr or clip the gradients."
             ) from exc
         run.skipped += 1
         run.step += 1
@@ -396,7 +453,7 @@ def _update(run: TrainingRun, mask, logs: Logs, base_elapsed: float, started: fl
     return record
 
 
-def _apply_update(run: TrainingRun, grads: dict) -> float:
+def _apply_update(run: TrainingRun, grads: Mapping[str, Array]) -> float:
     """The optimizer's step on the live weights, undone (weights and optimizer state) if it leaves a
     weight non-finite: a finite gradient times a huge learning rate can overflow. Returns the lr."""
     weights = {name: value.copy() for name, value in run.params.items()}
@@ -412,7 +469,7 @@ def _apply_update(run: TrainingRun, grads: dict) -> float:
     return lr
 
 
-def _summary(run: TrainingRun, reached_target: bool) -> dict:
+def _summary(run: TrainingRun, reached_target: bool) -> dict[str, Any]:
     config, baseline = run.config, run.task.baseline
     summary = {
         "task": config.task,
@@ -436,7 +493,7 @@ def _summary(run: TrainingRun, reached_target: bool) -> dict:
     return summary
 
 
-def load_run(run_dir) -> TrainingRun:
+def load_run(run_dir: str | os.PathLike[str]) -> TrainingRun:
     """A run folder's config, task and model, with the checkpoint's weights and state loaded.
 
     Parameters
@@ -458,7 +515,7 @@ def load_run(run_dir) -> TrainingRun:
     return run
 
 
-def evaluate(run_dir) -> dict:
+def evaluate(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The held-out metrics of a saved run (its checkpoint), next to the task's baseline.
 
     Parameters
@@ -468,13 +525,22 @@ def evaluate(run_dir) -> dict:
     Returns
     -------
     dict
-        task, cell, step, eval_loss, baseline_loss, and eval_/baseline_ accuracy or success where the
+        task, cell, step, eval_loss, baseline_loss, and ``eval_``/``baseline_`` accuracy or success where the
         task has them; a non-finite loss is None.
 
     Raises
     ------
     ValueError
         As `load_run`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bptt
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "parity-run"
+    >>> _ = bptt.train(bptt.TrainConfig(task="parity", steps=10, seq_len=8, hidden=8, out=str(folder)))
+    >>> metrics = bptt.evaluate(folder)
+    >>> metrics["step"], sorted(k for k in metrics if k.endswith("accuracy"))
+    (10, ['baseline_accuracy', 'eval_accuracy'])
     """
     run = load_run(run_dir)
     config = run.config

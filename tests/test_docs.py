@@ -1,0 +1,28 @@
+"""The documentation's sources keep up with the code: every public name is in the API reference, and
+every experiment is a gallery page (a titled reST docstring with its narrative)."""
+
+import ast
+import re
+from pathlib import Path
+
+import bptt
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = sorted(p for p in (ROOT / "experiments").glob("*.py") if p.name != "common.py")
+
+
+def test_the_api_reference_lists_every_public_name():
+    listed = set(re.findall(r"^   bptt\.(\w+)$", (ROOT / "docs" / "api.rst").read_text(), flags=re.M))
+    assert set(bptt.__all__) - {"diagnostics"} <= listed, set(bptt.__all__) - listed
+    assert listed <= set(bptt.__all__) | {"core", "training", "plots"}
+
+
+def test_every_experiment_is_a_gallery_page():
+    assert EXPERIMENTS
+    for path in EXPERIMENTS:
+        doc = ast.get_docstring(ast.parse(path.read_text()), clean=False)
+        lines = doc.strip().splitlines()
+        assert set(lines[1]) == {"="} and len(lines[1]) == len(lines[0]), f"{path.name}: no reST title"
+        for section in ("What it shows", "The paper", "What to look for", "Run it"):
+            assert f"\n{section}\n" in doc, f"{path.name}: no section {section!r}"
+        assert f"python experiments/{path.name} --out DIR [--quick]" in doc, path.name
