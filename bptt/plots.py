@@ -374,7 +374,7 @@ def learning_curves_grid_figure(panels: list[tuple[str, Mapping[str, tuple[Array
 
 
 # ----------------------------------------------------------------- sweeps
-def sweep_metrics_figure(x, panels: list, xlabel: str, title: str, logx: bool = False) -> Figure:
+def sweep_metrics_figure(x: ArrayLike, panels: list, xlabel: str, title: str, logx: bool = False) -> Figure:
     """Metrics of a sweep against one swept setting, one panel per metric and one line per group of
     runs (e.g. per cell): the mean over seeds with markers, a band from the lowest to the highest
     seed, each seed a faint dot.

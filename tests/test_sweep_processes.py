@@ -244,13 +244,14 @@ def cluster(distributed, tmp_path):
     """A Dask scheduler and two workers (worker-a, worker-b), each its own process on 127.0.0.1 with no
     dashboard, each in a folder of its own; stopped by their ids at the end."""
     scheduler_file = tmp_path / "scheduler.json"
-    processes = {}
+    processes, logs = {}, []
 
     def launch(name, *args):
         folder = tmp_path / name
         folder.mkdir()
+        logs.append(open(folder / "log", "w"))
         processes[name] = subprocess.Popen([sys.executable, "-m", "dask", *args], cwd=folder, env=SINGLE,
-                                           stdout=subprocess.DEVNULL, stderr=open(folder / "log", "w"))
+                                           stdout=subprocess.DEVNULL, stderr=logs[-1])
 
     try:
         launch("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
@@ -271,6 +272,8 @@ def cluster(distributed, tmp_path):
         for name in ("worker-a", "worker-b", "scheduler"):
             if name in processes:
                 stop(processes[name])
+        for log in logs:
+            log.close()
 
 
 def test_a_sweep_on_a_dask_cluster_uses_both_workers_and_matches_the_local_one(spec, reference, cluster, tmp_path):

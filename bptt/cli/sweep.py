@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from ..training.sweep import SweepProgress
 from . import cli
+
+if TYPE_CHECKING:
+    from ..training.sweep import RunState, SweepResult
 
 
 class BadInput(click.ClickException):
@@ -18,15 +24,15 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
-def _loss(value) -> str:
+def _loss(value: float | None) -> str:
     return "n/a" if value is None else format(value, ".4g")
 
 
-def run_line(run) -> str:
+def run_line(run: RunState) -> str:
     """One line for a finished run: its status, name and result."""
     if run.status == "failed":
         return f"failed  {run.name}: {run.error}"
-    s = run.summary
+    s = run.summary or {}
     text = f"done    {run.name}: eval loss {_loss(s.get('eval_loss'))} (baseline {_loss(s.get('baseline_loss'))})"
     for key in ("accuracy", "success"):
         if s.get(f"eval_{key}") is not None:
@@ -37,32 +43,34 @@ def run_line(run) -> str:
     return text + (f" on {';'.join(run.workers)}" if run.workers else "")
 
 
-class _Progress:
+class _Progress(SweepProgress):
     """The progress bar on stderr (done / failed / running, ETA) and a line per finished run."""
 
-    def __init__(self, quiet: bool, stream=None):
-        self.quiet, self.bar, self.counts = quiet, None, {}
+    def __init__(self, quiet: bool, stream: TextIO | None = None):
+        self.quiet = quiet
+        self.bar: Any = None
+        self.counts: dict = {}
         self.stderr = stream or sys.stderr
 
-    def planned(self, result, to_run):
+    def planned(self, result: SweepResult, to_run: int) -> None:
         finished = len(result.runs) - to_run
         if not self.quiet:
             click.echo(f"{len(result.runs)} runs in {result.out}: {to_run} to run"
                        + (f", {finished} finished before" if finished else ""), file=self.stderr)
-        if to_run and not self.quiet:
+        if to_run and not self.quiet and self.stderr.isatty():  # no bar in a pipe or a log
             self.bar = click.progressbar(length=to_run, label="sweep", file=self.stderr, show_eta=True,
                                          show_pos=True, item_show_func=self._text)
             self.bar.__enter__()
 
-    def _text(self, _item=None):
+    def _text(self, _item: object = None) -> str | None:
         c = self.counts
         return f"done {c['done']}, failed {c['failed']}, running {c['running']}" if c else None
 
-    def _clear(self):
+    def _clear(self) -> None:
         if self.bar is not None and self.stderr.isatty():
             self.stderr.write("\r\033[K")
 
-    def finished(self, run):
+    def finished(self, run: RunState) -> None:
         if self.quiet:
             return
         self._clear()
@@ -70,25 +78,25 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
 
-    def lost(self, run, message):
+    def lost(self, run: RunState, message: str) -> None:
         if not self.quiet:
             self._clear()
             click.echo(f"lost    {run.name}: {message}; it runs again from its last checkpoint", file=self.stderr)
 
-    def update(self, counts):
+    def update(self, counts: dict) -> None:
         if counts != self.counts:
             self.counts = counts
             if self.bar is not None:
                 self.bar.current_item = None
                 self.bar.render_progress()
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
@@ -149,7 +157,10 @@ from the last checkpoint that came back.
               help="A worker sends a run's files back at its first checkpoint after this many seconds: the most "
                    "training a lost worker costs (plus one --checkpoint-every interval).")
 @click.option("--quiet", is_flag=True, help="No progress bar and no line per finished run.")
-def sweep_command(spec, out, workers, scheduler, connect_timeout, sync_seconds, quiet):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the outcome as one JSON object: runs, done, failed, out, results, summary.")
+def sweep_command(spec: str, out: str | None, workers: int | None, scheduler: str | None, connect_timeout: float,
+                  sync_seconds: float, quiet: bool, as_json: bool) -> None:
     from ..training.sweep import SweepInterrupted, SweepLockedError, SweepMismatchError, run_sweep
     from ..training.sweep_engine import SchedulerError
     from ..training.sweep_spec import SpecError, load_spec
@@ -185,7 +196,11 @@ def sweep_command(spec, out, workers, scheduler, connect_timeout, sync_seconds, 
         signal.signal(signal.SIGTERM, terminate)
     progress.close()
     done, failed = result.count("done"), result.count("failed")
-    click.echo(f"{len(result.runs)} runs: {done} done, {failed} failed; results in {Path(out) / 'results.csv'}, "
-               f"summary in {Path(out) / 'summary.md'}")
+    if as_json:
+        click.echo(json.dumps({"runs": len(result.runs), "done": done, "failed": failed, "out": str(out),
+                               "results": str(Path(out) / "results.csv"), "summary": str(Path(out) / "summary.md")}))
+    else:
+        click.echo(f"{len(result.runs)} runs: {done} done, {failed} failed; results in {Path(out) / 'results.csv'}, "
+                   f"summary in {Path(out) / 'summary.md'}")
     if failed:
         ctx.exit(1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -33,6 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from .folder_lock import FolderLock
 from .run_folder import (
@@ -68,7 +70,7 @@ class SweepInterrupted(KeyboardInterrupt):
         The rows as they stand (unfinished runs are "pending").
     """
 
-    def __init__(self, result):
+    def __init__(self, result: "SweepResult"):
         super().__init__()
         self.result = result
 
@@ -153,7 +155,7 @@ class SweepProgress:
         """Counts of "done", "failed", "running" and "pending" runs, now (called often)."""
 
 
-def _normal(config_dict: dict) -> dict:
+def _normal(config_dict: dict) -> Any:
     return json.loads(json.dumps(json_safe(config_dict), default=os.fspath))
 
 
@@ -163,7 +165,7 @@ def _changes(saved: dict, wanted: dict) -> list:
             if key in saved and key not in ignored and saved[key] != wanted[key]]
 
 
-def plan(spec: SweepSpec, out) -> SweepResult:
+def plan(spec: SweepSpec, out: str | os.PathLike) -> SweepResult:
     """Each grid point's state from DIR as it is: done, failed (invalid settings) or pending.
 
     Parameters
@@ -222,7 +224,11 @@ def _save(state: RunState, files: dict) -> None:
         write_config(state.folder, dataclasses.replace(state.point.config, out=str(state.folder)))
     for name in WRITE_ORDER:
         if name in files:
-            _atomic_write(state.folder / name, lambda f, data=files[name]: f.write(data))
+            _atomic_write(state.folder / name, functools.partial(_write_bytes, files[name]))
+
+
+def _write_bytes(data: bytes, f: BinaryIO) -> None:
+    f.write(data)
 
 
 def _release(run: RunState) -> None:
@@ -239,7 +245,7 @@ def _release(run: RunState) -> None:
             pass  # e.g. another process locked it meanwhile: leave it
 
 
-def run_sweep(spec: SweepSpec, out, *, workers: int | None = None, scheduler: str | None = None,
+def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, workers: int | None = None, scheduler: str | None = None,
               connect_timeout: float = 10.0, sync_seconds: float = 20.0,
               progress: SweepProgress | None = None) -> SweepResult:
     """Run every grid point of `spec` not done yet into `out`, and write the results.
@@ -291,7 +297,7 @@ def run_sweep(spec: SweepSpec, out, *, workers: int | None = None, scheduler: st
         write_if_changed(out / SPEC_COPY, spec.text.encode())
         todo = [r for r in result.runs if r.status == "pending"]
         result.ran = len(todo)
-        engine = None
+        engine: LocalPool | DaskEngine | None = None
         if todo:
             if scheduler is not None:
                 engine = DaskEngine(scheduler, connect_timeout)
@@ -311,26 +317,27 @@ def run_sweep(spec: SweepSpec, out, *, workers: int | None = None, scheduler: st
         sweep_lock.release()
 
 
-def _drive(engine, result: SweepResult, todo: list, spec: SweepSpec, sync_seconds: float,
+def _drive(engine: LocalPool | DaskEngine, result: SweepResult, todo: list, spec: SweepSpec, sync_seconds: float,
            progress: SweepProgress) -> None:
     queue = collections.deque(todo)
-    running = {}  # future -> RunState
-    texts = {}
+    running: dict[Any, RunState] = {}  # future -> RunState
+    texts: dict[str, bytes | None] = {}
 
-    def counts():
+    def counts() -> dict:
         c = collections.Counter(r.status for r in result.runs)
         return {"done": c["done"], "failed": c["failed"], "running": len(running), "pending": len(queue)}
 
     def chunk_for(run: RunState) -> Chunk:
         config = run.point.config
-        if config.text is not None and config.text not in texts:
+        text = None if config.text is None else os.fspath(config.text)
+        if text is not None and text not in texts:
             try:
-                texts[config.text] = Path(config.text).read_bytes()
+                texts[text] = Path(text).read_bytes()
             except OSError:
-                texts[config.text] = None  # the worker's trainer reports the missing file
+                texts[text] = None  # the worker's trainer reports the missing file
         if run.files is None:
             run.files = _read_files(run.folder) if (run.folder / CHECKPOINT).is_file() else {}
-        return Chunk(run.name, chunk_config(config), run.files, texts.get(config.text), sync_seconds,
+        return Chunk(run.name, chunk_config(config), run.files, None if text is None else texts[text], sync_seconds,
                      str(run.folder))
 
     def finish(run: RunState, status: str, error: str | None = None) -> None:
@@ -341,7 +348,7 @@ def _drive(engine, result: SweepResult, todo: list, spec: SweepSpec, sync_second
         progress.finished(run)
         write_results(spec, result, figures=False)
 
-    def receive(future) -> None:
+    def receive(future: Any) -> None:
         run = running.pop(future)
         try:
             chunk = engine.outcome(future)
@@ -363,9 +370,9 @@ def _drive(engine, result: SweepResult, todo: list, spec: SweepSpec, sync_second
         else:
             finish(run, chunk.status, chunk.error)
 
-    stopping = []
+    stopping: list[int] = []
 
-    def on_signal(signum, frame):
+    def on_signal(signum: int, frame: object) -> None:
         if stopping:
             raise KeyboardInterrupt  # asked twice: leave now
         stopping.append(signum)  # the loop stops between writes, never inside one

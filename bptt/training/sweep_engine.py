@@ -19,7 +19,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import uuid
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from typing import Any
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .sweep_worker import Chunk, ChunkResult, init_local_worker, run_chunk
@@ -71,13 +72,13 @@ class LocalPool:
         self._context = multiprocessing.get_context("spawn")  # no inherited threads, a fresh BLAS
         self._stop = self._context.Event()
         self._counter = self._context.Value("i", 0)
-        self._saved_env = {}
+        self._saved_env: dict[str, str | None] = {}
         if not any(name in os.environ for name in BLAS_THREADS):
             # spawned children read these at start; the parent's BLAS is loaded already, unaffected
             self._saved_env = {name: os.environ.get(name) for name in BLAS_THREADS}
             os.environ.update({name: "1" for name in BLAS_THREADS})
-        self._executor = None
-        self._owners = {}  # future -> the pool it was submitted to
+        self._executor: ProcessPoolExecutor | None = None
+        self._owners: dict[Future, ProcessPoolExecutor | None] = {}  # future -> the pool it was submitted to
 
     @property
     def capacity(self) -> int:
@@ -90,7 +91,7 @@ class LocalPool:
                                                  initializer=init_local_worker, initargs=(self._stop, self._counter))
         return self._executor
 
-    def submit(self, chunk: Chunk):
+    def submit(self, chunk: Chunk) -> Future:
         """Start `chunk` on a free worker (or queue it); returns its future."""
         try:
             future = self._pool().submit(run_chunk, chunk)
@@ -105,7 +106,7 @@ class LocalPool:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = None
 
-    def outcome(self, future) -> ChunkResult:
+    def outcome(self, future: Future) -> ChunkResult:
         """The result of a finished future.
 
         Raises
@@ -123,7 +124,7 @@ class LocalPool:
         except CancelledError as exc:  # queued in a pool that broke
             raise WorkerLost("its pool was replaced before it started") from exc
 
-    def stop(self, futures) -> None:
+    def stop(self, futures: list) -> None:
         """Ask every running chunk to hand its run back now, and cancel the queued `futures`."""
         self._stop.set()
         for future in futures:
@@ -189,12 +190,12 @@ class DaskEngine:
         except Exception:  # the scheduler is going away: the next outcome says so
             return 1
 
-    def submit(self, chunk: Chunk):
+    def submit(self, chunk: Chunk) -> Any:
         """Submit `chunk` as a task; returns its future."""
         key = f"bptt-sweep-{chunk.name}-{uuid.uuid4().hex[:8]}"
         return self.client.submit(run_chunk, chunk, key=key, pure=False)
 
-    def outcome(self, future) -> ChunkResult:
+    def outcome(self, future: Any) -> ChunkResult:
         """The result of a finished future.
 
         Raises
@@ -212,7 +213,7 @@ class DaskEngine:
         finally:
             future.release()
 
-    def stop(self, futures) -> None:
+    def stop(self, futures: list) -> None:
         """Cancel `futures` (a running task finishes on its worker, unheard)."""
         try:
             self.client.cancel(list(futures))

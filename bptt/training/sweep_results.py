@@ -23,13 +23,18 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .run_folder import _atomic_write
-from .sweep_spec import LABEL, REPLICATE
+from .sweep_spec import LABEL, REPLICATE, SweepSpec
+
+if TYPE_CHECKING:
+    from .sweep import RunState, SweepResult
 
 RESULTS = "results.csv"
 SUMMARY_MD = "summary.md"
@@ -38,7 +43,7 @@ METRICS = ("accuracy", "success")
 _MAX_CURVE_PANELS = 36
 
 
-def _columns(spec, runs) -> list:
+def _columns(spec: SweepSpec, runs: list[RunState]) -> list:
     columns = list(spec.swept) + ["run", "status", "error", "eval_loss", "baseline_loss"]
     for key in METRICS:
         if any(r.summary and f"eval_{key}" in r.summary for r in runs):
@@ -48,7 +53,7 @@ def _columns(spec, runs) -> list:
     return columns + ["steps", "wall_seconds", "worker"]
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -56,7 +61,7 @@ def _cell(value) -> str:
     return str(value)
 
 
-def rows(spec, result) -> tuple[list, list]:
+def rows(spec: SweepSpec, result: SweepResult) -> tuple[list, list]:
     """The rows of results.csv.
 
     Parameters
@@ -83,7 +88,7 @@ def rows(spec, result) -> tuple[list, list]:
     return columns, table
 
 
-def results_csv(spec, result) -> str:
+def results_csv(spec: SweepSpec, result: SweepResult) -> str:
     """results.csv's text: `rows` with floats written in full (repr) and missing values empty.
 
     Parameters
@@ -104,7 +109,7 @@ def results_csv(spec, result) -> str:
     return buffer.getvalue()
 
 
-def read_previous_workers(out) -> dict:
+def read_previous_workers(out: str | os.PathLike) -> dict:
     """The workers of each run, from the results.csv an earlier sweep left in `out`.
 
     Workers are recorded nowhere else, so a finished run keeps its `worker` cell across sweeps.
@@ -129,7 +134,7 @@ def read_previous_workers(out) -> dict:
 
 
 # ---------------------------------------------------------------- grouping over seeds
-def group_keys(spec) -> list:
+def group_keys(spec: SweepSpec) -> list:
     """The keys that name a group of runs differing only in their seed: the swept keys but the seed,
     with a [[runs]] label standing for its table's settings."""
     if LABEL in spec.swept:
@@ -137,16 +142,16 @@ def group_keys(spec) -> list:
     return [k for k in spec.swept if k != REPLICATE]
 
 
-def _groups(spec, result) -> "OrderedDict":
+def _groups(spec: SweepSpec, result: SweepResult) -> "OrderedDict":
     """(values of the group keys) -> runs, in the spec's order."""
     keys = group_keys(spec)
-    groups = OrderedDict()
+    groups: OrderedDict[tuple, list[RunState]] = OrderedDict()
     for run in result.runs:
         groups.setdefault(tuple(run.point.swept.get(k) for k in keys), []).append(run)
     return groups
 
 
-def _values(runs, key) -> np.ndarray:
+def _values(runs: list[RunState], key: str) -> np.ndarray:
     return np.array([np.nan if r.summary is None or r.summary.get(key) is None else float(r.summary[key])
                      for r in runs if r.status == "done"], float)
 
@@ -167,7 +172,7 @@ def _same(values: np.ndarray, fmt: str) -> str:
     return format(values[0], fmt) if np.all(values == values[0]) else _spread(values, fmt)
 
 
-def summary_markdown(spec, result, figures: list) -> str:
+def summary_markdown(spec: SweepSpec, result: SweepResult, figures: list) -> str:
     """summary.md's text.
 
     Parameters
@@ -224,15 +229,15 @@ def summary_markdown(spec, result, figures: list) -> str:
 
 
 # ---------------------------------------------------------------- figures
-def _numeric(values) -> bool:
+def _numeric(values: list) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def _label(keys, values) -> str:
+def _label(keys: list, values: tuple) -> str:
     return ", ".join(f"{k} {v}" if k != LABEL else str(v) for k, v in zip(keys, values)) or "runs"
 
 
-def figure_data(spec, result) -> dict:
+def figure_data(spec: SweepSpec, result: SweepResult) -> dict:
     """What each figure of a sweep draws.
 
     Parameters
@@ -255,21 +260,22 @@ def figure_data(spec, result) -> dict:
         if len(xs) < 2 or not _numeric(xs):
             continue
         others = [k for k in swept if k != x_key]
-        lines = OrderedDict()
+        lines: OrderedDict[tuple, list[RunState]] = OrderedDict()
         for run in result.runs:
             lines.setdefault(tuple(run.point.swept.get(k) for k in others), []).append(run)
 
-        def grid(runs, key):
+        def grid(runs: list[RunState], key: str, x_key: str = x_key, xs: list = xs) -> np.ndarray:
             per_x = [[r for r in runs if r.point.swept.get(x_key) == x and r.status == "done"] for x in xs]
             width = max([len(p) for p in per_x] + [1])
             values = np.full((len(xs), width), np.nan)
             for i, group in enumerate(per_x):
                 for j, r in enumerate(group):
-                    value = r.summary.get(key) if key != "reached_target" else float(bool(r.summary.get(key)))
+                    summary = r.summary or {}
+                    value = summary.get(key) if key != "reached_target" else float(bool(summary.get(key)))
                     values[i, j] = np.nan if value is None else float(value)
             return values
 
-        panels = [{"ylabel": "held-out loss", "metric": "eval_loss"}]
+        panels: list[dict[str, Any]] = [{"ylabel": "held-out loss", "metric": "eval_loss"}]
         panels += [{"ylabel": f"held-out {m}", "metric": f"eval_{m}"} for m in METRICS
                    if any(r.summary and f"eval_{m}" in r.summary for r in result.runs)]
         if target:
@@ -297,13 +303,14 @@ def figure_data(spec, result) -> dict:
     return figures
 
 
-def _curve_panels(spec, groups) -> list:
+def _curve_panels(spec: SweepSpec, groups: OrderedDict) -> list:
     from .run_folder import read_run
 
     keys = group_keys(spec)
     panels = []
     for values, runs in groups.items():
-        curves, baseline = OrderedDict(), None
+        curves: OrderedDict[str, tuple] = OrderedDict()
+        baseline = None
         for run in runs:
             if run.status != "done":
                 continue
@@ -340,7 +347,7 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def write_results(spec, result, figures: bool = True) -> None:
+def write_results(spec: SweepSpec, result: SweepResult, figures: bool = True) -> None:
     """Write results.csv and, with `figures`, summary.md and the figures, each only if it changed.
 
     Parameters

@@ -40,19 +40,21 @@ import dataclasses
 import hashlib
 import itertools
 import math
+import os
 import re
 import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .config import SettingError, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 TABLES = ("base", "grid", "runs")
 LABEL = "label"
@@ -127,14 +129,14 @@ def _settings() -> dict:
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig) if f.name != "out"}
 
 
-def _type_name(hint) -> str:
+def _type_name(hint: Any) -> str:
     optional = _optional_of(hint)
     if optional is not None:
         return f'{_type_name(optional)} or "{NONE}"'
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
-def _optional_of(hint):
+def _optional_of(hint: Any) -> Any:
     """X for `X | None` with X a number type (None otherwise)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -143,12 +145,12 @@ def _optional_of(hint):
     return None
 
 
-def _toml_type(value) -> str:
+def _toml_type(value: object) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "a table"}.get(type(value), type(value).__name__)
 
 
-def _coerce(where: str, key: str, value, hint):
+def _coerce(where: str, key: str, value: Any, hint: Any) -> Any:
     """`value` as the setting `key` takes it, or a SpecError naming `where`."""
     optional = _optional_of(hint)
     if optional is not None:
@@ -167,7 +169,7 @@ def _coerce(where: str, key: str, value, hint):
     return float(value) if hint is float else value
 
 
-def _check_keys(spec_path, where: str, table: dict, settings: dict, extra=()) -> None:
+def _check_keys(spec_path: str, where: str, table: dict, settings: dict, extra: tuple = ()) -> None:
     valid = list(settings) + list(extra)
     for key in table:
         if key == "out":
@@ -275,7 +277,7 @@ def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
     return spec
 
 
-def _no_repeats(path, where: str, values: list) -> None:
+def _no_repeats(path: str, where: str, values: list) -> None:
     seen = set()
     for value in values:
         if repr(value) in seen:
@@ -284,7 +286,9 @@ def _no_repeats(path, where: str, values: list) -> None:
 
 
 def _expand(spec: SweepSpec, groups: list, varying: list) -> list:
-    points, by_settings, by_name = [], {}, {}
+    points: list[GridPoint] = []
+    by_settings: dict[str, GridPoint] = {}
+    by_name: dict[str, GridPoint] = {}
     keys = list(spec.grid)
     for group in groups:
         for combination in itertools.product(*spec.grid.values()):
@@ -319,7 +323,7 @@ def _expand(spec: SweepSpec, groups: list, varying: list) -> list:
     return points
 
 
-def _name_value(value) -> str:
+def _name_value(value: object) -> str:
     if value is None:
         return NONE
     if isinstance(value, float):
@@ -366,7 +370,7 @@ def point_name(swept: dict, named_by_label: bool = False) -> str:
     return name
 
 
-def load_spec(path) -> SweepSpec:
+def load_spec(path: str | os.PathLike) -> SweepSpec:
     """Read and parse a spec file (`parse_spec`).
 
     Parameters

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .config import TrainConfig
 from .run_folder import CONFIG, RUN_FILES, write_config
@@ -25,7 +26,7 @@ from .trainer import train
 
 # set in a local pool's worker processes by `init_local_worker`
 _LOCAL_NAME: str | None = None
-_STOP = None  # a multiprocessing.Event: the sweep asks running chunks to hand their run back now
+_STOP: Any = None  # a multiprocessing.Event: the sweep asks running chunks to hand their run back now
 
 
 @dataclass
@@ -88,7 +89,7 @@ class _Pause(Exception):
     """Raised from the training callback to stop at a checkpoint and hand the run back."""
 
 
-def init_local_worker(stop, counter) -> None:
+def init_local_worker(stop: Any, counter: Any) -> None:
     """Set up a local pool's worker process: its name ("local-<n>") and the sweep's stop event.
 
     Ctrl-C reaches every process of the terminal's group; the worker ignores it and lets the sweep
@@ -159,11 +160,12 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bptt-sweep-") as tmp:
         folder = Path(tmp) / "run"
-        config = None
+        config: TrainConfig | None = None
 
         def pause(step: int, record: dict) -> None:
             if _STOP is not None and _STOP.is_set():
                 raise _Pause  # the log past the last checkpoint is replayed on resume
+            assert config is not None  # train() calls back only once it runs
             target = config.target_loss
             reached = (target is not None and record.get("eval_loss") is not None and record["eval_loss"] <= target)
             if (step % config.checkpoint_every == 0 and step < config.steps and not reached
