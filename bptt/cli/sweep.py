@@ -128,7 +128,7 @@ place only; `out` is not a key (each run goes to DIR/runs/<name>, e.g. cell=lstm
 DIR/runs/<name>/   an ordinary run folder per grid point (bptt evaluate, bptt plot)
 DIR/results.csv    a row per run: swept keys, run, status, error, eval_loss, baseline_loss,
                    accuracy or success, reached_target, steps, wall_seconds, worker
-DIR/summary.md     the runs grouped over seeds, with DIR/figures/*.png
+DIR/summary.md     the runs grouped over seeds, with the PNG files in DIR/figures
 
 Run the same command again to continue: finished runs are not touched, interrupted ones resume
 from their checkpoints (ending bitwise as one uninterrupted run), missing ones start. A run that

@@ -1,4 +1,4 @@
-"""`run_sweep`: every grid point of a spec trained on a pool of workers, into one folder.
+"""`run_sweep`: every grid point of a spec trained on a pool of workers, into one folder::
 
     DIR/spec.toml          the spec, as last run
     DIR/runs/<name>/       one ordinary run folder per grid point (`bptt evaluate`, `bptt plot`, read_run)

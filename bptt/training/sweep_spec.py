@@ -1,4 +1,4 @@
-"""A sweep's spec: a TOML file of training settings, and the grid points it expands to.
+"""A sweep's spec: a TOML file of training settings, and the grid points it expands to::
 
     [base]                  # settings every run shares: any TrainConfig field, by its name
     task = "adding"
@@ -10,7 +10,7 @@
     seed = [0, 1, 2, 3, 4]
 
 Rows with settings of their own go in `[[runs]]` tables, each crossed with the grid (the README's
-results table: one table per task, `[grid]` holding the cells and the seeds):
+results table: one table per task, `[grid]` holding the cells and the seeds)::
 
     [[runs]]
     label = "adding"        # optional: names the group in folder names and results.csv
