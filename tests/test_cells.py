@@ -22,7 +22,15 @@ from conftest import CELLS, random_state
 @given(cell_name=st.sampled_from(sorted(CELLS)), N=st.integers(1, 4), D=st.integers(1, 5),
        H=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_single_fast_steps_equal_the_plain_pair(cell_name, N, D, H, seed):
-    """forward_step / vjp_step (the fast path, one step) against step_forward / step_backward."""
+    """forward_step / vjp_step (the fast path, one step) against step_forward / step_backward.
+
+    Both compute the same formulas in a different order (and the fast path's tanh and sigmoid from
+    one exp), so they agree to round-off, measured on the scale of what is computed: a state or
+    gate value to a few ulps of max(|value|, 1) (the activations are accurate in absolute terms
+    near 0), a gradient to a few ulps of |dstate| * max(|x|, |state|, 1), the size of its terms
+    before they cancel. A norm-wise relative error would fail on a single value near 0.
+    """
+    eps = np.finfo(np.float64).eps
     rng = np.random.default_rng(seed)
     cell = CELLS[cell_name](D, H, seed=seed)
     x = rng.standard_normal((N, D))
@@ -32,18 +40,19 @@ def test_single_fast_steps_equal_the_plain_pair(cell_name, N, D, H, seed):
     plain_state, plain_cache = cell.step_forward(x, cell.pack_state(state))
     fast_state, fast_cache = forward_step(cell, x, state)
     for a, b in zip(cell.unpack_state(plain_state), fast_state):
-        assert relative_error(a, b) < 1e-14
+        assert np.all(np.abs(a - b) <= 8 * eps * (np.abs(a) + 1))
     for field, a, b in zip(plain_cache._fields, plain_cache, fast_cache):
-        assert relative_error(a, b) < 1e-14, field
+        assert np.all(np.abs(a - b) <= 8 * eps * (np.abs(a) + 1)), field
 
     dx, dstate_prev, grads = cell.step_backward(cell.pack_state(dstate), plain_cache)
     step = vjp_step(cell, fast_cache, dstate)
+    scale = max(np.abs(p).max() for p in dstate) * max(1.0, np.abs(x).max(), *(np.abs(p).max() for p in state))
     for a, b in zip(cell.unpack_state(dstate_prev), step.dstate_prev):
-        assert relative_error(a, b) < 1e-13
-    assert relative_error(dx, step.da_x @ cell.params["weight_ih"]) < 1e-13  # a_x = x W_ih^T + b_ih
+        assert np.abs(a - b).max() <= 16 * eps * scale
+    assert np.abs(dx - step.da_x @ cell.params["weight_ih"]).max() <= 16 * eps * scale  # a_x = x W_ih^T + b_ih
     fast_grads = parameter_gradients(x[None], state[0][None], step.da_x[None], step.da_h[None])
     for name in cell.params:
-        assert relative_error(grads[name], fast_grads[name]) < 1e-13, name
+        assert np.abs(grads[name] - fast_grads[name]).max() <= 16 * eps * scale, name
 
 
 def test_vjp_step_returns_new_arrays(cell_name):
