@@ -368,7 +368,7 @@ def learning_curves_grid_figure(panels: list[tuple[str, Mapping[str, tuple[Array
     axes[0, 0].set_ylabel(ylabel)
     # one legend for all panels, below them: inside a panel it would hide some curve
     handles, labels = axes[0, -1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 2 * len(panels)), fontsize=9)  # wraps on narrow figures
     fig.suptitle(title)
     return fig
 

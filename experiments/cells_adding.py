@@ -61,8 +61,7 @@ evaluation), ``results.json`` (the final held-out MSE per cell and T) and one ru
 T in ``DIR/runs``. The full run took 91 s and 115 s in two runs, ``--quick`` (T = 10 only, H = 8,
 40 updates, evaluated every 10) 1.6 s. Below: the script, then what it wrote and printed when it ran
 at ``--quick`` size as this page was built; 40 updates only show the first steps away from the
-initial loss. The colours are the full-size figure's: blue tanh RNN, orange relu RNN, green LSTM, red
-GRU.
+initial loss.
 """
 
 from __future__ import annotations
