@@ -45,7 +45,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 highlight_language = "none"  # plain ``` blocks are trees, tables and output; code blocks name their language
 smartquotes_action = "qe"  # quotes and ellipses only: "--sample" in a command's help stays two hyphens
-exclude_patterns = ["_build", "README_new.md", "gallery/*.ipynb", "gallery/*.py", "gallery/*.zip"]
+exclude_patterns = ["_build", "gallery/*.ipynb", "gallery/*.py", "gallery/*.zip"]
 templates_path = ["_templates"]
 
 # --- MyST (the Markdown pages)

@@ -26,3 +26,22 @@ def test_every_experiment_is_a_gallery_page():
         for section in ("What it shows", "The paper", "What to look for", "Run it"):
             assert f"\n{section}\n" in doc, f"{path.name}: no section {section!r}"
         assert f"python experiments/{path.name} --out DIR [--quick]" in doc, path.name
+
+
+def bash_blocks(text: str) -> list[str]:
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_the_two_commands_are_the_same_everywhere_and_ci_runs_the_test_one():
+    """The README's quickstart is two commands; the getting-started page repeats them, and CI installs
+    what the test command installs and runs the same pytest."""
+    readme = bash_blocks((ROOT / "README.md").read_text())[:2]
+    assert readme == bash_blocks((ROOT / "docs" / "getting_started.md").read_text())[:2]
+    train, test = readme
+    assert train.endswith("bptt train") and "pip install -e ." in train
+    install = re.search(r"pip install -e '\.\[([\w,]+)\]' (torch==[\d.]+)", test)
+    assert install and test.endswith("python -m pytest -q"), test
+    ci = (ROOT / ".ci" / "run").read_text()
+    ci_install = re.search(r"pip install .*-e '\.\[([\w,]+)\]' (torch==[\d.]+)", ci)
+    assert ci_install and ci_install.groups() == install.groups(), (ci_install, install.groups())
+    assert "\n.venv/bin/python -m pytest -q\n" in ci
