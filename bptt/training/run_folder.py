@@ -167,8 +167,13 @@ def _is_temporary(name: str) -> bool:
     return name.endswith(".tmp") and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES)
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename: never a truncated file."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write `path` through a temporary file in the same folder, fsync, then rename: never a truncated file.
+
+    The one way any module writes a whole file of a run folder or a sweep folder. ``write`` gets the
+    temporary file, open in binary mode. A failure removes the temporary file and raises
+    `RunWriteError` naming `path`.
+    """
     with _writing(path):
         tmp, fd = _temporary_beside(path)
         try:
@@ -206,7 +211,7 @@ def json_safe(value: object) -> Any:
 
 def _write_json(path: Path, value: object) -> None:
     text = json.dumps(json_safe(value), indent=2, default=os.fspath) + "\n"  # paths as strings
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _read_json(path: Path) -> Any:
@@ -470,7 +475,7 @@ def start_run_folder(run_dir: str | os.PathLike[str], config: TrainConfig) -> Pa
         folder.mkdir(parents=True, exist_ok=True)
     write_config(folder, config)
     for name in LOGS:
-        _atomic_write(folder / name, lambda f: None)
+        atomic_write(folder / name, lambda f: None)
     return folder
 
 
@@ -639,7 +644,7 @@ def truncate_logs(run_dir: str | os.PathLike[str], last_step: int) -> None:
     kept = {name: [r for r in _step_records(folder / name) if r["step"] <= last_step] for name in LOGS}
     for name, records in kept.items():
         text = "".join(json.dumps(r) + "\n" for r in records)
-        _atomic_write(folder / name, lambda f: f.write(text.encode()))
+        atomic_write(folder / name, lambda f: f.write(text.encode()))
 
 
 # ---------------------------------------------------------------------- the checkpoint
@@ -751,7 +756,7 @@ def write_checkpoint(run_dir: str | os.PathLike[str], checkpoint: Checkpoint) ->
     if checkpoint.model_rng_state is not None:
         arrays["model_rng_state"] = np.array(json.dumps(checkpoint.model_rng_state))
     # the type checker matches **arrays against savez's allow_pickle too; no key here is "allow_pickle"
-    _atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def read_checkpoint(run_dir: str | os.PathLike[str]) -> Checkpoint:

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 
 from .folder_lock import FolderLock
 from .run_folder import (
-    CHECKPOINT, CONFIG, DH_NORMS, METRICS, SUMMARY, RunFolderError, _atomic_write, json_safe, lock_run_folder,
+    CHECKPOINT, CONFIG, DH_NORMS, METRICS, SUMMARY, RunFolderError, atomic_write, json_safe, lock_run_folder,
     write_config,
 )
 from .sweep_engine import DaskEngine, LocalPool, WorkerLost, local_cores
@@ -224,7 +224,7 @@ def _save(state: RunState, files: dict) -> None:
         write_config(state.folder, dataclasses.replace(state.point.config, out=str(state.folder)))
     for name in WRITE_ORDER:
         if name in files:
-            _atomic_write(state.folder / name, functools.partial(_write_bytes, files[name]))
+            atomic_write(state.folder / name, functools.partial(_write_bytes, files[name]))
 
 
 def _write_bytes(data: bytes, f: BinaryIO) -> None:

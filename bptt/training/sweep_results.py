@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .run_folder import _atomic_write
+from .run_folder import atomic_write
 from .sweep_spec import LABEL, REPLICATE, SweepSpec
 
 if TYPE_CHECKING:
@@ -343,7 +343,7 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
     return True
 
 

@@ -54,7 +54,7 @@ from .config import SettingError, TrainConfig
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]  # tomli only on 3.10
 
 TABLES = ("base", "grid", "runs")
 LABEL = "label"
