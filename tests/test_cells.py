@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 import bptt
 from bptt.cells import Cell
 from bptt.core import diagnostics
+from bptt.core.sequence import StepwiseSequence, StepwiseSweep
 from bptt.core.step import forward_step, vjp_step
 from bptt.modes.common import parameter_gradients
 from bptt.modes.finite_diff import central_difference, relative_error
@@ -119,6 +120,35 @@ def test_a_cell_with_only_a_plain_pair_runs_through_forward_and_backward():
     assert relative_error(grads.dstate0, central_difference(loss, state0)) < 1e-7
     assert type(tape.step(2)) is MinimalCache and np.array_equal(tape.step(2).after, hs[2])
     assert np.array_equal(tape.state_at(3), hs[2]) and tape.nbytes > 0
+
+
+class NewArraySweep(StepwiseSweep):
+    """Returns dL/dh_{t-1} as a new array and leaves `out` untouched (filled with NaN here), as a
+    cell author who missed the `out` convention would."""
+
+    def step(self, t, dstate, out):
+        result = super().step(t, dstate, out)
+        fresh = result[0].copy()
+        out[...] = np.nan
+        return (fresh, *result[1:])
+
+
+class NewArraySequence(StepwiseSequence):
+    def reverse(self):
+        return NewArraySweep(self)
+
+
+def test_a_sweep_that_returns_a_new_array_instead_of_writing_out_gives_the_same_gradients():
+    rng = np.random.default_rng(1)
+    plain, custom = MinimalGatedCell(3, 4, seed=0), MinimalGatedCell(3, 4, seed=0)
+    custom.Sequence = NewArraySequence
+    xs, dhs = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 4))
+    expected = bptt.backward(plain, bptt.forward(plain, xs)[1], dhs)
+    got = bptt.backward(custom, bptt.forward(custom, xs)[1], dhs)
+    for name in expected.params:
+        assert np.array_equal(got.params[name], expected.params[name]), name
+    assert np.array_equal(got.dxs, expected.dxs) and np.array_equal(got.dstate0, expected.dstate0)
+    assert np.array_equal(got.dh_norms, expected.dh_norms)
 
 
 def test_a_cell_without_forward_mode_rules_says_so():

@@ -153,8 +153,9 @@ class Sweep:
     def step(self, t: int, dstate: Parts, out: Array) -> Parts:
         """dL/dstate after step t (the total, its loss included) -> dL/dstate before step t.
 
-        The first part of the result, dL/dh_{t-1} (N, H), is written into `out` and returned as it;
-        later parts may be work arrays that the next call overwrites. `dstate` is not modified. Rows
+        The first part of the result, dL/dh_{t-1} (N, H), is written into `out` and returned as it
+        (a new array returned instead is copied into `out`, at the cost of that copy); later parts
+        may be work arrays that the next call overwrites. `dstate` is not modified. Rows
         of sequences not running at step t pass through unchanged.
         """
         raise NotImplementedError

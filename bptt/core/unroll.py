@@ -299,7 +299,10 @@ def sweep_back(cell: CellContract, tape: Tape, dhs: ArrayLike | None,
     for t in range(T - 1, -1, -1):
         if dhs is not None:
             dh[t + 1] += dhs[t]  # step t's own loss joins what flowed back from step t + 1
-        dstate = sweep.step(t, (dh[t + 1], *dstate[1:]), out=dh[t])  # dL/dh_{t-1} lands in dh[t]
+        out = dh[t]
+        dstate = sweep.step(t, (dh[t + 1], *dstate[1:]), out=out)  # dL/dh_{t-1} lands in dh[t]
+        if dstate[0] is not out:  # a sweep that returned a new array instead of writing into out
+            out[...] = dstate[0]
     params, dxs = sweep.gradients()
     if packing is None:
         dstate0 = cell.pack_state(tuple(part.copy() for part in dstate))
