@@ -164,7 +164,8 @@ def run(args, peers: dict, argv, revision=None) -> dict:
                 for size in args.sizes[:2]:
                     for _, lengths in bench_stack.VARIANTS:
                         stack_rows.append(bench_stack.bench_stack_row(
-                            cell_name, size, dtype, lengths, "torch" in peers, args.reps, args.row_budget, args.settle))
+                            cell_name, size, dtype, lengths, "torch" in peers, args.reps, args.row_budget, args.settle,
+                            revision.package if revision else None))
                         print(bench_stack.format_stack_table(stack_rows[-1:], rows).splitlines()[-1], flush=True)
     train_rows = []
     if args.train:

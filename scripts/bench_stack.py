@@ -40,15 +40,26 @@ def gradients(net, grads) -> dict:
     return {**grads.params, "dxs": grads.dxs, "dstate0": net.unpack_state(grads.dstate0)}
 
 
-def bptt_runner(problem: dict, net=None):
+def bptt_runner(problem: dict, net=None, package=bptt):
+    """package.forward + package.backward on the problem's stack (or on `net`)."""
     net = net or problem["net"]
     xs, G, lengths, state0 = problem["xs"], problem["G"], problem["lengths"], net.pack_state(problem["state0"])
 
     def run() -> dict:
-        _, tape = bptt.forward(net, xs, state0, lengths=lengths)
-        return gradients(net, bptt.backward(net, tape, G))
+        _, tape = package.forward(net, xs, state0, lengths=lengths)
+        return gradients(net, package.backward(net, tape, G))
 
     return run
+
+
+def revision_runner(problem: dict, package):
+    """The same stack in bptt as it was at another revision (--against); None if it has no Stack."""
+    if not hasattr(package, "Stack"):
+        return None
+    net = problem["net"]
+    old = package.Stack(net.cell_name, net.input_size, net.hidden_size, 2, bidirectional=True, dtype=net.dtype)
+    old.load_params({k: v.copy() for k, v in net.params.items()})
+    return bptt_runner(problem, old, package)
 
 
 def stepwise_runner(problem: dict):
@@ -102,17 +113,21 @@ def torch_runner(problem: dict):
 
 
 def bench_stack_row(cell_name: str, size: tuple, dtype: str, lengths: bool, with_torch: bool, reps: int,
-                    row_budget: float, settle: float = 0.0) -> dict:
-    """Cross-check, then time bptt and torch interleaved on one stacked problem; medians in seconds."""
+                    row_budget: float, settle: float = 0.0, revision=None) -> dict:
+    """Cross-check, then time bptt, torch and (with `revision`, a package) bptt at that revision
+    interleaved on one stacked problem; medians in seconds."""
     T, B, D, H = size
     problem = make_problem(cell_name, T, B, D, H, dtype, lengths)
     runners = {"bptt": bptt_runner(problem)}
     if with_torch:
         runners["torch"] = torch_runner(problem)
+    if revision is not None and (ref := revision_runner(problem, revision)) is not None:
+        runners["ref"] = ref
     reference = runners["bptt"]()
     checks = {"stepwise": check_gradients("stepwise", reference, stepwise_runner(problem)(), dtype)}
-    if with_torch:
-        checks["torch"] = check_gradients("torch", reference, runners["torch"](), dtype)
+    for name in ("torch", "ref"):
+        if name in runners:
+            checks[name] = check_gradients(name, reference, runners[name](), dtype)
     reps = bench_timing.repetitions(runners, reps, row_budget)
     times = bench_timing.interleave(runners, reps, settle)
     median = {name: statistics.median(wall for wall, _ in ts) for name, ts in times.items()}
@@ -121,7 +136,7 @@ def bench_stack_row(cell_name: str, size: tuple, dtype: str, lengths: bool, with
         "variant": VARIANTS[1][0] if lengths else VARIANTS[0][0],
         "layers": 2, "directions": 2,
         "lengths": None if problem["lengths"] is None else problem["lengths"].tolist(),
-        "seconds": median, "ratio": {"torch": median["bptt"] / median["torch"]} if with_torch else {},
+        "seconds": median, "ratio": {name: median["bptt"] / median[name] for name in median if name != "bptt"},
         "gradient_error": checks, "notes": problem.get("notes", {}),
     }
 
@@ -135,14 +150,23 @@ def one_layer_ratio(rows: list[dict], stack_row: dict) -> float | None:
 
 
 def format_stack_table(stack_rows: list[dict], rows: list[dict]) -> str:
-    lines = ["| cell | dtype | T | B | D | H | stack | bptt ms | torch ms | bptt/torch | one layer: bptt/torch | max grad err |",
-             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    with_ref = any("ref" in r["seconds"] for r in stack_rows)
+    ref_head, ref_rule = (" ref ms | bptt/ref |", "---:|---:|") if with_ref else ("", "")
+    lines = [f"| cell | dtype | T | B | D | H | stack | bptt ms |{ref_head} torch ms | bptt/torch "
+             "| one layer: bptt/torch | max grad err |",
+             f"|---|---|---:|---:|---:|---:|---|---:|{ref_rule}---:|---:|---:|---:|"]
+
+    def ms(r: dict, name: str) -> str:
+        return "-" if name not in r["seconds"] else f"{1e3 * r['seconds'][name]:.2f}"
+
+    def ratio(r: dict, name: str) -> str:
+        return "-" if name not in r["ratio"] else f"{r['ratio'][name]:.2f}"
+
     for r in stack_rows:
         single = one_layer_ratio(rows, r)
-        torch_ms = r["seconds"].get("torch")
+        ref = f" {ms(r, 'ref')} | {ratio(r, 'ref')} |" if with_ref else ""
         lines.append(
             f"| {r['cell']} | {r['dtype']} | {r['T']} | {r['B']} | {r['D']} | {r['H']} | {r['variant']} "
-            f"| {1e3 * r['seconds']['bptt']:.2f} | {'-' if torch_ms is None else f'{1e3 * torch_ms:.2f}'} "
-            f"| {r['ratio'].get('torch', float('nan')):.2f} | {'-' if single is None else f'{single:.2f}'} "
-            f"| {max(r['gradient_error'].values()):.1e} |")
+            f"| {ms(r, 'bptt')} |{ref} {ms(r, 'torch')} | {ratio(r, 'torch')} "
+            f"| {'-' if single is None else f'{single:.2f}'} | {max(r['gradient_error'].values()):.1e} |")
     return "\n".join(lines)

@@ -224,7 +224,7 @@ def test_show_prints_every_stored_record(bench, tmp_path, capsys):
         for peer in {peer for row in record["rows"] for peer in row["ratio"]}:
             assert f"{peer} ms" in printed and f"bptt/{peer}" in printed
         assert len([r for r in printed.splitlines() if r.startswith("| ") and "float" in r]) == len(
-            record["rows"]) + len(record.get("train_rows", []))
+            record["rows"]) + len(record.get("train_rows", [])) + len(record.get("stack_rows", []))
 
 
 @pytest.mark.parametrize("name", SPLIT_MODULES)
