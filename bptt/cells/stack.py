@@ -345,11 +345,10 @@ class Stack(CompositeModel):
         return self.time_major(xs, "xs", self.input_size)
 
     def time_major(self, array: ArrayLike, name: str, last: int) -> Array:
-        """array checked as (T, N, last) or, batch-first, (N, T, last); returned time-major, and
-        contiguous, as the layers' fast paths read it."""
+        """array checked as (T, N, last) or, batch-first, (N, T, last); returned time-major."""
         names = ("N", "T", "D") if self.batch_first else ("T", "N", "D")
         array = check_array(name, array, (None, None, last), self.dtype, names=names)
-        return np.ascontiguousarray(array.transpose(1, 0, 2)) if self.batch_first else array
+        return array.transpose(1, 0, 2) if self.batch_first else array
 
     def draw_masks(self, T: int, N: int) -> list[Array | None]:
         """The dropout masks for one forward pass: per layer but the last, (T, N, directions * H_out)
@@ -427,8 +426,8 @@ class Stack(CompositeModel):
             for d, cell in enumerate(cells[layer]):
                 index = layer * self.directions + d
                 part = None if d_out is None else d_out[..., d * H_out : (d + 1) * H_out]
-                if part is not None:  # a contiguous copy, in the direction's own time order
-                    part = reverse_within_lengths(part, lengths) if d == 1 else np.ascontiguousarray(part)
+                if d == 1 and part is not None:
+                    part = reverse_within_lengths(part, lengths)
                 g, dh_total = sweep(cell, tape.layers[layer][d], part, None if finals is None else finals[index])
                 dx = g.dxs if d == 0 else reverse_within_lengths(g.dxs, lengths)
                 d_in = dx if d_in is None else d_in + dx

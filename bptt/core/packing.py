@@ -80,12 +80,10 @@ class Packing:
 
 def reverse_within_lengths(array: Array, lengths: IntArray | None) -> Array:
     """(T, N, ...) with each sequence's first lengths[n] steps in reverse order and its padding left
-    in place: what the reverse direction of a bidirectional layer reads. Its own inverse. Always a
-    new C-contiguous array: the fast path reshapes its inputs over (T * N), which would copy a
-    reversed view on every use."""
+    in place: what the reverse direction of a bidirectional layer reads. Its own inverse."""
     T, N = array.shape[:2]
     if lengths is None:
-        return np.ascontiguousarray(array[::-1])
+        return array[::-1]
     t = np.arange(T)[:, None]
     source = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (T, N)
     return array[source, np.arange(N)[None, :]]
