@@ -166,8 +166,12 @@ def test_against_head_times_that_revision_beside_the_working_tree_and_records_it
     (row,) = record["rows"]
     assert row["gradient_error"]["ref"] <= 1e-12 and row["ratio"]["ref"] > 0
     assert "stepwise" in row["gradient_error"]
+    assert record["stack_rows"]  # the stacked rows time HEAD's Stack too
+    for stacked in record["stack_rows"]:
+        assert stacked["gradient_error"]["ref"] <= 1e-12 and stacked["ratio"]["ref"] > 0
     printed = capsys.readouterr().out
     assert "ref ms" in printed and "bptt/ref" in printed and f"commit {head[:12]}" in printed
+    assert "| stack | bptt ms | ref ms | bptt/ref | torch ms |" in printed
     bench.main(["--show", str(out)])
     assert f"ref: bptt at HEAD (commit {head[:12]})" in capsys.readouterr().out
 
