@@ -1,6 +1,10 @@
-"""Shared fixtures: the cells under test, seeded data, and the PyTorch reference."""
+"""Shared fixtures: the cells under test, seeded data, the PyTorch reference, and the helpers of the
+tests that start `bptt` processes."""
 
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -56,3 +60,19 @@ def assert_gradients_agree(cell, ours, theirs, tol):
     for a, b in zip(cell.unpack_state(ours.dstate0), cell.unpack_state(theirs.dstate0)):
         assert relative_error(a, b) < tol
     assert relative_error(ours.dh_norms, theirs.dh_norms) < tol
+
+
+def bptt_command(*args):
+    """The argv of `python -m bptt ARGS` in this interpreter."""
+    return [sys.executable, "-m", "bptt", *map(str, args)]
+
+
+def finish(process, timeout=60):
+    """Wait for a started process, killing it (by its id) if it overruns; (returncode, stdout, stderr)."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return process.returncode, out, err

@@ -6,20 +6,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bptt.training.run_folder import lock_run_folder, read_checkpoint, read_jsonl
+from conftest import bptt_command as command, finish
 
 TINY = ["--hidden", "4", "--seq-len", "8", "--batch-size", "4", "--eval-size", "8", "--record-every", "0", "--quiet"]
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-
-
-def command(*args):
-    return [sys.executable, "-m", "bptt", *map(str, args)]
 
 
 def bptt(*args, cwd=None, **kwargs):
@@ -30,17 +26,6 @@ def bptt(*args, cwd=None, **kwargs):
 def start(*args, cwd=None):
     return subprocess.Popen(command(*args), cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-
-
-def finish(process, timeout=60):
-    """Wait for a started process, killing it (by its id) if it overruns; (returncode, stdout, stderr)."""
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    return process.returncode, out, err
 
 
 def steps_logged(run_dir):

@@ -9,6 +9,7 @@ all traffic stays on 127.0.0.1.
 """
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from bptt.training.run_folder import read_jsonl, read_run
+from conftest import bptt_command as command, finish as finish_within
 
 SPEC = """
 [base]
@@ -43,10 +45,6 @@ ENV = {k: v for k, v in os.environ.items() if k not in BLAS}  # the sweep sets t
 SINGLE = dict(ENV, **{k: "1" for k in BLAS})
 
 
-def command(*args):
-    return [sys.executable, "-m", "bptt", *map(str, args)]
-
-
 def start_sweep(spec, out, *args, cwd=None):
     # SIGINT as a terminal's Ctrl-C finds it, even where this test runs with SIGINT ignored
     return subprocess.Popen(command("sweep", spec, "--out", out, "--sync-seconds", 0, *args), env=ENV, cwd=cwd,
@@ -54,15 +52,7 @@ def start_sweep(spec, out, *args, cwd=None):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def finish(process, timeout=240):
-    """Wait for a started process, killing it (by its id) if it overruns; (returncode, stdout, stderr)."""
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    return process.returncode, out, err
+finish = functools.partial(finish_within, timeout=240)  # a sweep takes longer than one run
 
 
 def stop(process):
