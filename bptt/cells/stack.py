@@ -54,6 +54,9 @@ class LayerTape(Protocol):
     @property
     def nbytes(self) -> int: ...
 
+    @property
+    def weights(self) -> Params: ...
+
 
 LayerT = TypeVar("LayerT", bound=LayerTape)  # the kind of tape every (layer, direction) of one run keeps
 
@@ -79,7 +82,8 @@ class StackTape(Generic[LayerT]):
     lengths : ndarray, shape (N,), or None
         The sequences' lengths; None when every sequence ran all T steps.
     weights : dict of ndarray
-        A copy of the stack's parameters as the forward pass saw them.
+        The stack's parameters as the forward pass saw them, under the stack's names: the copies
+        its layers' tapes took (no second copy).
     outputs : ndarray, shape (T, N, directions * H_out)
         The last layer's output as returned, (N, T, ...) when the stack is batch-first.
 
@@ -400,7 +404,9 @@ class Stack(CompositeModel):
             if layer < self.num_layers - 1 and (mask := masks[layer]) is not None:
                 layer_in = layer_in * mask  # dropout between layers
         hs = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
-        tape = StackTape(self, tapes, masks, lengths, {k: v.copy() for k, v in self.params.items()}, hs)
+        weights = {f"{name}_l{layer}{SUFFIXES[d]}": value for layer, row in enumerate(tapes)
+                   for d, layer_tape in enumerate(row) for name, value in layer_tape.weights.items()}
+        tape = StackTape(self, tapes, masks, lengths, weights, hs)
         return tape.hs, tape
 
     def sweep_layers(self, tape: object, dhs: ArrayLike | None, dstate_final: State | None,
