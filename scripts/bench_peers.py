@@ -34,12 +34,14 @@ def gradients_dict(cell, grads) -> dict:
 
 
 def unroll_runner(package, cell, problem: dict):
-    """`package.forward` + `package.backward` on `cell`: the API every revision of bptt shares."""
+    """`package.forward` + `package.backward` on `cell` (a cell or a Stack): the API every revision
+    of bptt shares; `lengths` is passed only when the problem has them (newer revisions)."""
     xs, G = problem["xs"], problem["G"]
     state0 = cell.pack_state(problem["state0"])
+    options = {} if problem.get("lengths") is None else {"lengths": problem["lengths"]}
 
     def run() -> dict:
-        _, tape = package.forward(cell, xs, state0)
+        _, tape = package.forward(cell, xs, state0, **options)
         return gradients_dict(cell, package.backward(cell, tape, G))
 
     return run
@@ -129,6 +131,12 @@ def torch_runner(problem: dict, cell_name: str):
 
         return run
 
+    return faster_torch_path(make_run, problem)
+
+
+def faster_torch_path(make_run, problem: dict):
+    """make_run(onednn_enabled) -> runner: the faster of the two, tried in the warm-up; recorded in
+    problem["notes"]["torch_onednn"]."""
     candidates = {enabled: make_run(enabled) for enabled in (True, False)}
     first = {k: time_once(run) for k, run in candidates.items()}  # first calls build oneDNN primitives
     tries = 1 if max(first.values()) > 1.0 else 2  # slow rows: one timed call each is enough

@@ -36,20 +36,9 @@ def make_problem(cell_name: str, T: int, B: int, D: int, H: int, dtype: str, len
             "G": rng.standard_normal((T, B, 2 * H)).astype(dtype), "lengths": sizes}
 
 
-def gradients(net, grads) -> dict:
-    return {**grads.params, "dxs": grads.dxs, "dstate0": net.unpack_state(grads.dstate0)}
-
-
 def bptt_runner(problem: dict, net=None, package=bptt):
     """package.forward + package.backward on the problem's stack (or on `net`)."""
-    net = net or problem["net"]
-    xs, G, lengths, state0 = problem["xs"], problem["G"], problem["lengths"], net.pack_state(problem["state0"])
-
-    def run() -> dict:
-        _, tape = package.forward(net, xs, state0, lengths=lengths)
-        return gradients(net, package.backward(net, tape, G))
-
-    return run
+    return bench_peers.unroll_runner(package, net or problem["net"], problem)
 
 
 def revision_runner(problem: dict, package):
@@ -74,14 +63,15 @@ def stepwise_runner(problem: dict):
 
 
 def torch_runner(problem: dict):
-    """torch.nn.LSTM / GRU(num_layers=2, bidirectional=True), packed input with lengths, in the faster
-    of its oneDNN and ATen paths (tried in the warm-up)."""
+    """torch.nn.RNN / LSTM / GRU(num_layers=2, bidirectional=True), packed input with lengths, in the
+    faster of its oneDNN and ATen paths (tried in the warm-up)."""
     import torch
 
     net = problem["net"]
     dtype = torch.float32 if net.dtype == np.float32 else torch.float64
-    module = getattr(torch.nn, net.cell_name.upper())(net.input_size, net.hidden_size, num_layers=2,
-                                                     bidirectional=True, dtype=dtype)
+    kind, options = bench_peers.TORCH_MODULES[net.cell_name]
+    module = getattr(torch.nn, kind)(net.input_size, net.hidden_size, num_layers=2, bidirectional=True,
+                                     dtype=dtype, **options)
     module.load_state_dict(net.state_dict(tensors=True))
     xs = torch.from_numpy(problem["xs"]).requires_grad_()
     state0 = [torch.from_numpy(p).requires_grad_() for p in problem["state0"]]
@@ -104,12 +94,7 @@ def torch_runner(problem: dict):
 
         return run
 
-    candidates = {enabled: make_run(enabled) for enabled in (True, False)}
-    first = {k: bench_timing.time_once(run) for k, run in candidates.items()}  # builds oneDNN's primitives
-    tries = 1 if max(first.values()) > 1.0 else 2
-    best = min(candidates, key=lambda k: min(bench_timing.time_once(candidates[k]) for _ in range(tries)))
-    problem.setdefault("notes", {})["torch_onednn"] = best
-    return candidates[best]
+    return bench_peers.faster_torch_path(make_run, problem)
 
 
 def bench_stack_row(cell_name: str, size: tuple, dtype: str, lengths: bool, with_torch: bool, reps: int,

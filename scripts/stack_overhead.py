@@ -1,96 +1,75 @@
-"""What a stack costs beyond its cells: a 2-layer bidirectional bptt.Stack, forward + backward,
-against its four (layer, direction) cells run alone on inputs of the same shapes, and the same for
-torch.nn.LSTM / GRU against four one-layer modules; interleaved in one process, one thread.
+"""What a stack costs beyond its cells: the bench's 2-layer bidirectional stack (bench_stack.py),
+forward + backward, against its own four (layer, direction) cells run one after another on inputs of
+the same shapes, and the same for torch.nn.LSTM / GRU against four one-layer modules with those
+cells' weights; timed as the bench times (bench_timing.interleave: a new random order each round),
+one thread.
 
     .venv/bin/python scripts/stack_overhead.py lstm float64 100 32 16 64     # cell dtype T B D H
 
-Prints the medians in ms and, for each library, stack / (four alone): 1.00 means the stack costs
+Prints the medians in ms and, for each library, stack / (cells alone): 1.00 means the stack costs
 exactly its layers, and what is above is the stacking itself (reversing the reverse direction's
-inputs, joining the directions' outputs, summing their input gradients, checks). A benchmark, not a
-test: run it with nothing else busy. torch is optional; without it only bptt is timed.
+inputs, joining the directions' outputs, summing their input gradients, checks, memory). A
+benchmark, not a test: run it with nothing else busy. torch is optional; without it only bptt is
+timed.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from typing import Callable
 
 import numpy as np
 
-import bptt
+import bench_peers
+import bench_stack
+import bench_timing
 from bench_machine import thread_limits
 
 
-def bptt_runs(cell: str, dtype: np.dtype, T: int, B: int, D: int, H: int) -> dict[str, Callable[[], None]]:
-    rng = np.random.default_rng(0)
-    xs, x_upper = rng.standard_normal((T, B, D)).astype(dtype), rng.standard_normal((T, B, 2 * H)).astype(dtype)
-    net = bptt.Stack(cell, D, H, 2, bidirectional=True, seed=0, dtype=dtype)
-    cells = [bptt.make_cell(cell, size, H, seed=0, dtype=dtype) for size in (D, D, 2 * H, 2 * H)]
-    inputs = (xs, xs, x_upper, x_upper)
-    d_stack, d_cell = np.ones((T, B, 2 * H), dtype), np.ones((T, B, H), dtype)
-
-    def stack() -> None:
-        _, tape = bptt.forward(net, xs)
-        bptt.backward(net, tape, d_stack)
-
-    def alone() -> None:
-        for one, x in zip(cells, inputs):
-            _, tape = bptt.forward(one, x)
-            bptt.backward(one, tape, d_cell)
-
-    return {"bptt stack": stack, "bptt cells alone": alone}
+def layer_problems(problem: dict) -> list[dict]:
+    """One one-layer problem per (layer, direction) of the stack problem: the cell, its slice of the
+    initial state, inputs of its layer's width (random for the upper layer) and loss weights G."""
+    net, xs, state0 = problem["net"], problem["xs"], problem["state0"]
+    T, B, _ = xs.shape
+    rng = np.random.default_rng(1)
+    problems = []
+    for layer, row in enumerate(net.cells):
+        for d, cell in enumerate(row):
+            x = xs if layer == 0 else rng.standard_normal((T, B, cell.input_size)).astype(net.dtype)
+            problems.append({"cell": cell, "xs": x, "state0": tuple(p[layer * net.directions + d] for p in state0),
+                             "G": rng.standard_normal((T, B, cell.output_size)).astype(net.dtype)})
+    return problems
 
 
-def torch_runs(cell: str, dtype: np.dtype, T: int, B: int, D: int, H: int) -> dict[str, Callable[[], None]]:
-    import torch
+def one_after_another(runners: list):
+    def run() -> None:
+        for runner in runners:
+            runner()
 
-    tdtype = torch.float32 if dtype == np.float32 else torch.float64
-    module = getattr(torch.nn, cell.upper())
-    rng = np.random.default_rng(0)
-    xs = torch.from_numpy(rng.standard_normal((T, B, D)).astype(dtype)).requires_grad_()
-    x_upper = torch.from_numpy(rng.standard_normal((T, B, 2 * H)).astype(dtype)).requires_grad_()
-    net = module(D, H, num_layers=2, bidirectional=True, dtype=tdtype)
-    layers = [module(size, H, dtype=tdtype) for size in (D, D, 2 * H, 2 * H)]
-    inputs = (xs, xs, x_upper, x_upper)
-
-    def stack() -> None:
-        out, _ = net(xs)
-        out.backward(torch.ones_like(out))
-
-    def alone() -> None:
-        for one, x in zip(layers, inputs):
-            out, _ = one(x)
-            out.backward(torch.ones_like(out))
-
-    return {"torch stack": stack, "torch layers alone": alone}
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("cell", choices=["rnn", "rnn-relu", "lstm", "gru"])
+    parser.add_argument("cell", choices=list(bench_peers.TORCH_MODULES))
     parser.add_argument("dtype", choices=["float32", "float64"])
     parser.add_argument("sizes", nargs=4, type=int, metavar="T B D H")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
-    dtype, (T, B, D, H) = np.dtype(args.dtype), args.sizes
+    T, B, D, H = args.sizes
     with thread_limits(1):
-        runs = bptt_runs(args.cell, dtype, T, B, D, H)
+        problem = bench_stack.make_problem(args.cell, T, B, D, H, args.dtype, lengths=False)
+        layers = layer_problems(problem)
+        runs = {"bptt stack": bench_stack.bptt_runner(problem),
+                "bptt cells alone": one_after_another([bench_peers.bptt_runner(p) for p in layers])}
         try:
-            if args.cell != "rnn-relu":  # torch.nn.RNN is tanh unless told otherwise
-                runs |= torch_runs(args.cell, dtype, T, B, D, H)
+            runs["torch stack"] = bench_stack.torch_runner(problem)
+            runs["torch layers alone"] = one_after_another(
+                [bench_peers.torch_runner(p, args.cell) for p in layers])
         except ImportError:
             pass
-        for run in runs.values():  # warm-up: first allocations, torch's primitives
-            run(), run()
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(args.rounds):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
-    ms = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+        times = bench_timing.interleave(runs, args.rounds)
+    ms = {name: 1e3 * statistics.median(wall for wall, _ in ts) for name, ts in times.items()}
     print(f"{args.cell} {args.dtype} T={T} B={B} D={D} H={H}, medians of {args.rounds} rounds:")
     for name, value in ms.items():
         print(f"  {name:20s} {value:9.2f} ms")
