@@ -203,6 +203,30 @@ def test_a_folder_another_sweep_is_writing(tmp_path):
         holder.communicate(timeout=30)
 
 
+def test_a_summary_that_cannot_be_read_is_named_not_a_traceback(tmp_path):
+    assert sweep(tmp_path, TINY + "[grid]\nseed = [0]\n", "--workers", "1").exit_code == 0
+    summary = tmp_path / "out" / "runs" / "seed=0" / "summary.json"
+    summary.write_text("{not json")
+    again = sweep(tmp_path, TINY + "[grid]\nseed = [0]\n", "--workers", "1")
+    assert again.exit_code == 2, again.output
+    assert f"{summary}: not valid JSON" in again.output and "Traceback" not in again.output
+    assert summary.read_text() == "{not json"  # refused, not overwritten
+
+
+def test_temporaries_a_killed_sweep_left_are_removed_by_the_next(tmp_path):
+    spec = TINY + "[grid]\nseed = [0]\n"
+    assert sweep(tmp_path, spec, "--workers", "1").exit_code == 0
+    out = tmp_path / "out"
+    stale = [out / ".results.csv.1a2b3c4d.tmp", out / ".summary.md.0f0f0f0f.tmp", out / ".spec.toml.12345678.tmp",
+             out / "figures" / ".seed.png.abcdef01.tmp"]
+    others = [out / ".notes.tmp", out / "keep.tmp"]  # not the sweep's
+    for path in stale + others:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("left by a killed sweep")
+    assert sweep(tmp_path, spec, "--workers", "1").exit_code == 0
+    assert [path for path in stale + others if path.exists()] == others
+
+
 # ---------------------------------------------------------------- failures are isolated
 def test_a_failing_run_is_marked_and_the_others_go_on(tmp_path):
     import csv

@@ -163,8 +163,26 @@ def _temporary_beside(path: Path) -> tuple[Path, int]:
             continue
 
 
-def _is_temporary(name: str) -> bool:
-    return name.endswith(".tmp") and any(name.startswith(f".{run_file}.") for run_file in RUN_FILES)
+def _is_temporary(name: str, files: Iterable[str] | None) -> bool:
+    if files is None:
+        return name.startswith(".") and name.endswith(".tmp")
+    return name.endswith(".tmp") and any(name.startswith(f".{file}.") for file in files)
+
+
+def remove_temporaries(folder: Path, files: Iterable[str] | None = RUN_FILES) -> None:
+    """Remove the temporaries that interrupted `atomic_write`s of `files` left in `folder`
+    (.<file>.<random>.tmp; with files None, every hidden .tmp file: a folder one writer owns
+    whole). Only a writer holding the folder's lock may call it.
+
+    Raises
+    ------
+    RunWriteError
+        Naming a temporary that cannot be removed.
+    """
+    for path in folder.iterdir():
+        if _is_temporary(path.name, files):
+            with _writing(path):
+                path.unlink()
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
@@ -214,7 +232,8 @@ def _write_json(path: Path, value: object) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The JSON value in `path`; ValueError naming the file if it cannot be read or parsed."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -394,10 +413,7 @@ def lock_run_folder(run_dir: str | os.PathLike[str], *, create: bool = False) ->
     if not taken:
         raise RunLockedError(folder, lock.holder())
     try:
-        for path in folder.iterdir():
-            if _is_temporary(path.name):
-                with _writing(path):
-                    path.unlink()
+        remove_temporaries(folder)
     except BaseException:
         lock.release()
         raise
@@ -509,7 +525,7 @@ def load_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
         setting is outside what it allows (the message names config.json and the setting).
     """
     path = _existing_folder(run_dir) / CONFIG
-    raw = _read_json(path)
+    raw = read_json(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path} must hold a JSON object of settings, got {type(raw).__name__}")
     unknown = set(raw) - {f.name for f in dataclasses.fields(TrainConfig)}
@@ -944,8 +960,8 @@ def read_run(path: str | os.PathLike[str]) -> Run:
     metrics = read_jsonl(metrics_path)
     if not metrics or not all(isinstance(m, dict) and "step" in m for m in metrics):
         raise ValueError(f"{metrics_path}: expected one JSON object with a 'step' per line")
-    config = _read_json(folder / CONFIG) if (folder / CONFIG).exists() else {}
-    summary = _read_json(folder / SUMMARY) if (folder / SUMMARY).exists() else {}
+    config = read_json(folder / CONFIG) if (folder / CONFIG).exists() else {}
+    summary = read_json(folder / SUMMARY) if (folder / SUMMARY).exists() else {}
     run = Run(path, config, summary, metrics)
     dh_path = folder / DH_NORMS
     records = read_jsonl(dh_path) if dh_path.exists() else []

@@ -39,10 +39,10 @@ from typing import Any, BinaryIO
 from .folder_lock import FolderLock
 from .run_folder import (
     CHECKPOINT, CONFIG, DH_NORMS, METRICS, SUMMARY, RunFolderError, atomic_write, json_safe, lock_run_folder,
-    write_config,
+    read_json, remove_temporaries, write_config,
 )
 from .sweep_engine import DaskEngine, LocalPool, WorkerLost, local_cores
-from .sweep_results import read_previous_workers, write_if_changed, write_results
+from .sweep_results import FIGURES, RESULTS, SUMMARY_MD, read_previous_workers, write_if_changed, write_results
 from .sweep_spec import GridPoint, SweepSpec
 from .sweep_worker import Chunk, chunk_config
 
@@ -181,7 +181,8 @@ def plan(spec: SweepSpec, out: str | os.PathLike) -> SweepResult:
     Raises
     ------
     SweepMismatchError
-        If a run folder of a grid point's name holds a run with other settings, naming each setting.
+        If a run folder of a grid point's name holds a run with other settings, naming each setting,
+        or a config.json or summary.json that cannot be read, naming the file.
     """
     out = Path(out)
     runs, mismatched = [], []
@@ -192,15 +193,16 @@ def plan(spec: SweepSpec, out: str | os.PathLike) -> SweepResult:
             state.status, state.error = "failed", f"SettingError: {point.error}"
         elif (state.folder / CONFIG).is_file():
             try:
-                saved = json.loads((state.folder / CONFIG).read_text())
-            except (OSError, ValueError) as exc:
-                saved = {"<config.json>": f"unreadable ({exc})"}
+                saved = read_json(state.folder / CONFIG)
+                summary = read_json(state.folder / SUMMARY) if (state.folder / SUMMARY).is_file() else None
+            except ValueError as exc:
+                mismatched.append(str(exc))
+                continue
             changes = _changes(saved, _normal(chunk_config(point.config))) if isinstance(saved, dict) else []
-            if changes or not isinstance(saved, dict) or "<config.json>" in saved:
-                mismatched.append(f"{state.folder}: " + ("; ".join(changes) or "config.json is not readable"))
-            elif (state.folder / SUMMARY).is_file():
-                state.status = "done"
-                state.summary = json.loads((state.folder / SUMMARY).read_text())
+            if changes or not isinstance(saved, dict):
+                mismatched.append(f"{state.folder}: " + ("; ".join(changes) or "config.json is not a JSON object"))
+            elif summary is not None:
+                state.status, state.summary = "done", summary
                 state.workers = workers.get(point.name, [])
         runs.append(state)
     if mismatched:
@@ -293,6 +295,9 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, workers: int | None = 
         raise SweepLockedError(f"{out} is being swept by {'another process' if pid is None else f'process {pid}'}; "
                                "one sweep per folder at a time")
     try:
+        remove_temporaries(out, (SPEC_COPY, RESULTS, SUMMARY_MD))  # left by a sweep killed mid-write
+        if (out / FIGURES).is_dir():
+            remove_temporaries(out / FIGURES, None)
         result = plan(spec, out)
         write_if_changed(out / SPEC_COPY, spec.text.encode())
         todo = [r for r in result.runs if r.status == "pending"]
