@@ -337,7 +337,7 @@ def run_figures(run: Run) -> dict[str, Figure]:
     if run.dh_norms is not None and run.dh_steps is not None:
         full = run.config.get("k1") is None
         figures["dh_norms.png"] = dh_norms_heatmap_figure(
-            run.dh_steps, run.dh_norms, f"$\\|\\partial L/\\partial h_t\\|$ during training"
+            run.dh_steps, run.dh_norms, "$\\|\\partial L/\\partial h_t\\|$ during training"
             + (" (top layer, forward direction)" if run.dh_layers is not None else "") + f"\n{name}",
             xlabel="timestep t" if full else "timestep within the update's window",
         )

@@ -1,7 +1,6 @@
 """Every public name documents itself the numpydoc way, and its example runs (as a doctest, collected
 by pytest from the package's modules)."""
 
-import dataclasses
 import inspect
 
 import pytest

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from bptt.cli import cli
 from bptt.training.config import TrainConfig
-from bptt.training.sweep_spec import SpecError, load_spec, parse_spec, point_name
+from bptt.training.sweep_spec import load_spec, parse_spec, point_name
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """

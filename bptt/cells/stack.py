@@ -32,7 +32,9 @@ from ..core.packing import check_lengths, reverse_within_lengths
 from ..core.sequence import CompositeModel
 from ..core.step import vjp_step
 from ..core.types import Array, IntArray, Params, Parts, Seed, State
-from ..core.unroll import Gradients, Tape, check_weights_unchanged, read_only, run_forward, sweep_back
+from ..core.unroll import (
+    Gradients, Tape, check_weights_unchanged, frobenius_norms, read_only, run_forward, sweep_back,
+)
 from .cell import Cell, as_numpy
 from .lstm import LSTM
 from .registry import CELL_NAMES, make_cell
@@ -442,7 +444,7 @@ class Stack(CompositeModel):
                 dh_norms[layer, d] = g.dh_norms if d == 0 else (
                     g.dh_norms[::-1] if lengths is None else  # the reverse run's step t is time T-1-t
                     # with lengths the tapes are bptt.forward's, whose sweep returns dh_total
-                    np.sqrt(np.einsum("tnh,tnh->t", *[reverse_within_lengths(cast(Array, dh_total), lengths)] * 2)))
+                    frobenius_norms(reverse_within_lengths(cast(Array, dh_total), lengths)))
             d_out = d_in
         d_out = cast(Array, d_out)  # the first layer's input gradient
         dxs = d_out.transpose(1, 0, 2) if self.batch_first else d_out

@@ -70,17 +70,18 @@ def unflatten_params(cell: Cell | Stack, flat: Array) -> Params:
     return out
 
 
-def check_param_tangents(cell: Cell, tangents: Mapping[str, ArrayLike] | None) -> Params:
-    """Validate a dict of parameter tangents (any subset of `cell.params` keys; missing means zero)."""
+def check_param_tangents(model: Cell | Stack, tangents: Mapping[str, ArrayLike] | None) -> Params:
+    """Validate a dict of parameter tangents (any subset of `model.params` keys; missing means zero)."""
     if tangents is None:
         return {}
+    owner = "net" if isinstance(model, Stack) else "cell"
     if not isinstance(tangents, dict):
-        raise ValueError(f"tangents must be a dict keyed like cell.params, got {type(tangents).__name__}")
-    shapes = cell.param_shapes()
+        raise ValueError(f"tangents must be a dict keyed like {owner}.params, got {type(tangents).__name__}")
+    shapes = model.param_shapes()
     unknown = set(tangents) - set(shapes)
     if unknown:
         raise ValueError(f"unknown parameter tangents {sorted(unknown)}; expected keys among {sorted(shapes)}")
-    return {name: check_array(f"tangents[{name!r}]", value, shapes[name], cell.dtype)
+    return {name: check_array(f"tangents[{name!r}]", value, shapes[name], model.dtype)
             for name, value in tangents.items()}
 
 

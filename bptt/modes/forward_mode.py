@@ -21,7 +21,7 @@ from ..cells.stack import Stack
 from ..core.checks import check_array
 from ..core.results import Result
 from ..core.step import forward_step
-from ..core.types import Array, Params, State
+from ..core.types import Array, State
 from .common import affine_tangents, check_param_tangents, require
 
 
@@ -144,7 +144,7 @@ def stack_jvp(net: Stack, xs: ArrayLike, state0: State | None, tangents: Mapping
     xs_dot = np.zeros_like(xs) if xs_tangent is None else net.time_major(xs_tangent, "xs_tangent", net.input_size)
     if xs_dot.shape != xs.shape:
         raise ValueError(f"xs_tangent must have the shape of xs {xs.shape}, got {xs_dot.shape}")
-    params_dot = check_stack_tangents(net, tangents)
+    params_dot = check_param_tangents(net, tangents)
     states = net.layer_states(state0, N, "state0")
     states_dot = net.layer_states(state0_tangent, N, "state0_tangent")
     masks = net.draw_masks(T, N)
@@ -168,15 +168,3 @@ def stack_jvp(net: Stack, xs: ArrayLike, state0: State | None, tangents: Mapping
         layer_in, layer_in_dot = layer_in.transpose(1, 0, 2), layer_in_dot.transpose(1, 0, 2)
     return JVPResult(layer_in, layer_in_dot, net.stack_states(finals), net.stack_states(finals_dot))
 
-
-def check_stack_tangents(net: Stack, tangents: Mapping[str, ArrayLike] | None) -> Params:
-    """Tangents keyed like `net.params` (any subset; missing means zero), checked."""
-    if tangents is None:
-        return {}
-    if not isinstance(tangents, dict):
-        raise ValueError(f"tangents must be a dict keyed like net.params, got {type(tangents).__name__}")
-    shapes = net.param_shapes()
-    unknown = sorted(set(tangents) - set(shapes))
-    if unknown:
-        raise ValueError(f"unknown parameter tangents {unknown}; expected keys among {sorted(shapes)}")
-    return {name: check_array(f"tangents[{name!r}]", value, shapes[name], net.dtype) for name, value in tangents.items()}

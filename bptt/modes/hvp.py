@@ -31,7 +31,6 @@ from ..core.results import Result
 from ..core.step import vjp_step
 from ..core.types import Array, Params, Seed, State, StepCache
 from ..core.unroll import Tape, backward, forward
-from .forward_mode import check_stack_tangents
 from .common import (
     affine_tangents, check_param_tangents, flatten_params, parameter_gradients_tangent, require, unflatten_params,
 )
@@ -254,7 +253,7 @@ def stack_hvp(net: Stack, xs: ArrayLike, targets: ArrayLike, vector: Mapping[str
     """`hvp` through a Stack: the forward tangent up the layers, then the reverse sweep and its
     tangent down them, each (layer, direction) by `tangent_forward` / `tangent_backward`."""
     targets = _check_targets(net, xs, targets)
-    v = check_stack_tangents(net, vector)
+    v = check_param_tangents(net, vector)
     hs, tape = forward(net, xs, state0)
     flips = [lambda a: a, lambda a: a[::-1]]  # the reverse direction reads time backwards
     mine = [[{name: v[key] for name in cell.params if (key := f"{name}_l{layer}{'_reverse' * d}") in v}

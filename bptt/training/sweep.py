@@ -209,7 +209,7 @@ def plan(spec: SweepSpec, out: str | os.PathLike) -> SweepResult:
         raise SweepMismatchError(
             f"{out} holds runs with other settings than the spec gives them (was the spec changed?):\n  "
             + "\n  ".join(mismatched)
-            + f"\nsweep into another --out folder, or delete these run folders to run them again")
+            + "\nsweep into another --out folder, or delete these run folders to run them again")
     return SweepResult(out, runs)
 
 
