@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from bptt.training.config import TrainConfig
+from bptt.training.sweep_engine import BLAS_THREADS
 from bptt.training.sweep_spec import load_spec
 
 DEFAULTS = dataclasses.asdict(TrainConfig())
@@ -35,12 +36,13 @@ def train_command(config: TrainConfig, out: Path) -> list[str]:
     args = [sys.executable, "-m", "bptt", "train"]
     for key, value in dataclasses.asdict(config).items():
         if key != "out" and value != DEFAULTS[key]:
-            args += ["--" + key.replace("_", "-"), str(value)]
+            option = "--" + key.replace("_", "-")
+            args += [option] if value is True else [option, str(value)]  # a boolean setting is a flag
     return args + ["--out", str(out), "--quiet"]
 
 
 def sequential(spec, out: Path) -> None:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, **{name: "1" for name in BLAS_THREADS})  # as the sweep's workers set them
     for point in spec.points:
         # a run that fails (exit code 1) counts like a failed sweep row
         subprocess.run(train_command(point.config, out / point.name), env=env, stdout=subprocess.DEVNULL, check=False)
