@@ -42,6 +42,11 @@ from .registry import CELL_NAMES, make_cell
 SUFFIXES = ("", "_reverse")
 
 
+def param_key(name: str, layer: int, direction: int) -> str:
+    """PyTorch's name of a cell parameter in a stack: weight_hh, layer 1, reverse -> weight_hh_l1_reverse."""
+    return f"{name}_l{layer}{SUFFIXES[direction]}"
+
+
 class LayerTape(Protocol):
     """What a StackTape reads off the tape of each (layer, direction): a Tape, or a CheckpointTape."""
 
@@ -226,7 +231,7 @@ class Stack(CompositeModel):
                                          dtype=self.dtype) for _ in range(self.directions)])
         first = self.cells[0][0]
         self.proj_size = first.proj_size if isinstance(first, LSTM) else 0
-        self.params: Params = {f"{name}_l{layer}{SUFFIXES[d]}": value
+        self.params: Params = {param_key(name, layer, d): value
                                for layer, row in enumerate(self.cells) for d, c in enumerate(row)
                                for name, value in c.params.items()}
 
@@ -245,14 +250,14 @@ class Stack(CompositeModel):
         return sum(p.size for p in self.params.values())
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        return {f"{name}_l{layer}{SUFFIXES[d]}": shape for layer, row in enumerate(self.cells)
+        return {param_key(name, layer, d): shape for layer, row in enumerate(self.cells)
                 for d, c in enumerate(row) for name, shape in c.param_shapes().items()}
 
     def layer_cells(self) -> list[list[Cell]]:
         """cells[l][d] with their parameters taken from `params` (so a new array put there counts)."""
         for layer, row in enumerate(self.cells):
             for d, c in enumerate(row):
-                c.params = {name: self.params[f"{name}_l{layer}{SUFFIXES[d]}"] for name in c.param_shapes()}
+                c.params = {name: self.params[param_key(name, layer, d)] for name in c.param_shapes()}
         return self.cells
 
     def check_params(self) -> None:
@@ -406,7 +411,7 @@ class Stack(CompositeModel):
             if layer < self.num_layers - 1 and (mask := masks[layer]) is not None:
                 layer_in = layer_in * mask  # dropout between layers
         hs = layer_in.transpose(1, 0, 2) if self.batch_first else layer_in
-        weights = {f"{name}_l{layer}{SUFFIXES[d]}": value for layer, row in enumerate(tapes)
+        weights = {param_key(name, layer, d): value for layer, row in enumerate(tapes)
                    for d, layer_tape in enumerate(row) for name, value in layer_tape.weights.items()}
         tape = StackTape(self, tapes, masks, lengths, weights, hs)
         return tape.hs, tape
@@ -439,7 +444,7 @@ class Stack(CompositeModel):
                 g, dh_total = sweep(cell, tape.layers[layer][d], part, None if finals is None else finals[index])
                 dx = g.dxs if d == 0 else reverse_within_lengths(g.dxs, lengths)
                 d_in = dx if d_in is None else d_in + dx
-                grads.update({f"{name}_l{layer}{SUFFIXES[d]}": value for name, value in g.params.items()})
+                grads.update({param_key(name, layer, d): value for name, value in g.params.items()})
                 dstate0[index] = g.dstate0
                 dh_norms[layer, d] = g.dh_norms if d == 0 else (
                     g.dh_norms[::-1] if lengths is None else  # the reverse run's step t is time T-1-t

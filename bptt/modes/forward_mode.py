@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..cells.cell import Cell
-from ..cells.stack import Stack
+from ..cells.stack import Stack, param_key
 from ..core.checks import check_array
 from ..core.results import Result
 from ..core.step import forward_step
@@ -154,7 +154,7 @@ def stack_jvp(net: Stack, xs: ArrayLike, state0: State | None, tangents: Mapping
         for d, cell in enumerate(row):
             index, flip = layer * net.directions + d, (lambda a, d=d: a if d == 0 else a[::-1])
             mine = {name: params_dot[key] for name in cell.params
-                    if (key := f"{name}_l{layer}{'_reverse' if d else ''}") in params_dot}
+                    if (key := param_key(name, layer, d)) in params_dot}
             result = jvp(cell, flip(layer_in), states[index], mine, xs_tangent=flip(layer_in_dot),
                          state0_tangent=states_dot[index])
             outputs.append(flip(result.hs))

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..cells.cell import Cell
-from ..cells.stack import Stack
+from ..cells.stack import Stack, param_key
 from ..core.checks import check_array, check_positive_int
 from ..core.losses import mse
 from ..core.results import Result
@@ -256,7 +256,7 @@ def stack_hvp(net: Stack, xs: ArrayLike, targets: ArrayLike, vector: Mapping[str
     v = check_param_tangents(net, vector)
     hs, tape = forward(net, xs, state0)
     flips = [lambda a: a, lambda a: a[::-1]]  # the reverse direction reads time backwards
-    mine = [[{name: v[key] for name in cell.params if (key := f"{name}_l{layer}{'_reverse' * d}") in v}
+    mine = [[{name: v[key] for name in cell.params if (key := param_key(name, layer, d)) in v}
              for d, cell in enumerate(row)] for layer, row in enumerate(net.cells)]
     layer_in_dot: Array | None
     inputs_dot: list[Array | None]
@@ -290,7 +290,7 @@ def stack_hvp(net: Stack, xs: ArrayLike, targets: ArrayLike, vector: Mapping[str
             grads_dot, dxs, dxs_dot = tangent_backward(
                 cell, tape.layers[layer][d], caches_dot[layer][d], flips[d](d_out[..., part]),
                 flips[d](d_out_dot[..., part]), mine[layer][d], x_dot)
-            result.update({f"{name}_l{layer}{'_reverse' * d}": g for name, g in grads_dot.items()})
+            result.update({param_key(name, layer, d): g for name, g in grads_dot.items()})
             d_in, d_in_dot = d_in + flips[d](dxs), d_in_dot + flips[d](dxs_dot)
         d_out, d_out_dot = cast(Array, d_in), cast(Array, d_in_dot)  # sums over the layer's directions
     return {name: result[name] for name in net.params}
