@@ -19,7 +19,7 @@ from bptt.training import run_folder
 from bptt.training.config import SettingError, TrainConfig
 from bptt.training.run_folder import (
     RunChangedError, RunExistsError, RunLockedError, RunWriteError, claim_run_folder, lock_run_folder, new_run_dir,
-    read_checkpoint, read_jsonl,
+    read_checkpoint, read_jsonl, release_run_folder,
 )
 from bptt.training.trainer import train
 
@@ -160,6 +160,17 @@ def test_one_lock_per_folder_even_within_one_process(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         lock_run_folder(tmp_path / "missing")
     assert not (tmp_path / "missing").exists()
+
+
+def test_releasing_an_empty_folder_removes_it_while_still_locked(tmp_path):
+    empty, kept = tmp_path / "empty", tmp_path / "kept"
+    release_run_folder(lock_run_folder(empty, create=True), remove_if_empty=True)
+    assert not empty.exists()
+    lock = lock_run_folder(kept, create=True)
+    (kept / "notes.txt").write_text("someone's")
+    release_run_folder(lock, remove_if_empty=True)
+    assert sorted(p.name for p in kept.iterdir()) == [".lock", "notes.txt"]
+    release_run_folder(lock_run_folder(kept))  # released: the folder can be taken again
 
 
 def test_claim_refuses_a_run_or_clears_it(tmp_path):

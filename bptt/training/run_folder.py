@@ -420,6 +420,27 @@ def lock_run_folder(run_dir: str | os.PathLike[str], *, create: bool = False) ->
     return lock
 
 
+def release_run_folder(lock: FolderLock, remove_if_empty: bool = False) -> None:
+    """Give up a run folder's lock. With `remove_if_empty`, a folder that holds nothing but its lock
+    file goes away first, while the lock is still held: removed after the release, another process
+    could take the lock in between and lose it to the removal.
+
+    Parameters
+    ----------
+    lock : FolderLock
+        From `lock_run_folder`.
+    remove_if_empty : bool
+        Remove the lock file and the folder if nothing else is in it (errors are ignored: the
+        folder then stays, empty).
+    """
+    folder = lock.path.parent
+    if remove_if_empty and [p.name for p in folder.iterdir()] == [lock.path.name]:
+        with contextlib.suppress(OSError):
+            lock.path.unlink()
+            folder.rmdir()
+    lock.release()
+
+
 def run_files(run_dir: str | os.PathLike[str]) -> list[str]:
     """The files of a run that a folder holds.
 

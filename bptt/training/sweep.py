@@ -38,8 +38,8 @@ from typing import Any, BinaryIO
 
 from .folder_lock import FolderLock
 from .run_folder import (
-    CHECKPOINT, CONFIG, DH_NORMS, METRICS, SUMMARY, RunFolderError, atomic_write, json_safe, lock_run_folder,
-    read_json, remove_temporaries, write_config,
+    CHECKPOINT, CONFIG, DH_NORMS, LOCK, METRICS, SUMMARY, RunFolderError, atomic_write, json_safe, lock_run_folder,
+    read_json, release_run_folder, remove_temporaries, write_config,
 )
 from .sweep_engine import DaskEngine, LocalPool, WorkerLost, local_cores
 from .sweep_results import FIGURES, RESULTS, SUMMARY_MD, read_previous_workers, write_if_changed, write_results
@@ -48,7 +48,6 @@ from .sweep_worker import Chunk, chunk_config
 
 RUNS = "runs"
 SPEC_COPY = "spec.toml"
-LOCK = ".lock"
 MAX_LOST = 3  # a chunk whose worker dies this often fails: it may be what kills them
 WRITE_ORDER = (METRICS, DH_NORMS, CHECKPOINT, SUMMARY)  # the summary last: it marks a run done
 
@@ -235,16 +234,9 @@ def _write_bytes(data: bytes, f: BinaryIO) -> None:
 
 def _release(run: RunState) -> None:
     """Give up a run folder's lock; a folder that never received a file goes away again."""
-    if run.lock is None:
-        return
-    run.lock.release()
-    run.lock = None
-    if [p.name for p in run.folder.iterdir()] == [LOCK]:
-        try:
-            (run.folder / LOCK).unlink()
-            run.folder.rmdir()
-        except OSError:
-            pass  # e.g. another process locked it meanwhile: leave it
+    if run.lock is not None:
+        release_run_folder(run.lock, remove_if_empty=True)
+        run.lock = None
 
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, workers: int | None = None, scheduler: str | None = None,

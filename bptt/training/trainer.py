@@ -35,8 +35,8 @@ from .init import initialise
 from .optim import Schedule, make_optimizer
 from .run_folder import (
     DEFAULT_PARENT, LOCK, RUN_FILES, Checkpoint, Logs, RunChangedError, claim_run_folder,
-    fingerprint_changes, json_safe, load_config, lock_run_folder, new_run_dir, read_checkpoint, run_fingerprint,
-    start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
+    fingerprint_changes, json_safe, load_config, lock_run_folder, new_run_dir, read_checkpoint, release_run_folder,
+    run_fingerprint, start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
 )
 from .tasks import Batch, make_task
 
@@ -367,9 +367,9 @@ def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, Fo
                     (folder / name).unlink(missing_ok=True)
             raise
     except BaseException:
-        if lock is not None:
-            lock.release()
-        if made_here:  # a name no one else knows: take the empty folder away again
+        if lock is not None:  # a folder made here, a name no one else knows: take it away again
+            release_run_folder(lock, remove_if_empty=made_here)
+        elif made_here:
             with contextlib.suppress(OSError):
                 (folder / LOCK).unlink(missing_ok=True)
                 folder.rmdir()
