@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from ..training.sweep import SweepProgress
+from ..training.tasks import TASK_METRICS
 from . import cli
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def run_line(run: RunState) -> str:
         return f"failed  {run.name}: {run.error}"
     s = run.summary or {}
     text = f"done    {run.name}: eval loss {_loss(s.get('eval_loss'))} (baseline {_loss(s.get('baseline_loss'))})"
-    for key in ("accuracy", "success"):
+    for key in TASK_METRICS:
         if s.get(f"eval_{key}") is not None:
             text += f", {key} {s[f'eval_{key}']:.1%}"
     if s.get("reached_target"):

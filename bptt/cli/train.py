@@ -17,7 +17,7 @@ from ..training.run_folder import (
     CHECKPOINT, RunExistsError, RunFolderError, RunLockedError, RunWriteError, load_config,
 )
 from ..training.sampling import sample
-from ..training.tasks import TASKS
+from ..training.tasks import TASK_METRICS, TASKS
 from ..training.trainer import TrainingStopped, evaluate, train
 from . import cli, progress_stream
 
@@ -40,7 +40,7 @@ def _baseline_line(summary: dict[str, Any]) -> str:
     """The held-out results next to the baseline; a non-finite result (None in the summary) says so."""
     parts = [f"eval loss {_number(summary['eval_loss'], '.4g', 'not finite')} "
              f"(baseline {_number(summary['baseline_loss'], '.4g', 'n/a')})"]
-    for key in ("accuracy", "success"):
+    for key in TASK_METRICS:
         if f"eval_{key}" in summary:
             parts.append(f"{key} {_number(summary[f'eval_{key}'], '.3f', 'not finite')} "
                          f"(baseline {_number(summary[f'baseline_{key}'], '.3f', 'n/a')})")

@@ -32,6 +32,7 @@ import numpy as np
 
 from .run_folder import atomic_write
 from .sweep_spec import LABEL, REPLICATE, SweepSpec
+from .tasks import TASK_METRICS
 
 if TYPE_CHECKING:
     from .sweep import RunState, SweepResult
@@ -39,13 +40,12 @@ if TYPE_CHECKING:
 RESULTS = "results.csv"
 SUMMARY_MD = "summary.md"
 FIGURES = "figures"
-METRICS = ("accuracy", "success")
 _MAX_CURVE_PANELS = 36
 
 
 def _columns(spec: SweepSpec, runs: list[RunState]) -> list:
     columns = list(spec.swept) + ["run", "status", "error", "eval_loss", "baseline_loss"]
-    for key in METRICS:
+    for key in TASK_METRICS:
         if any(r.summary and f"eval_{key}" in r.summary for r in runs):
             columns += [f"eval_{key}", f"baseline_{key}"]
     if any(r.point.config.target_loss is not None for r in runs):
@@ -198,7 +198,7 @@ def summary_markdown(spec: SweepSpec, result: SweepResult, figures: list) -> str
     if seeds:
         lines += ["Per group of runs that differ only in their seed: the mean over seeds, with the lowest and the "
                   "highest in brackets.", ""]
-    metrics = [m for m in METRICS if any(r.summary and f"eval_{m}" in r.summary for r in result.runs)]
+    metrics = [m for m in TASK_METRICS if any(r.summary and f"eval_{m}" in r.summary for r in result.runs)]
     target = any(r.point.config.target_loss is not None for r in result.runs)
     header = keys + ["done"] + ["held-out loss", "baseline loss"]
     for m in metrics:
@@ -276,7 +276,7 @@ def figure_data(spec: SweepSpec, result: SweepResult) -> dict:
             return values
 
         panels: list[dict[str, Any]] = [{"ylabel": "held-out loss", "metric": "eval_loss"}]
-        panels += [{"ylabel": f"held-out {m}", "metric": f"eval_{m}"} for m in METRICS
+        panels += [{"ylabel": f"held-out {m}", "metric": f"eval_{m}"} for m in TASK_METRICS
                    if any(r.summary and f"eval_{m}" in r.summary for r in result.runs)]
         if target:
             panels.append({"ylabel": "fraction of seeds reaching target_loss "

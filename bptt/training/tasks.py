@@ -43,6 +43,7 @@ from ..core.truncation import LossFn
 from ..core.types import Array, IntArray
 
 TASKS = ("adding", "copy", "temporal-order", "reber", "parity", "chars")
+TASK_METRICS = ("accuracy", "success")  # what a task may measure besides its loss, as eval_<name> / baseline_<name>
 
 
 class Batch(NamedTuple):

@@ -38,7 +38,7 @@ from .run_folder import (
     fingerprint_changes, json_safe, load_config, lock_run_folder, new_run_dir, read_checkpoint, release_run_folder,
     run_fingerprint, start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
 )
-from .tasks import Batch, make_task
+from .tasks import TASK_METRICS, Batch, make_task
 
 
 def make_model(config: TrainConfig, input_size: int, seed: Seed, dtype: DTypeLike) -> Cell | Stack:
@@ -469,6 +469,15 @@ def _apply_update(run: TrainingRun, grads: Mapping[str, Array]) -> float:
     return lr
 
 
+def held_out(metrics: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """eval_loss and baseline_loss, and eval_/baseline_ accuracy or success where the task measures them."""
+    out = {"eval_loss": metrics["loss"], "baseline_loss": baseline["loss"]}
+    for key in TASK_METRICS:
+        if key in metrics:
+            out[f"eval_{key}"], out[f"baseline_{key}"] = metrics[key], baseline.get(key)
+    return out
+
+
 def _summary(run: TrainingRun, reached_target: bool) -> dict[str, Any]:
     config, baseline = run.config, run.task.baseline
     summary = {
@@ -477,13 +486,8 @@ def _summary(run: TrainingRun, reached_target: bool) -> dict[str, Any]:
         "hidden": config.hidden,
         "seq_len": config.seq_len,
         "steps": run.step,
-        "eval_loss": run.last_eval["loss"],
-        "baseline_loss": baseline["loss"],
+        **held_out(run.last_eval, baseline),
     }
-    for key in ("accuracy", "success"):
-        if key in run.last_eval:
-            summary[f"eval_{key}"] = run.last_eval[key]
-            summary[f"baseline_{key}"] = baseline.get(key)
     summary.update(
         clipped_steps=run.clipped,
         skipped_steps=run.skipped,
@@ -545,11 +549,4 @@ def evaluate(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     run = load_run(run_dir)
     config = run.config
     metrics = run.evaluate(run.cast(run.task.eval_batch(config.eval_size, config.eval_seed)))
-    baseline = run.task.baseline
-    out = {"task": config.task, "cell": config.cell, "step": run.step,
-           "eval_loss": metrics["loss"], "baseline_loss": baseline["loss"]}
-    for key in ("accuracy", "success"):
-        if key in metrics:
-            out[f"eval_{key}"] = metrics[key]
-            out[f"baseline_{key}"] = baseline.get(key)
-    return json_safe(out)
+    return json_safe({"task": config.task, "cell": config.cell, "step": run.step, **held_out(metrics, run.task.baseline)})
