@@ -25,6 +25,13 @@ class _Discard:
         return False
 
 
+class Refused(click.ClickException):
+    """Input the command cannot use (a run folder that holds a run or is in use, a spec, a scheduler):
+    "Error: ..." on stderr and exit code 2, like a usage error but without the usage text."""
+
+    exit_code = 2
+
+
 def progress_stream(quiet: bool = False) -> TextIO:
     """stderr when it is a terminal and progress is wanted, else a sink: no bar in a pipe or a log."""
     # click's progress bar only writes to its file, flushes it and asks isatty(), all of which _Discard answers

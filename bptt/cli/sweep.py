@@ -13,16 +13,10 @@ import click
 
 from ..training.sweep import SweepProgress
 from ..training.tasks import TASK_METRICS
-from . import cli
+from . import Refused, cli
 
 if TYPE_CHECKING:
     from ..training.sweep import RunState, SweepResult
-
-
-class BadInput(click.ClickException):
-    """A spec, folder or scheduler that cannot be used: "Error: ..." and exit code 2, no usage text."""
-
-    exit_code = 2
 
 
 def _loss(value: float | None) -> str:
@@ -171,7 +165,7 @@ def sweep_command(spec: str, out: str | None, workers: int | None, scheduler: st
     try:
         parsed = load_spec(spec)
     except SpecError as exc:
-        raise BadInput(str(exc)) from exc
+        raise Refused(str(exc)) from exc
     out = out or os.path.join("runs", Path(spec).stem)
     progress = _Progress(quiet)
     ctx = click.get_current_context()
@@ -181,7 +175,7 @@ def sweep_command(spec: str, out: str | None, workers: int | None, scheduler: st
                            sync_seconds=sync_seconds, progress=progress)
     except (SweepLockedError, SweepMismatchError, SchedulerError) as exc:
         progress.close()
-        raise BadInput(str(exc)) from exc
+        raise Refused(str(exc)) from exc
     except SweepInterrupted as exc:
         progress.close()
         r = exc.result

@@ -19,17 +19,10 @@ from ..training.run_folder import (
 from ..training.sampling import sample
 from ..training.tasks import TASK_METRICS, TASKS
 from ..training.trainer import TrainingStopped, evaluate, train
-from . import cli, progress_stream
+from . import Refused, cli, progress_stream
 
 DEFAULTS = TrainConfig()
 POSITIVE = click.IntRange(min=1)
-
-
-class Refused(click.ClickException):
-    """A request the run folder refuses (it holds a run, another process writes it, it changed):
-    "Error: ..." on stderr and exit code 2, like a usage error but without the usage text."""
-
-    exit_code = 2
 
 
 def _number(value: float | None, spec: str, missing: str) -> str:
