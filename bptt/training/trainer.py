@@ -470,7 +470,21 @@ def _apply_update(run: TrainingRun, grads: Mapping[str, Array]) -> float:
 
 
 def held_out(metrics: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
-    """eval_loss and baseline_loss, and eval_/baseline_ accuracy or success where the task measures them."""
+    """The held-out results next to the baseline's.
+
+    Parameters
+    ----------
+    metrics : dict
+        `TrainingRun.evaluate`'s: ``loss`` and, where the task measures them, ``accuracy`` or ``success``.
+    baseline : dict
+        The task's baseline, with the same keys.
+
+    Returns
+    -------
+    dict
+        ``eval_loss`` and ``baseline_loss``, then ``eval_accuracy`` and ``baseline_accuracy`` (or
+        ``_success``) where `metrics` has them.
+    """
     out = {"eval_loss": metrics["loss"], "baseline_loss": baseline["loss"]}
     for key in TASK_METRICS:
         if key in metrics:
