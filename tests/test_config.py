@@ -17,7 +17,10 @@ from bptt.training.optim import Schedule
 @pytest.mark.parametrize("change,message", [
     (dict(task="sorting"), "task must be one of ['adding', 'copy', 'temporal-order', 'reber', 'parity', 'chars'], "
                            "got 'sorting'"),
-    (dict(cell="tcn"), "cell must be one of ['rnn', 'rnn-relu', 'lstm', 'gru'], got 'tcn'"),
+    (dict(cell="tcn"), "cell must be a built-in cell (rnn, rnn-relu, lstm, gru), a name an installed package "
+                       "registers in the entry-point group bptt.cells, or MODULE:CLASS naming a subclass of "
+                       "bptt.cells.cell.Cell importable on the Python path ('tcn' is neither a built-in cell nor "
+                       "registered in bptt.cells, and not MODULE:CLASS), got 'tcn'"),
     (dict(init="zeros"), "init must be one of ['default', 'identity', 'orthogonal'], got 'zeros'"),
     (dict(optimizer="adagrad"), "optimizer must be one of"),
     (dict(schedule="linear"), "schedule must be one of ['constant', 'cosine', 'step'], got 'linear'"),

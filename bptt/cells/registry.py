@@ -1,10 +1,14 @@
-"""The cells by name: the one registry that `bptt train --cell`, `bptt gradcheck --cell`, the
-benchmark and the tests all read.
+"""The cells by name: the one registry that `bptt train --cell`, `bptt gradcheck --cell`, sweeps,
+`Stack`, the benchmark and the tests all read.
 
     rnn        Elman RNN, tanh (PyTorch's nn.RNN)
     rnn-relu   Elman RNN, relu (nn.RNN(nonlinearity="relu"))
     lstm       LSTM (nn.LSTM)
     gru        GRU (nn.GRU)
+
+Any other name is a cell an installed package registers in the entry-point group `bptt.cells`, or
+MODULE:CLASS naming a `bptt.Cell` subclass importable on the Python path (`bptt.core.import_path`).
+Such a class is built like the built-ins: ``cls(input_size, hidden_size, seed=..., dtype=...)``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Callable
 import numpy as np
 from numpy.typing import DTypeLike
 
+from ..core.import_path import import_path_of, resolve
 from ..core.types import Seed
 from .cell import Cell
 from .gru import GRU
@@ -29,6 +34,18 @@ CELLS: dict[str, Callable[..., Cell]] = {
 #: The names of the built-in cells, ``("rnn", "rnn-relu", "lstm", "gru")``: what ``make_cell``,
 #: ``Stack`` and ``bptt train --cell`` accept.
 CELL_NAMES = tuple(CELLS)
+CELL_GROUP = "bptt.cells"  # the entry-point group where installed packages register cells
+
+
+def cell_factory(name: str) -> Callable[..., Cell]:
+    """The constructor `name` stands for: a built-in's, or a registered or MODULE:CLASS Cell subclass.
+
+    Raises
+    ------
+    bptt.core.import_path.ImportPathError
+        (a ValueError) Naming the name, what was tried and why it failed.
+    """
+    return resolve(name, kind="cell", builtins=CELLS, group=CELL_GROUP, base=Cell)
 
 
 def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 0, seed: Seed = None,
@@ -38,7 +55,9 @@ def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 
     Parameters
     ----------
     name : str
-        One of CELL_NAMES: "rnn" (tanh), "rnn-relu", "lstm", "gru" (`bptt train --cell`'s names).
+        One of CELL_NAMES: "rnn" (tanh), "rnn-relu", "lstm", "gru" (`bptt train --cell`'s names); a
+        name registered in the entry-point group bptt.cells; or MODULE:CLASS naming a `bptt.Cell`
+        subclass, e.g. "mycells:MGU".
     input_size, hidden_size : int
         D and H.
     proj_size : int
@@ -54,7 +73,8 @@ def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 
     Raises
     ------
     ValueError
-        Naming the known cells when `name` is not one of them, or if proj_size is given to another cell.
+        Naming the known cells and what was tried when `name` resolves to no cell
+        (`bptt.core.import_path.ImportPathError`), or if proj_size is given to a cell other than lstm.
 
     Examples
     --------
@@ -62,21 +82,20 @@ def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 
     >>> bptt.make_cell("rnn-relu", 3, 8, seed=0)
     RNN(input_size=3, hidden_size=8, dtype=float64, nonlinearity='relu')
     """
-    if name not in CELLS:
-        raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {name!r}")
+    factory = cell_factory(name)
     if proj_size:
         if name != "lstm":
             raise ValueError(f"proj_size is only for the lstm cell (as in PyTorch), got cell {name!r} "
                              f"with proj_size={proj_size}")
         return LSTM(input_size, hidden_size, proj_size=proj_size, seed=seed, dtype=dtype)
-    return CELLS[name](input_size, hidden_size, seed=seed, dtype=dtype)
+    return factory(input_size, hidden_size, seed=seed, dtype=dtype)
 
 
 def cell_name(cell: Cell) -> str:
-    """The registry name of a cell instance: the inverse of `make_cell`."""
-    if isinstance(cell, RNN):
+    """The name of a cell instance that `make_cell` takes back: a built-in's name, else MODULE:CLASS."""
+    if type(cell) is RNN:
         return "rnn" if cell.nonlinearity == "tanh" else "rnn-relu"
     for name, kind in (("lstm", LSTM), ("gru", GRU)):
-        if isinstance(cell, kind):
+        if type(cell) is kind:
             return name
-    raise ValueError(f"{type(cell).__name__} is not a registered cell; known: {list(CELL_NAMES)}")
+    return import_path_of(type(cell))

@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..cells.registry import CELL_NAMES
+from ..cells.registry import cell_factory
+from ..core.import_path import ImportPathError
 from .clipping import CLIPS
 from .init import INITS
 from .optim import OPTIMIZERS, SCHEDULES
@@ -54,7 +55,8 @@ class TrainConfig:
     task : str, default "adding"
         One of adding, copy, temporal-order, reber, parity, chars.
     cell : str, default "gru"
-        rnn (tanh), rnn-relu, lstm or gru.
+        rnn (tanh), rnn-relu, lstm or gru; a name registered in the entry-point group bptt.cells; or
+        MODULE:CLASS naming a `bptt.Cell` subclass importable on the Python path.
     hidden : int, default 32
         Hidden size H.
     init : str, default "default"
@@ -131,7 +133,7 @@ class TrainConfig:
     """
 
     task: str = "adding"  # one of bptt.tasks.TASKS
-    cell: str = "gru"  # rnn (tanh), rnn-relu, lstm or gru
+    cell: str = "gru"  # rnn (tanh), rnn-relu, lstm, gru, a registered name or MODULE:CLASS
     hidden: int = 32  # hidden size H
     init: str = "default"  # W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal
     layers: int = 1  # stacked layers L (more than one, or bidirectional: a bptt.Stack)
@@ -178,11 +180,15 @@ class TrainConfig:
             (a ValueError) for the first setting outside what it allows, naming the setting, the
             value and what is allowed.
         """
-        choices = {"task": TASKS, "cell": CELL_NAMES, "init": INITS, "optimizer": OPTIMIZERS,
+        choices = {"task": TASKS, "init": INITS, "optimizer": OPTIMIZERS,
                    "schedule": SCHEDULES, "clip": CLIPS, "dtype": DTYPES, "on_nonfinite": ON_NONFINITE}
         for name, options in choices.items():
             if getattr(self, name) not in options:
                 raise SettingError(name, getattr(self, name), f"one of {list(options)}")
+        try:
+            cell_factory(self.cell)
+        except ImportPathError as exc:
+            raise SettingError("cell", self.cell, f"{exc.expected} ({exc.problem})") from exc
         for name in ("hidden", "layers", "seq_len", "steps", "batch_size", "lr_step_size", "eval_every",
                      "eval_size", "checkpoint_every"):
             _integer(self, name, low=1)
