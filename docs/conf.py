@@ -39,12 +39,15 @@ extensions = [
     "sphinx_click",
     "sphinx_gallery.gen_gallery",
     "myst_parser",
+    "gallery_pages",  # after sphinx_gallery: figures link to their full size, no "on this page" column
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 highlight_language = "none"  # plain ``` blocks are trees, tables and output; code blocks name their language
-smartquotes_action = "qe"  # quotes and ellipses only: "--sample" in a command's help stays two hyphens
+# no typographic quotes: a command's help and a docstring's example are pasted into shells and TOML
+# files, where “adding” is not "adding" (sphinx-click renders help text as line blocks, not literals)
+smartquotes = False
 exclude_patterns = ["_build", "gallery/*.ipynb", "gallery/*.py", "gallery/*.zip"]
 templates_path = ["_templates"]
 
