@@ -91,7 +91,7 @@ def global_norm(grads: GradGroups) -> float:
 def clip_grad_norm(grads: GradGroups, max_norm: float) -> Clipping:
     """Scale all gradients in place, by one factor, so that their global norm is at most `max_norm`.
 
-    Pascanu et al. 2013: the direction of the whole gradient is kept. As torch.nn.utils.clip_grad_norm_,
+    Pascanu et al. 2013: the direction of the whole gradient is kept. As ``torch.nn.utils.clip_grad_norm_``,
     but the result also says whether it clipped.
 
     Parameters
@@ -134,7 +134,7 @@ def clip_grad_norm(grads: GradGroups, max_norm: float) -> Clipping:
 def clip_grad_value(grads: GradGroups, max_value: float) -> Clipping:
     """Clamp every gradient element in place to [-max_value, max_value].
 
-    The direction changes (as torch.nn.utils.clip_grad_value_).
+    The direction changes (as ``torch.nn.utils.clip_grad_value_``).
 
     Parameters
     ----------
