@@ -162,16 +162,29 @@ def test_chars_vocabulary_and_codes_are_the_sorted_characters_of_any_unicode_tex
     assert "".join(task.vocab[i] for i in task.codes) == text and task.codes.dtype == np.int64
 
 
+def capped():
+    """Run a child with 4 GiB of address space: a reader that regressed to reading /dev/zero whole
+    fails there with a MemoryError instead of taking the machine's memory."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo", "folder"])
 def test_a_chars_text_that_is_not_a_regular_file_is_refused_unread(tmp_path, special):
     import os
+    import subprocess
+    import sys
 
     path = {"/dev/zero": "/dev/zero", "fifo": str(tmp_path / "pipe"), "folder": str(tmp_path)}[special]
     if special == "fifo":
-        os.mkfifo(path)  # no writer: a reader that opened it blocking would wait forever
-    with pytest.raises(ValueError) as info:
-        make_task("chars", 10, path)
-    assert str(info.value).startswith(f"text file {path!r}: is not a regular file")
+        os.mkfifo(path)  # no writer: a reader that opened it blocking would wait forever (the timeout ends it)
+    code = ("import sys\nfrom bptt.training.tasks import make_task\ntry:\n    make_task('chars', 10, sys.argv[1])\n"
+            "except ValueError as exc:\n    print(exc)\n")
+    child = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120,
+                           preexec_fn=capped)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.startswith(f"text file {path!r}: is not a regular file"), child.stdout
 
 
 def test_a_chars_text_above_the_limit_is_refused_naming_it(tmp_path, monkeypatch):
@@ -187,16 +200,17 @@ def test_a_chars_text_above_the_limit_is_refused_naming_it(tmp_path, monkeypatch
 
 def test_a_run_folder_whose_config_names_dev_zero_is_refused_on_resume(tmp_path, text_file):
     import json
+    import subprocess
 
-    from click.testing import CliRunner
-
-    from bptt.cli import cli
+    from conftest import bptt_command, finish
 
     out = tmp_path / "run"
     bptt.train(bptt.TrainConfig(task="chars", text=text_file, seq_len=8, hidden=4, steps=1, eval_size=4,
                                 out=str(out)))
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "text": "/dev/zero"}))
-    result = CliRunner().invoke(cli, ["train", "--resume", str(out), "--steps", "2", "--quiet"])
-    assert result.exit_code == 2 and "text file '/dev/zero': is not a regular file" in result.output
-    assert "Traceback" not in result.output
+    process = subprocess.Popen(bptt_command("train", "--resume", out, "--steps", "2", "--quiet"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=capped)
+    code, _, err = finish(process, timeout=120)
+    assert code == 2 and "text file '/dev/zero': is not a regular file" in err
+    assert "Traceback" not in err

@@ -117,7 +117,7 @@ def _steps_line(summary: dict[str, Any]) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none anyway when stderr is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (summary.json plus run_dir).")
 def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: bool, **options: Any) -> None:
-    """Train a recurrent cell on a toy sequence task and write a run folder.
+    """Train a recurrent cell on a sequence task (toy, text, your own arrays or class); write a run folder.
 
     The run folder holds config.json, metrics.jsonl (loss, gradient norm and clip events per
     update), dh_norms.jsonl (||dL/dh_t|| per timestep, every --record-every updates),
