@@ -9,7 +9,8 @@
 The package in four parts: `bptt.cells` (the cells and their step pairs), `bptt.core` (the unroller,
 truncation, readout, losses, diagnostics), `bptt.modes` (forward mode, RTRL, UORO, Hessian-vector
 products, checkpointing, finite differences) and `bptt.training` (the training loop and its run
-folder). The names below are the public API.
+folder). The names below are the public API; `bptt.optim` (the optimizers and schedules) is the
+module `bptt.training.optim`, as `bptt.diagnostics` is `bptt.core.diagnostics`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -26,7 +27,10 @@ from .modes.forward_mode import JVPResult, jvp
 from .modes.hvp import HessianEigen, LossAndGradient, hvp, loss_and_gradient, top_hessian_eigenvalue
 from .modes.rtrl import RTRLResult, rtrl
 from .modes.uoro import UOROResult, uoro
+from .training import optim
+from .training.clipping import clip_grad_norm, clip_grad_value
 from .training.config import TrainConfig
+from .training.tasks import Batch, Task
 from .training.trainer import evaluate, train
 
 try:
@@ -40,7 +44,8 @@ __all__ = [
     "forward", "backward", "forward_stepwise", "backward_stepwise", "Tape", "Gradients",
     "Linear", "mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
     "TBPTT", "tbptt_gradient", "diagnostics",
-    "TrainConfig", "train", "evaluate",
+    "TrainConfig", "train", "evaluate", "Task", "Batch",
+    "optim", "clip_grad_norm", "clip_grad_value",
     "jvp", "JVPResult", "rtrl", "RTRLResult", "uoro", "UOROResult",
     "hvp", "loss_and_gradient", "LossAndGradient", "top_hessian_eigenvalue", "HessianEigen",
     "forward_checkpointed", "backward_checkpointed", "CheckpointTape",

@@ -71,3 +71,28 @@ def test_clipping_by_name(mode, threshold, expect):
 def test_unknown_clipping_mode_names_the_choices():
     with pytest.raises(ValueError, match=r"clip must be one of \['norm', 'value', 'none'\], got 'max'"):
         clip_gradients(grads(), "max", 1.0)
+
+
+# --- a list of dicts (a cell's and a readout's gradients): one global norm over all of them
+
+
+def test_a_list_of_dicts_is_clipped_by_the_global_norm_over_all():
+    whole = grads()
+    parts = [{"a": whole["a"].copy()}, {"b": whole["b"].copy()}]
+    assert clip_grad_norm(parts, 6.5) == clip_grad_norm(whole, 6.5) == Clipping(13.0, True)
+    assert np.array_equal(parts[0]["a"], whole["a"]) and np.array_equal(parts[1]["b"], whole["b"])
+    assert global_norm(parts) == 6.5 and max_abs(parts) == max_abs(whole)
+    parts = [{"a": grads()["a"]}, {"b": grads()["b"]}]
+    assert clip_grad_value(parts, 3.5) == Clipping(13.0, True)
+    assert parts[1]["b"][0] == 3.5 and parts[0]["a"][0, 0] == 3.0
+
+
+def test_the_public_names_are_these_functions():
+    import bptt
+
+    assert bptt.clip_grad_norm is clip_grad_norm and bptt.clip_grad_value is clip_grad_value
+
+
+def test_a_list_holding_something_else_is_named():
+    with pytest.raises(TypeError, match="item 1 is a ndarray"):
+        clip_grad_norm([{"a": np.ones(2)}, np.ones(2)], 1.0)

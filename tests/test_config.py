@@ -2,10 +2,15 @@
 the value and what is allowed, and `bptt train` reports it on the option with exit code 2."""
 
 import dataclasses
+import itertools
+import tomllib
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import bptt
 from bptt.cells.registry import CELL_NAMES
 from bptt.cli import cli
 from bptt.cli.train import train_command
@@ -13,10 +18,15 @@ from bptt.core.truncation import TBPTT
 from bptt.training.config import SettingError, TrainConfig
 from bptt.training.optim import Schedule
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 @pytest.mark.parametrize("change,message", [
-    (dict(task="sorting"), "task must be one of ['adding', 'copy', 'temporal-order', 'reber', 'parity', 'chars'], "
-                           "got 'sorting'"),
+    (dict(task="sorting"), "task must be a built-in task (adding, copy, temporal-order, reber, parity, chars, data), "
+                           "a name an installed package registers in the entry-point group bptt.tasks, or "
+                           "MODULE:CLASS naming a subclass of bptt.training.tasks.Task importable on the Python path "
+                           "('sorting' is neither a built-in task nor registered in bptt.tasks, and not "
+                           "MODULE:CLASS), got 'sorting'"),
     (dict(cell="tcn"), "cell must be a built-in cell (rnn, rnn-relu, lstm, gru), a name an installed package "
                        "registers in the entry-point group bptt.cells, or MODULE:CLASS naming a subclass of "
                        "bptt.cells.cell.Cell importable on the Python path ('tcn' is neither a built-in cell nor "
@@ -48,6 +58,10 @@ from bptt.training.optim import Schedule
     (dict(k1=5, k2=3), "k2 must be >= k1 = 5 (an update backpropagates at least its k1 new steps), got 3"),
     (dict(k1=2, k2=2.5), "k2 must be a positive integer or None (k1), got 2.5"),
     (dict(task="chars"), "text must be the path of a text file for the chars task, got None"),
+    (dict(task="data"), "data must be the path of an .npz file for the data task, got None"),
+    (dict(task="data", data="d.npz", eval_fraction=1.0), "eval_fraction must be a share in (0, 1), got 1.0"),
+    (dict(task="data", data="d.npz", eval_fraction=0), "eval_fraction must be a share in (0, 1), got 0"),
+    (dict(data=["d.npz"], task="data"), "data must be a path or None, got ['d.npz']"),
     (dict(out=3), "out must be a path or None, got 3"),
 ])
 def test_each_bad_setting_is_named_with_its_value_and_what_is_allowed(change, message):
@@ -113,3 +127,92 @@ def test_cli_checks_steps_given_with_resume(tmp_path):
 def test_cli_cell_choices_are_the_registry():
     cell = next(p for p in train_command.params if p.name == "cell")
     assert tuple(cell.type.choices) == CELL_NAMES
+
+
+# --- a setting the other settings leave without effect is refused, naming what it needs
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(dropout=0.5), "dropout 0.5 has no effect with layers = 1; it needs layers >= 2"),
+    (dict(dropout=0.5, bidirectional=True), "dropout 0.5 has no effect with layers = 1"),
+    (dict(momentum=0.5), "momentum 0.5 has no effect with optimizer 'adam'; it needs optimizer momentum or nesterov"),
+    (dict(momentum=0.5, optimizer="sgd"), "momentum 0.5 has no effect with optimizer 'sgd'"),
+    (dict(momentum=0.5, optimizer="rmsprop"), "momentum 0.5 has no effect with optimizer 'rmsprop'"),
+    (dict(lr_step_size=10), "lr_step_size 10 has no effect with schedule 'constant'; it needs schedule step"),
+    (dict(lr_gamma=0.5, schedule="cosine"), "lr_gamma 0.5 has no effect with schedule 'cosine'; it needs schedule step"),
+    (dict(clip="none", clip_threshold=5.0), "clip_threshold 5.0 has no effect with clip 'none'; it needs clip norm or value"),
+    (dict(task="parity", text="book.txt"), "text 'book.txt' has no effect with task 'parity'; it needs task chars"),
+    (dict(data="d.npz"), "data 'd.npz' has no effect with task 'adding'; it needs task data"),
+    (dict(eval_fraction=0.2), "eval_fraction 0.2 has no effect with task 'adding'; it needs task data"),
+    (dict(task="data", data="d.npz", seq_len=50), "seq_len 50 has no effect with task 'data'; it needs a task other "
+                                                  "than data (a data file's T is its sequence length)"),
+    (dict(task="data", data="d.npz", eval_size=64), "eval_size 64 has no effect with task 'data'"),
+    (dict(task="chars", text="book.txt", eval_seed=7), "eval_seed 7 has no effect with task 'chars'"),
+])
+def test_a_setting_that_would_do_nothing_is_refused(change, message):
+    with pytest.raises(SettingError) as info:
+        TrainConfig(**change).validate()
+    assert str(info.value).startswith(message)
+    setting = message.split()[0]
+    assert info.value.setting == setting and info.value.value == change[setting]
+
+
+@pytest.mark.parametrize("change", [
+    dict(dropout=0.5, layers=2), dict(momentum=0.5, optimizer="momentum"), dict(momentum=0.5, optimizer="nesterov"),
+    dict(schedule="step", lr_step_size=10, lr_gamma=0.5), dict(clip="value", clip_threshold=5.0),
+    dict(task="chars", text="book.txt"), dict(task="data", data="d.npz", eval_fraction=0.3, eval_seed=7),
+    dict(optimizer="sgd", momentum=0.9),  # the default value: nothing was asked for
+])
+def test_the_same_settings_where_they_act_are_accepted(change):
+    TrainConfig(**change).validate()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dropout", "0.5"], "Invalid value for '--dropout': 0.5 has no effect with layers = 1; it needs layers >= 2"),
+    (["--task", "parity", "--text", "book.txt"], "Invalid value for '--text': 'book.txt' has no effect with task "
+                                                 "'parity'; it needs task chars"),
+    (["--momentum", "0.5"], "Invalid value for '--momentum': 0.5 has no effect with optimizer 'adam'"),
+    (["--clip", "none", "--clip-threshold", "3"], "Invalid value for '--clip-threshold': 3.0 has no effect"),
+    (["--eval-fraction", "0.3"], "Invalid value for '--eval-fraction': 0.3 has no effect with task 'adding'"),
+])
+def test_the_cli_refuses_an_option_that_would_do_nothing_with_exit_2(tmp_path, args, message):
+    result = run("--steps", "1", "--out", str(tmp_path / "x"), "--quiet", *args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_dropout_on_one_layer_would_have_left_the_weights_bitwise_unchanged(tmp_path):
+    # why it is refused: a one-layer model has no layer to drop between (measured through the Stack
+    # a bidirectional layer builds, which takes the dropout setting)
+    from bptt.training.trainer import TrainingRun
+
+    def weights(dropout):
+        config = TrainConfig(task="parity", bidirectional=True, seq_len=6, hidden=4, steps=3, dropout=dropout)
+        run = TrainingRun(config)
+        run.next_batch()
+        return run.cell, run.batch
+
+    (a, batch), (b, _) = weights(0.0), weights(0.5)
+    ha, _ = bptt.forward(a, batch.xs)
+    hb, _ = bptt.forward(b, batch.xs)
+    assert np.array_equal(ha, hb)
+
+
+def spec_points(path):
+    """Every run a sweep spec asks for: [base], crossed with each [[runs]] table and the [grid]."""
+    spec = tomllib.loads(path.read_text())
+    grid = spec.get("grid", {})
+    for run_table in spec.get("runs", [{}]):
+        for values in itertools.product(*grid.values()):
+            settings = {**spec.get("base", {}), **run_table, **dict(zip(grid, values))}
+            settings.pop("label", None)
+            yield settings
+
+
+def test_no_committed_sweep_spec_asks_for_a_setting_that_does_nothing():
+    paths = sorted((ROOT / "experiments" / "sweeps").glob("*.toml"))
+    assert paths
+    for path in paths:
+        for settings in spec_points(path):
+            TrainConfig(**settings).validate()

@@ -97,3 +97,69 @@ def test_bad_optimizer_settings_are_value_errors():
         RMSprop(0.1, alpha=1.0)
     with pytest.raises(ValueError, match="keys"):
         SGD(0.1).step({"w": np.zeros(2)}, {"v": np.zeros(2)})
+
+
+# --- bptt.optim: the public module, parameter groups (a list of dicts), any schedule
+
+
+def split(params):
+    """The problem's two arrays as two groups, as a cell's and a readout's params are."""
+    return [{"a": params["a"]}, {"b": params["b"]}]
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam"])
+def test_a_list_of_dicts_updates_exactly_as_one_dict(name):
+    params, grads = problem(2)
+    one = {k: v.copy() for k, v in params.items()}
+    groups = split({k: v.copy() for k, v in params.items()})
+    a, b = make_optimizer(name, 0.05, momentum=0.7), make_optimizer(name, 0.05, momentum=0.7)
+    for g in grads:
+        a.step(one, g)
+        b.step(groups, split(g))
+    assert np.array_equal(one["a"], groups[0]["a"]) and np.array_equal(one["b"], groups[1]["b"])
+    # the state of each group is kept under "<group>/<name>", and round-trips like a dict's
+    assert {k.partition("/")[2] for k in b.state_arrays() if k != "t"} <= {"0/a", "1/b"}
+    c = make_optimizer(name, 0.05, momentum=0.7)
+    c.load_state_arrays(b.state_arrays())
+    again = [{k: v.copy() for k, v in group.items()} for group in groups]
+    b.step(groups, split(grads[0]))
+    c.step(again, split(grads[0]))
+    assert all(np.array_equal(x[k], y[k]) for x, y in zip(groups, again) for k in x)
+
+
+def test_bptt_optim_is_the_module_and_its_names_are_public():
+    import bptt
+    import bptt.training.optim as module
+
+    assert bptt.optim is module and "optim" in bptt.__all__
+    assert {"SGD", "RMSprop", "Adam", "Schedule", "Optimizer"} <= set(dir(bptt.optim))
+
+
+def test_a_function_of_the_step_is_a_schedule():
+    params = {"w": np.zeros(1)}
+    opt = SGD(lambda t: 0.5**t)
+    lrs = [opt.step(params, {"w": np.ones(1)}) for _ in range(4)]
+    assert lrs == [1.0, 0.5, 0.25, 0.125]
+    assert params["w"][0] == -(1.0 + 0.5 + 0.25 + 0.125)
+
+
+@pytest.mark.parametrize("grads, message", [
+    ({"a": np.zeros((3, 4)), "b": np.zeros(5)}, "must be a list of 2 dicts"),
+    ([{"a": np.zeros((3, 4))}], "must be a list of 2 dicts"),
+    ([{"a": np.zeros((3, 4))}, {"c": np.zeros(5)}], r"grads \(group 1\) must have the keys"),
+    ([{"a": np.zeros((4, 3))}, {"b": np.zeros(5)}], r"gradient of 0/a has shape \(4, 3\), its parameter \(3, 4\)"),
+])
+def test_a_gradient_structure_unlike_the_params_is_refused_before_any_update(grads, message):
+    params, _ = problem()
+    groups = split({k: v.copy() for k, v in params.items()})
+    before = [{k: v.copy() for k, v in g.items()} for g in groups]
+    opt = Adam(0.1)
+    with pytest.raises(ValueError, match=message):
+        opt.step(groups, grads)
+    assert opt.t == 0 and all(np.array_equal(g[k], b[k]) for g, b in zip(groups, before) for k in g)
+
+
+def test_a_gradient_of_another_shape_is_refused_not_broadcast():
+    # on main a (1,) gradient broadcast into a (2,) parameter silently
+    with pytest.raises(ValueError, match=r"gradient of w has shape \(1,\), its parameter \(2,\)"):
+        SGD(0.1).step({"w": np.zeros(2)}, {"w": np.ones(1)})

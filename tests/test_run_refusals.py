@@ -259,7 +259,7 @@ def test_an_old_checkpoint_resumes_unchecked_and_is_checked_from_then_on(tmp_pat
     recorded = read_checkpoint(old).fingerprint
     saved = TrainConfig(**json.loads((old / "config.json").read_text()))
     assert recorded["settings"] == {k: v for k, v in dataclasses.asdict(saved).items()
-                                    if k not in ("steps", "out", "text")}
+                                    if k not in run_folder.UNCHECKED_SETTINGS}
     edit_config(old, hidden=7)
     with pytest.raises(RunChangedError, match="hidden was 6, config.json now says 7"):
         train(TrainConfig(steps=20), resume=old)

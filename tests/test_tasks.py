@@ -17,13 +17,21 @@ def text_file(tmp_path):
     return str(path)
 
 
-def task_named(name, text_file, seq_len=20):
-    return make_task(name, seq_len, text_file if name == "chars" else None)
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, inputs=rng.standard_normal((40, 20, 3)), targets=rng.integers(0, 4, (40, 20)))
+    return str(path)
+
+
+def task_named(name, text_file, data_file=None, seq_len=20):
+    return make_task(name, seq_len, text_file if name == "chars" else None, data=data_file if name == "data" else None)
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_batches_are_seeded_and_shaped(name, text_file):
-    task = task_named(name, text_file)
+def test_batches_are_seeded_and_shaped(name, text_file, data_file):
+    task = task_named(name, text_file, data_file)
     a = task.sample(np.random.default_rng(3), 5)
     b = task.sample(np.random.default_rng(3), 5)
     c = task.sample(np.random.default_rng(4), 5)
@@ -126,9 +134,10 @@ def test_chars_splits_the_text_and_reports_the_unigram_entropy(text_file):
     assert held.xs.shape[1] == (len(text) - int(0.9 * len(text)) - 1) // 10
 
 
-@pytest.mark.parametrize("name,seq_len,message", [("sorting", 10, "unknown task"), ("adding", 1, "seq_len"),
+@pytest.mark.parametrize("name,seq_len,message", [("sorting", 10, "'sorting' is neither a built-in task"), ("adding", 1, "seq_len"),
                                                   ("reber", 5, "seq_len"), ("temporal-order", 4, "seq_len"),
-                                                  ("chars", 10, "needs a text file")])
+                                                  ("chars", 10, "needs a text file"),
+                                                  ("data", 10, "needs a data file")])
 def test_bad_task_settings_are_value_errors(name, seq_len, message):
     with pytest.raises(ValueError, match=message):
         make_task(name, seq_len)
@@ -139,3 +148,69 @@ def test_chars_text_too_short_is_a_value_error(tmp_path):
     path.write_text("abc")
     with pytest.raises(ValueError, match="at least"):
         make_task("chars", 10, str(path))
+
+
+# --- the chars text: read through the untrusted reader, bounded, a regular file only
+
+
+def test_chars_vocabulary_and_codes_are_the_sorted_characters_of_any_unicode_text(tmp_path):
+    text = "Größe 𝄞 naïve — ça va? " * 30 + "∑ x² 🎵 日本語"
+    path = tmp_path / "u.txt"
+    path.write_text(text, encoding="utf-8")
+    task = make_task("chars", 5, str(path))
+    assert task.vocab == "".join(sorted(set(text)))
+    assert "".join(task.vocab[i] for i in task.codes) == text and task.codes.dtype == np.int64
+
+
+def capped():
+    """Run a child with 4 GiB of address space: a reader that regressed to reading /dev/zero whole
+    fails there with a MemoryError instead of taking the machine's memory."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo", "folder"])
+def test_a_chars_text_that_is_not_a_regular_file_is_refused_unread(tmp_path, special):
+    import os
+    import subprocess
+    import sys
+
+    path = {"/dev/zero": "/dev/zero", "fifo": str(tmp_path / "pipe"), "folder": str(tmp_path)}[special]
+    if special == "fifo":
+        os.mkfifo(path)  # no writer: a reader that opened it blocking would wait forever (the timeout ends it)
+    code = ("import sys\nfrom bptt.training.tasks import make_task\ntry:\n    make_task('chars', 10, sys.argv[1])\n"
+            "except ValueError as exc:\n    print(exc)\n")
+    child = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120,
+                           preexec_fn=capped)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.startswith(f"text file {path!r}: is not a regular file"), child.stdout
+
+
+def test_a_chars_text_above_the_limit_is_refused_naming_it(tmp_path, monkeypatch):
+    from bptt.training import tasks
+
+    assert tasks.MAX_TEXT_BYTES >= 100 * 10**6  # a real corpus (enwik8: 10^8 bytes) fits the real limit
+    path = tmp_path / "big.txt"
+    path.write_text("abcdefgh" * 200)
+    monkeypatch.setattr(tasks, "MAX_TEXT_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"text file '.*big.txt': is larger than 1,000 bytes"):
+        make_task("chars", 10, str(path))
+
+
+def test_a_run_folder_whose_config_names_dev_zero_is_refused_on_resume(tmp_path, text_file):
+    import json
+    import subprocess
+
+    from conftest import bptt_command, finish
+
+    out = tmp_path / "run"
+    bptt.train(bptt.TrainConfig(task="chars", text=text_file, seq_len=8, hidden=4, steps=1, eval_size=4,
+                                out=str(out)))
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "text": "/dev/zero"}))
+    process = subprocess.Popen(bptt_command("train", "--resume", out, "--steps", "2", "--quiet"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=capped)
+    code, _, err = finish(process, timeout=120)
+    assert code == 2 and "text file '/dev/zero': is not a regular file" in err
+    assert "Traceback" not in err

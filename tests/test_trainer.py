@@ -170,7 +170,7 @@ def test_an_update_that_makes_the_weights_non_finite_never_reaches_them(tmp_path
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(task="sorting"), "task must be one of"),
+    (dict(task="sorting"), "task must be a built-in task"),
     (dict(k1=5, k2=3), r"k2 must be >= k1 = 5"),
     (dict(k2=3), "give k1 too"),
     (dict(clip_threshold=0.0), "clip_threshold"),

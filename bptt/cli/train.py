@@ -17,7 +17,7 @@ from ..training.run_folder import (
     CHECKPOINT, RunExistsError, RunFolderError, RunLockedError, RunWriteError, load_config,
 )
 from ..training.sampling import sample
-from ..training.tasks import TASK_METRICS, TASKS
+from ..training.tasks import TASKS, metric_names
 from ..training.trainer import TrainingStopped, evaluate, train
 from . import Refused, cli, progress_stream
 
@@ -33,10 +33,9 @@ def _baseline_line(summary: dict[str, Any]) -> str:
     """The held-out results next to the baseline; a non-finite result (None in the summary) says so."""
     parts = [f"eval loss {_number(summary['eval_loss'], '.4g', 'not finite')} "
              f"(baseline {_number(summary['baseline_loss'], '.4g', 'n/a')})"]
-    for key in TASK_METRICS:
-        if f"eval_{key}" in summary:
-            parts.append(f"{key} {_number(summary[f'eval_{key}'], '.3f', 'not finite')} "
-                         f"(baseline {_number(summary[f'baseline_{key}'], '.3f', 'n/a')})")
+    for key in metric_names(summary):
+        parts.append(f"{key} {_number(summary[f'eval_{key}'], '.3f', 'not finite')} "
+                     f"(baseline {_number(summary.get(f'baseline_{key}'), '.3f', 'n/a')})")
     return ", ".join(parts)
 
 
@@ -48,7 +47,9 @@ def _steps_line(summary: dict[str, Any]) -> str:
 
 
 @cli.command(name="train")
-@click.option("--task", type=click.Choice(TASKS), default=DEFAULTS.task, show_default=True, help="Toy task to train on.")
+@click.option("--task", default=DEFAULTS.task, show_default=True,
+              help=f"Task to train on: {', '.join(TASKS)} (with --data FILE it is data), a name registered in "
+                   "the entry-point group bptt.tasks, or MODULE:CLASS naming a bptt.Task subclass on the Python path.")
 @click.option("--cell", type=click.Choice(CELL_NAMES), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
 @click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True, help="Hidden size H.")
 @click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
@@ -90,6 +91,8 @@ def _steps_line(summary: dict[str, Any]) -> str:
 @click.option("--eval-every", type=int, default=DEFAULTS.eval_every, show_default=True,
               help="Evaluate on the held-out set every this many updates.")
 @click.option("--eval-size", type=int, default=DEFAULTS.eval_size, show_default=True, help="Held-out sequences.")
+@click.option("--eval-seed", type=int, default=DEFAULTS.eval_seed, show_default=True,
+              help="Seed of the held-out set (--data: which sequences are held out).")
 @click.option("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, show_default=True,
               help="Write checkpoint.npz every this many updates.")
 @click.option("--record-every", type=int, default=DEFAULTS.record_every, show_default=True,
@@ -98,6 +101,11 @@ def _steps_line(summary: dict[str, Any]) -> str:
               help="On a NaN/inf loss or gradient: stop (checkpointing the last good weights) or skip the step.")
 @click.option("--target-loss", type=float, default=None, help="Stop early once the held-out loss is at or below this.")
 @click.option("--text", type=click.Path(dir_okay=False), default=None, help="Text file for --task chars.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help="Your own sequences: an .npz file of inputs (S, T, D) and targets (see the guide's "
+                   "'Your own data'); selects the data task.")
+@click.option("--eval-fraction", type=float, default=DEFAULTS.eval_fraction, show_default=True,
+              help="--data: the share of its sequences held out for evaluation, drawn from --eval-seed.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder: new, empty, or holding no run (see --overwrite)  "
                    "[default: a new runs/<task>-<cell>-<time>-<suffix>]")
@@ -109,7 +117,7 @@ def _steps_line(summary: dict[str, Any]) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none anyway when stderr is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (summary.json plus run_dir).")
 def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: bool, **options: Any) -> None:
-    """Train a recurrent cell on a toy sequence task and write a run folder.
+    """Train a recurrent cell on a sequence task (toy, text, your own arrays or class); write a run folder.
 
     The run folder holds config.json, metrics.jsonl (loss, gradient norm and clip events per
     update), dh_norms.jsonl (||dL/dh_t|| per timestep, every --record-every updates),
@@ -125,10 +133,14 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
     Examples:
       bptt train                                        # gru on the adding task
       bptt train --task parity --cell lstm --steps 300 --out runs/parity
+      bptt train --data sequences.npz --steps 2000      # your own arrays, 10% held out
+      bptt train --task mytasks:Echo                    # a bptt.Task subclass in mytasks.py
       bptt train --resume runs/parity --steps 600       # continue to 600 updates
       bptt train --layers 2 --bidirectional --json | jq .eval_loss
     """
     ctx = click.get_current_context()
+    if options["data"] is not None and ctx.get_parameter_source("task") != click.core.ParameterSource.COMMANDLINE:
+        options["task"] = "data"  # --data alone selects the data task; --task X --data F is refused unless X is data
     config: TrainConfig | None  # None: resume with the run's own steps
     config = TrainConfig(**options)
     if resume is not None:

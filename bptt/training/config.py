@@ -2,15 +2,18 @@
 
 `TrainConfig.validate` checks each setting against what it allows and raises a `SettingError` that
 names the setting, the value and what is allowed; `bptt train` turns that into a usage error on the
-matching option. What depends on more than the settings (a task's shortest sequence, a readable text
-file, a checkpoint) is checked where it is read.
+matching option. A setting given a value other than its default where the other settings leave it
+without effect (momentum with adam, dropout with one layer, a text file for a task that reads none)
+is refused too, naming what it needs: an option that silently does nothing is a mistake the user
+cannot see. What depends on more than the settings (a task's shortest sequence, a readable text or
+data file, a checkpoint) is checked where it is read.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 from ..cells.registry import cell_factory
@@ -18,7 +21,7 @@ from ..core.import_path import ImportPathError
 from .clipping import CLIPS
 from .init import INITS
 from .optim import OPTIMIZERS, SCHEDULES
-from .tasks import TASKS
+from .tasks import task_factory
 
 DTYPES = ("float64", "float32")
 ON_NONFINITE = ("stop", "skip")
@@ -35,11 +38,14 @@ class SettingError(ValueError):
         The value it was given.
     allowed : str
         What it allows, completing "must be ...", e.g. "a positive finite number".
+    problem : str, optional
+        The whole complaint about the value, where "must be ..." does not say it (a value that has
+        no effect under the other settings); default "must be {allowed}, got {value!r}".
     """
 
-    def __init__(self, setting: str, value: object, allowed: str) -> None:
+    def __init__(self, setting: str, value: object, allowed: str, problem: str | None = None) -> None:
         self.setting, self.value, self.allowed = setting, value, allowed
-        self.problem = f"must be {allowed}, got {value!r}"
+        self.problem = f"must be {allowed}, got {value!r}" if problem is None else problem
         super().__init__(f"{setting} {self.problem}")
 
 
@@ -53,7 +59,9 @@ class TrainConfig:
     Attributes
     ----------
     task : str, default "adding"
-        One of adding, copy, temporal-order, reber, parity, chars.
+        One of adding, copy, temporal-order, reber, parity, chars, data; a name registered in the
+        entry-point group bptt.tasks; or MODULE:CLASS naming a `bptt.Task` subclass importable on the
+        Python path, built as ``cls(seq_len=seq_len)``.
     cell : str, default "gru"
         rnn (tanh), rnn-relu, lstm or gru; a name registered in the entry-point group bptt.cells; or
         MODULE:CLASS naming a `bptt.Cell` subclass importable on the Python path.
@@ -66,11 +74,12 @@ class TrainConfig:
     bidirectional : bool, default False
         Both directions in every layer (full BPTT only: k1 must stay None).
     dropout : float, default 0.0
-        Dropout between stacked layers, in [0, 1).
+        Dropout between stacked layers, in [0, 1) (needs layers >= 2).
     proj_size : int, default 0
         lstm only: project h to this many features (0: none).
     seq_len : int, default 30
-        Sequence length T (copy: the blank's length; reber: the longest string).
+        Sequence length T (copy: the blank's length; reber: the longest string; data: the file's
+        T, this setting unused).
     min_seq_len : int or None, default None
         adding: each sequence's length drawn in [min_seq_len, seq_len] (None: all T).
     steps : int, default 500
@@ -82,7 +91,7 @@ class TrainConfig:
     optimizer : str, default "adam"
         sgd, momentum, nesterov, rmsprop or adam.
     momentum : float, default 0.9
-        For momentum and nesterov.
+        For momentum and nesterov (no other optimizer reads it).
     schedule : str, default "constant"
         Learning-rate schedule: constant, cosine (to 0 at `steps`) or step.
     lr_step_size : int, default 1000
@@ -92,7 +101,7 @@ class TrainConfig:
     clip : str, default "norm"
         Gradient clipping: norm (global norm), value (element-wise) or none.
     clip_threshold : float, default 1.0
-        The max norm, or the max absolute element.
+        The max norm, or the max absolute element (not with clip none).
     k1 : int or None, default None
         TBPTT: steps between updates (None: the whole sequence).
     k2 : int or None, default None
@@ -104,9 +113,10 @@ class TrainConfig:
     eval_every : int, default 100
         Evaluate on the held-out set every this many updates (and at the end).
     eval_size : int, default 500
-        Sequences in the held-out set.
+        Sequences in the held-out set (data: the held-out share is eval_fraction of the file).
     eval_seed : int, default 1234
-        Seed of the held-out set, independent of `seed`.
+        Seed of the held-out set, independent of `seed` (data: which sequences are held out;
+        chars: unused, the held-out text is its last 10%).
     checkpoint_every : int, default 100
         Write checkpoint.npz every this many updates (and at the end).
     record_every : int, default 50
@@ -117,6 +127,10 @@ class TrainConfig:
         Stop early once the held-out loss is at or below this.
     text : str or None, default None
         chars: the path of the text file.
+    data : str or None, default None
+        data: the path of an .npz file of one's own sequences (`bptt.training.data`).
+    eval_fraction : float, default 0.1
+        data: the share of the file's sequences held out, in (0, 1), drawn from eval_seed.
     out : str or None, default None
         The run folder, holding no run yet (None: a new runs/<task>-<cell>-<time>-<suffix>).
 
@@ -132,7 +146,7 @@ class TrainConfig:
     bptt.training.config.SettingError: k2 must be >= k1 = 5 (an update backpropagates at least its k1 new steps), got 3
     """
 
-    task: str = "adding"  # one of bptt.tasks.TASKS
+    task: str = "adding"  # a built-in (bptt.training.tasks.TASKS), a registered name or MODULE:CLASS
     cell: str = "gru"  # rnn (tanh), rnn-relu, lstm, gru, a registered name or MODULE:CLASS
     hidden: int = 32  # hidden size H
     init: str = "default"  # W_hh: default (PyTorch's uniform), identity (and zero biases) or orthogonal
@@ -164,6 +178,8 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # non-finite loss or gradient: stop (after a checkpoint) or skip the step
     target_loss: float | None = None  # stop early once the held-out loss is at or below this
     text: str | None = None  # chars: path of the text file
+    data: str | None = None  # data: path of an .npz file of one's own sequences
+    eval_fraction: float = 0.1  # data: the share of the file's sequences held out, drawn from eval_seed
     out: str | None = None  # run folder, holding no run yet (None: a new runs/<task>-<cell>-<time>-<suffix>)
 
     def validate(self) -> "TrainConfig":
@@ -180,15 +196,16 @@ class TrainConfig:
             (a ValueError) for the first setting outside what it allows, naming the setting, the
             value and what is allowed.
         """
-        choices = {"task": TASKS, "init": INITS, "optimizer": OPTIMIZERS,
+        choices = {"init": INITS, "optimizer": OPTIMIZERS,
                    "schedule": SCHEDULES, "clip": CLIPS, "dtype": DTYPES, "on_nonfinite": ON_NONFINITE}
         for name, options in choices.items():
             if getattr(self, name) not in options:
                 raise SettingError(name, getattr(self, name), f"one of {list(options)}")
-        try:
-            cell_factory(self.cell)
-        except ImportPathError as exc:
-            raise SettingError("cell", self.cell, f"{exc.expected} ({exc.problem})") from exc
+        for name, factory in (("task", task_factory), ("cell", cell_factory)):
+            try:
+                factory(getattr(self, name))
+            except ImportPathError as exc:
+                raise SettingError(name, getattr(self, name), f"{exc.expected} ({exc.problem})") from exc
         for name in ("hidden", "layers", "seq_len", "steps", "batch_size", "lr_step_size", "eval_every",
                      "eval_size", "checkpoint_every"):
             _integer(self, name, low=1)
@@ -230,11 +247,41 @@ class TrainConfig:
             raise SettingError("k1", self.k1, "None with bidirectional: the reverse direction needs the whole sequence")
         if self.task == "chars" and self.text is None:
             raise SettingError("text", self.text, "the path of a text file for the chars task")
-        for name in ("text", "out"):
+        if self.task == "data" and self.data is None:
+            raise SettingError("data", self.data, "the path of an .npz file for the data task")
+        _number(self, "eval_fraction", "a share in (0, 1)", lambda v: 0 < v < 1)
+        for name in ("text", "data", "out"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise SettingError(name, value, "a path or None")
+        self._refuse_what_does_nothing()
         return self
+
+    def _refuse_what_does_nothing(self) -> None:
+        """Refuse a setting whose value (other than its default) the other settings leave unread."""
+        momentum_read = self.optimizer in ("momentum", "nesterov")
+        unread = [  # (setting, unread here, what it needs, under which settings)
+            ("dropout", self.layers == 1, "layers >= 2 (dropout acts between stacked layers)",
+             f"with layers = {self.layers}"),
+            ("momentum", not momentum_read, "optimizer momentum or nesterov", f"with optimizer {self.optimizer!r}"),
+            ("lr_step_size", self.schedule != "step", "schedule step", f"with schedule {self.schedule!r}"),
+            ("lr_gamma", self.schedule != "step", "schedule step", f"with schedule {self.schedule!r}"),
+            ("clip_threshold", self.clip == "none", "clip norm or value", "with clip 'none'"),
+            ("text", self.task != "chars", "task chars", f"with task {self.task!r}"),
+            ("data", self.task != "data", "task data (the CLI's --data alone selects it)", f"with task {self.task!r}"),
+            ("eval_fraction", self.task != "data", "task data (the share of a data file held out)",
+             f"with task {self.task!r}"),
+            ("seq_len", self.task == "data", "a task other than data (a data file's T is its sequence length)",
+             "with task 'data'"),
+            ("eval_size", self.task == "data", "a task other than data (data holds out eval_fraction of its "
+             "sequences, and evaluates them all)", "with task 'data'"),
+            ("eval_seed", self.task == "chars", "a task other than chars (chars holds out the last 10% of its "
+             "text, drawing nothing)", "with task 'chars'"),
+        ]
+        for setting, is_unread, needs, under in unread:
+            value = getattr(self, setting)
+            if is_unread and value != _DEFAULTS[setting]:
+                raise SettingError(setting, value, needs, f"{value!r} has no effect {under}; it needs {needs}")
 
     def truncation(self, T: int) -> tuple[int, int]:
         """(k1, k2) for sequences of T steps, where None stands for the whole sequence.
@@ -251,6 +298,9 @@ class TrainConfig:
         """
         k1 = T if self.k1 is None else self.k1
         return k1, (k1 if self.k2 is None else self.k2)
+
+
+_DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
 
 
 def _integer(config: TrainConfig, name: str, low: int, extra: str = "") -> None:

@@ -59,9 +59,9 @@ LOGS = (METRICS, DH_NORMS)
 RUN_FILES = (CONFIG, METRICS, DH_NORMS, SUMMARY, CHECKPOINT)  # any one of them makes a folder a run
 LOCK = ".lock"  # the one-writer lock, holding the writer's process id; not part of the run
 DEFAULT_PARENT = "runs"  # where runs without an `out` go, relative to the working directory
-# settings a resume may change: steps extends the run, out follows a moved folder, text a moved file
-# (the text's content is checked through its hash instead)
-UNCHECKED_SETTINGS = ("steps", "out", "text")
+# settings a resume may change: steps extends the run, out follows a moved folder, text and data a moved
+# file (the file's content is checked through its hash instead)
+UNCHECKED_SETTINGS = ("steps", "out", "text", "data")
 
 
 # ---------------------------------------------------------------------- errors
@@ -894,9 +894,11 @@ def fingerprint_changes(recorded: Mapping[str, Any], current: Mapping[str, Any])
         if key in new and old[key] != new[key]:
             changes.append(f"{key} was {old[key]!r}, config.json now says {new[key]!r}")
     old, new = recorded.get("data", {}), current.get("data", {})
-    if "text_sha256" in old and "text_sha256" in new and old["text_sha256"] != new["text_sha256"]:
-        changes.append(f"the text file {new.get('text')!r} is not the text the run trained on (SHA-256 "
-                       f"{old['text_sha256'][:12]}... then, {new['text_sha256'][:12]}... now)")
+    for file, what in (("text", "the text"), ("data", "the data")):  # chars' text file, the data task's .npz
+        key = f"{file}_sha256"
+        if key in old and key in new and old[key] != new[key]:
+            changes.append(f"the {file} file {new.get(file)!r} is not {what} the run trained on (SHA-256 "
+                           f"{old[key][:12]}... then, {new[key][:12]}... now)")
     return changes
 
 

@@ -38,7 +38,7 @@ from .run_folder import (
     fingerprint_changes, json_safe, load_config, lock_run_folder, new_run_dir, read_checkpoint, release_run_folder,
     run_fingerprint, start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
 )
-from .tasks import TASK_METRICS, Batch, make_task
+from .tasks import Batch, check_batch, is_builtin_task, make_task, task_label
 
 
 def make_model(config: TrainConfig, input_size: int, seed: Seed, dtype: DTypeLike) -> Cell | Stack:
@@ -101,7 +101,9 @@ class TrainingRun:
     def __init__(self, config: TrainConfig, run_dir: Path | None = None) -> None:
         self.config, self.dir = config, None if run_dir is None else Path(run_dir)
         self.dtype = np.dtype(config.dtype)
-        self.task = make_task(config.task, config.seq_len, config.text, config.min_seq_len)
+        self.task = make_task(config.task, config.seq_len, config.text, config.min_seq_len, data=config.data,
+                              eval_fraction=config.eval_fraction, split_seed=config.eval_seed)
+        self.check_batches = not is_builtin_task(config.task)  # a task of one's own: every batch against the contract
         self.fingerprint = run_fingerprint(config, self.task.data_fingerprint)
         # a fourth child leaves the first three (and so every run without an init) unchanged
         cell_seed, readout_seed, data_seed, init_seed = np.random.SeedSequence(config.seed).spawn(4)
@@ -141,7 +143,10 @@ class TrainingRun:
             The state at that window's start (None: zeros).
         """
         self.batch_rng_state = self.rng.bit_generator.state
-        self.batch = self.cast(self.task.sample(self.rng, self.config.batch_size))
+        batch = self.task.sample(self.rng, self.config.batch_size)
+        if self.check_batches:
+            check_batch(self.task, batch, self.config.task, batch_size=self.config.batch_size)
+        self.batch = self.cast(batch)
         plan = TBPTT(*self.config.truncation(self.batch.xs.shape[0]))
         self.walk = WindowWalk(plan, self.batch.mask, carry, window)
 
@@ -352,7 +357,7 @@ def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, Fo
     config = (config or TrainConfig()).validate()
     run = TrainingRun(config)  # builds the task: a run that cannot start makes no folder
     made_here = not config.out
-    folder = Path(config.out) if config.out else new_run_dir(DEFAULT_PARENT, f"{config.task}-{config.cell}")
+    folder = Path(config.out) if config.out else new_run_dir(DEFAULT_PARENT, f"{task_label(config.task)}-{config.cell}")
     lock = None
     try:
         lock = lock_run_folder(folder, create=True)
@@ -475,19 +480,20 @@ def held_out(metrics: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any
     Parameters
     ----------
     metrics : dict
-        `TrainingRun.evaluate`'s: ``loss`` and, where the task measures them, ``accuracy`` or ``success``.
+        `TrainingRun.evaluate`'s: ``loss`` and whatever the task measures (`Task.metrics`), e.g.
+        ``accuracy`` or ``success``, or the names of a task of one's own.
     baseline : dict
-        The task's baseline, with the same keys.
+        The task's baseline, with the same keys (a metric it lacks is None).
 
     Returns
     -------
     dict
-        ``eval_loss`` and ``baseline_loss``, then ``eval_accuracy`` and ``baseline_accuracy`` (or
-        ``_success``) where `metrics` has them.
+        ``eval_loss`` and ``baseline_loss``, then ``eval_<name>`` and ``baseline_<name>`` for each
+        other metric, in the task's order.
     """
     out = {"eval_loss": metrics["loss"], "baseline_loss": baseline["loss"]}
-    for key in TASK_METRICS:
-        if key in metrics:
+    for key in metrics:
+        if key != "loss":
             out[f"eval_{key}"], out[f"baseline_{key}"] = metrics[key], baseline.get(key)
     return out
 
@@ -498,7 +504,7 @@ def _summary(run: TrainingRun, reached_target: bool) -> dict[str, Any]:
         "task": config.task,
         "cell": config.cell,
         "hidden": config.hidden,
-        "seq_len": config.seq_len,
+        "seq_len": run.task.seq_len,  # the data task's is its file's T
         "steps": run.step,
         **held_out(run.last_eval, baseline),
     }

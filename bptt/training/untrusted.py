@@ -343,6 +343,53 @@ class Npz:
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise UntrustedFileError(self.path, f"array {name!r} cannot be read ({exc})") from exc
 
+    def read_rows(self, name: str, rows: int, *, shape: tuple[int | None, ...] | None = None,
+                  kinds: str | None = None) -> Iterator[NDArray[Any]]:
+        """The array `name` in pieces along its first axis, after the same checks as `read`: a caller
+        that copies each piece elsewhere (e.g. turns it time-major) never holds the array twice.
+
+        Parameters
+        ----------
+        name : str
+        rows : int
+            The most entries of the first axis a piece holds.
+        shape, kinds
+            As `read`.
+
+        Yields
+        ------
+        ndarray
+            Read-only pieces of shape (rows, ...) (the last one shorter), in order.
+
+        Raises
+        ------
+        UntrustedFileError
+            As `read`.
+        """
+        if name not in self.members:
+            raise UntrustedFileError(self.path, f"has no array {name!r}")
+        member = self.members[name]
+        check_member(self.path, name, member, shape=shape, kinds=kinds)
+        if not member.shape:
+            raise UntrustedFileError(self.path, f"array {name!r} is a scalar; expected an array of rows")
+        row_shape = member.shape[1:]
+        row_bytes = math.prod(row_shape) * member.dtype.itemsize
+        try:
+            with self._zip.open(f"{name}.npy") as f:
+                self._header(name, f)
+                for start in range(0, member.shape[0], max(1, rows)):
+                    count = min(max(1, rows), member.shape[0] - start)
+                    data = f.read(count * row_bytes)
+                    if len(data) != count * row_bytes:
+                        missing = start + len(data) // max(1, row_bytes)
+                        raise UntrustedFileError(self.path, f"array {name!r} is cut short: its row {missing} of "
+                                                            f"{member.shape[0]} is missing")
+                    yield np.frombuffer(data, member.dtype).reshape((count, *row_shape))
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            if isinstance(exc, UntrustedFileError):
+                raise
+            raise UntrustedFileError(self.path, f"array {name!r} cannot be read ({exc})") from exc
+
     def close(self) -> None:
         self._zip.close()
         self._file.close()
