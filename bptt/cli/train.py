@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import click
 
-from ..cells.registry import CELL_NAMES
+from ..cells.registry import CELL_NAMING
 from ..training.clipping import CLIPS
 from ..training.config import DTYPES, ON_NONFINITE, SettingError, TrainConfig
 from ..training.init import INITS
@@ -49,7 +49,7 @@ def _steps_line(summary: dict[str, Any]) -> str:
 
 @cli.command(name="train")
 @click.option("--task", type=click.Choice(TASKS), default=DEFAULTS.task, show_default=True, help="Toy task to train on.")
-@click.option("--cell", type=click.Choice(CELL_NAMES), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
+@click.option("--cell", metavar="NAME", default=DEFAULTS.cell, show_default=True, help=f"Recurrent cell: {CELL_NAMING}.")
 @click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True, help="Hidden size H.")
 @click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
               help="Recurrent weights W_hh: default (PyTorch's uniform), identity with zero biases "
