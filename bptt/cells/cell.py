@@ -269,6 +269,16 @@ class Cell:
         `gate_names` a non-empty tuple of names (unless the class writes its own `param_shapes`);
         `state_fields` a non-empty tuple of names; `gate_slope_bounds` empty or one positive number
         per gate. Built cells call it, and so does `bptt.make_cell` for a class named by import path.
+
+        Examples
+        --------
+        >>> import bptt
+        >>> class Unfinished(bptt.Cell):
+        ...     Cache = bptt.RNNCache
+        >>> Unfinished.check_class()
+        Traceback (most recent call last):
+        ...
+        TypeError: Unfinished does not fill in the Cell contract: it must write step_forward (see bptt.Cell.step_forward); write step_backward (see bptt.Cell.step_backward); set gate_names, ...
         """
         problems = []
         cache = getattr(cls, "Cache", None)
@@ -329,6 +339,17 @@ class Cell:
         ------
         ValueError
             Naming the method, what it returned (the gradient, its shape) and what was expected.
+
+        Examples
+        --------
+        >>> import numpy as np, bptt
+        >>> cell = bptt.RNN(2, 3, seed=0)
+        >>> h, cache = cell.step_forward(np.ones((4, 2)), cell.initial_state(4))
+        >>> dx, dh_prev, grads = cell.step_backward(np.ones((4, 3)), cache)
+        >>> cell.check_step_gradients((dx, dh_prev, {**grads, "weight_hh": grads["weight_hh"][:2]}), 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: RNN.step_backward returned grads['weight_hh'] of shape (2, 3); expected (3, 3), the shape of params['weight_hh']
         """
         where = f"{type(self).__name__}.step_backward"
         if not (isinstance(output, tuple) and len(output) == 3):
