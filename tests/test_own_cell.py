@@ -365,3 +365,14 @@ def test_gradcheck_refuses_a_cell_it_cannot_find_naming_what_was_tried(lab, name
     assert result.exit_code == 2
     assert "Invalid value for --cell: " + problem in result.output
     assert "Traceback" not in result.output and "reverse (BPTT)" not in result.output
+
+
+def test_gradcheck_json_lists_the_skipped_modes(lab):
+    import json
+
+    result, _ = gradcheck("--cell", NAME, "--no-torch", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["cell"] == NAME and report["passed"] and report["skipped"] == ["forward (RTRL)"]
+    row = next(r for r in report["modes"] if r["mode"] == "forward (RTRL)")
+    assert row["error"] is None and row["skipped"].startswith("bptt.rtrl needs its forward-mode rule")

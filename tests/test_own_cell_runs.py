@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -86,6 +87,13 @@ def test_every_command_runs_the_cell_as_a_process_given_pythonpath(tmp_path):
     done = bptt("gradcheck", "--cell", NAME, "--hidden", "3", "--seq-len", "5", "--no-torch")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "forward (RTRL)          skipped: bptt.rtrl needs its forward-mode rule (step_tangent)" in done.stdout
+    script = ("import numpy as np, bptt; from bptt import diagnostics\n"
+              f"net = bptt.Stack({NAME!r}, 2, 3, 2, seed=0)\n"
+              "hs, tape = bptt.forward(net, np.ones((5, 1, 2)))\n"
+              "print(diagnostics.jacobian_norms(net, tape).spectral.shape, diagnostics.lyapunov_spectrum(net, tape).shape)")
+    env = dict(os.environ, PYTHONPATH=LAB)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "(5, 1) (1, 12)", done.stderr
 
 
 def test_without_the_module_on_the_path_every_command_names_it(tmp_path):
