@@ -62,6 +62,18 @@ def assert_gradients_agree(cell, ours, theirs, tol):
     assert relative_error(ours.dh_norms, theirs.dh_norms) < tol
 
 
+# A folder of cells the package does not know (tests/lab/labcells.py), named by import path; it is on
+# the Python path only where a test puts it there: the `lab` fixture, or PYTHONPATH for a process.
+LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab")
+
+
+@pytest.fixture
+def lab(monkeypatch):
+    """Puts tests/lab on sys.path for this test; returns its path (for a process's PYTHONPATH)."""
+    monkeypatch.syspath_prepend(LAB)
+    return LAB
+
+
 def bptt_command(*args):
     """The argv of `python -m bptt ARGS` in this interpreter."""
     return [sys.executable, "-m", "bptt", *map(str, args)]

@@ -82,6 +82,7 @@ class MinimalGatedCell(Cell):
     exists only as a step pair, with no fast path, no tangent rules and its own cache fields."""
 
     Cache = MinimalCache
+    gate_names = ("g",)  # one block: x W_ih^T + b_ih feeds u, h_prev W_hh^T + b_hh feeds z
 
     def step_forward(self, x, state):
         x, (h_prev,) = self.check_step(x, state)

@@ -219,3 +219,56 @@ def test_training_gradients_heatmap_is_the_recorded_norms(during_training):
     assert_png(during_training / "heatmap.png")
     for name in ("loss.png", "grad_norm.png", "dh_norms.png"):
         assert_png(during_training / "lstm-adding" / name)
+
+
+@pytest.fixture(scope="module")
+def own_cell(tmp_path_factory):
+    return run_quick("own_cell", tmp_path_factory.mktemp("own_cell"))
+
+
+def test_own_cell_gradients_vanish_at_the_lyapunov_rate(own_cell):
+    result = json.loads((own_cell / "results.json").read_text())
+    flows = {f["label"]: f for f in result["gradient_flow"]}
+    assert list(flows) == ["MGU", "GRU", "LSTM"]
+    for label, f in flows.items():
+        assert f["slope_jacobian"] == pytest.approx(f["lyapunov_top"], abs=0.03), label
+        assert f["slope_dl_dh"] == pytest.approx(f["lyapunov_top"], abs=0.05), label
+        assert f["lyapunov_top"] < 0, label  # default initialisation: every cell's gradient vanishes
+    assert flows["MGU"]["parameters"] * 3 == flows["GRU"]["parameters"] * 2  # two gate blocks to three
+    assert_png(own_cell / "gradient_flow.png")
+
+
+def test_own_cell_sweep_trained_the_cell_from_the_experiments_folder(own_cell):
+    result = json.loads((own_cell / "results.json").read_text())
+    with open(own_cell / "sweep" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["cell"] for r in rows) == sorted(["own_cell:MGU", "gru", "lstm"] * 2)
+    assert all(r["status"] == "done" for r in rows)
+    for r in rows:  # each run folder says which cell it trained, as named in the spec
+        run = own_cell / "sweep" / r["run"]
+        assert json.loads((run / "config.json").read_text())["cell"] == r["cell"]
+        entry = next(e for e in result["adding_sweep"] if e["T"] == int(r["seq_len"])
+                     and {"MGU": "own_cell:MGU", "GRU": "gru", "LSTM": "lstm"}[e["cell"]] == r["cell"])
+        assert entry["eval_loss"] == [json.loads((run / "summary.json").read_text())["eval_loss"]]
+    assert_png(own_cell / "adding_sweep.png")
+
+
+def test_own_cell_mgu_matches_finite_differences():
+    import bptt
+    from bptt import diagnostics
+    from bptt.modes.finite_diff import relative_error
+
+    cell = load_experiment("own_cell").MGU(3, 4, seed=0)
+    rng = np.random.default_rng(0)
+    xs, state0, dhs = rng.standard_normal((6, 2, 3)), 0.5 * rng.standard_normal((2, 4)), rng.standard_normal((6, 2, 4))
+
+    def loss():
+        return float(np.sum(dhs * bptt.forward(cell, xs, state0)[0]))
+
+    grads = bptt.backward(cell, bptt.forward(cell, xs, state0)[1], dhs)
+    for name, param in cell.params.items():
+        assert relative_error(grads.params[name], central_difference(loss, param)) < 1e-7, name
+    assert relative_error(grads.dxs, central_difference(loss, xs)) < 1e-7
+    assert relative_error(grads.dstate0, central_difference(loss, state0)) < 1e-7
+    _, tape = bptt.forward(cell, xs, state0)  # the diagnostics run on the step pair alone
+    assert diagnostics.jacobian_norms(cell, tape).spectral.shape == (6, 2)

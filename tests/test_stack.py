@@ -263,7 +263,10 @@ def test_a_state_dict_of_another_configuration_names_keys_and_shapes(net):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(cell="lsm"), r"cell must be one of \['rnn', 'rnn-relu', 'lstm', 'gru'\]"),
+    (dict(cell="lsm"), r"cell 'lsm': 'lsm' is neither a built-in cell nor registered in bptt.cells, and not "
+                       r"MODULE:CLASS. Expected a built-in cell \(rnn, rnn-relu, lstm, gru\)"),
+    (dict(cell="no_such_module_here:MGU"), r"no module named 'no_such_module_here' on the Python path"),
+    (dict(cell=3), "cell must be a cell's name"),
     (dict(cell="gru", proj_size=2), "proj_size is only for the lstm cell"),
     (dict(cell="lstm", proj_size=4), r"proj_size must be an integer in \[0, hidden_size=4\)"),
     (dict(cell="lstm", dropout=1.0), r"dropout must be a probability in \[0, 1\)"),

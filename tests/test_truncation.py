@@ -28,6 +28,7 @@ class ScalarLinear(Cell):
     one step at a time (the default Sequence)."""
 
     Cache = LinearCache
+    gate_names = ("h",)
 
     def __init__(self, w):
         super().__init__(1, 1, seed=0)

@@ -52,16 +52,34 @@ def sigmoid(a: Array) -> Array:
     return 0.5 * np.tanh(0.5 * a) + 0.5
 
 
+def _names(value: object) -> bool:
+    """Whether `value` is a non-empty tuple (or list) of strings."""
+    return isinstance(value, (tuple, list)) and len(value) > 0 and all(isinstance(v, str) for v in value)
+
+
+def _described(value: object) -> str:
+    """A short description of what a method returned, for messages: its type, and shape if it has one."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    if isinstance(value, tuple):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
 class Cell:
     """One recurrent layer: parameters in PyTorch's layout, states, and the step contract a cell
     author fills in.
 
-    A subclass sets `Cache` (the NamedTuple its `step_forward` returns, whose fields named like
-    `state_fields` hold the state after the step and `<name>_prev` the state before it),
-    `state_fields` (the names of the state's parts), `gate_names` and `gate_slope_bounds` (the
-    largest derivative of each gate's activation: 1 for tanh, 1/4 for sigmoid), and writes the step
-    pair. `Sequence` is the class `bptt.forward` runs over a whole sequence: the plain pair by
-    default; the built-in cells bring a fast one.
+    A subclass sets `Cache` (the NamedTuple its `step_forward` returns; every field an array with
+    the batch first, (N, ...); for the differentiation modes, fields named like `state_fields` hold
+    the state after the step, `<name>_prev` the state before it, and `x` the input), `gate_names`
+    (the names of the G gate blocks stacked in weight_ih and weight_hh: G sets their shapes),
+    optionally `state_fields` (the names of the state's parts, default ("h",)) and
+    `gate_slope_bounds` (the largest derivative of each gate's activation: 1 for tanh, 1/4 for
+    sigmoid; default 1 for every gate), and writes the step pair. `Sequence` is the class
+    `bptt.forward` runs over a whole sequence: the plain pair by default; the built-in cells bring
+    a fast one. What the class sets is checked when a cell is built (`check_class`), and what the
+    pair returns the first time a sequence runs it (`check_step_output`, `check_step_gradients`).
 
     Parameters
     ----------
@@ -82,6 +100,8 @@ class Cell:
     ------
     ValueError
         If a size is not a positive integer or the dtype is not float32 or float64.
+    TypeError
+        If the class does not set what the contract asks (`check_class`), naming it.
 
     Examples
     --------
@@ -95,6 +115,7 @@ class Cell:
     ...     h: np.ndarray
     >>> class Decay(bptt.Cell):  # h = tanh(x W_ih^T + b_ih) + h_prev / 2
     ...     Cache = DecayCache
+    ...     gate_names = ("u",)  # one gate block: weight_ih is (1 * H, D)
     ...     def step_forward(self, x, state):
     ...         x, (h_prev,) = self.check_step(x, state)
     ...         u = np.tanh(x @ self.params["weight_ih"].T + self.params["bias_ih"])
@@ -115,11 +136,12 @@ class Cell:
     Cache: type[NamedTuple]
     Sequence: type[core_sequence.Sequence] = StepwiseSequence
     state_fields: tuple[str, ...] = ("h",)
-    gate_names: tuple[str, ...] = ("h",)
-    gate_slope_bounds: tuple[float, ...] = (1.0,)
+    gate_names: tuple[str, ...]  # no default: G sets the parameters' shapes, so every cell says it
+    gate_slope_bounds: tuple[float, ...] = ()  # () stands for 1 per gate, a bound for tanh, sigmoid and relu
 
     def __init__(self, input_size: int, hidden_size: int, *, seed: Seed = None,
                  dtype: DTypeLike = np.float64) -> None:
+        type(self).check_class()
         self.input_size = check_positive_int("input_size", input_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.dtype = as_float_dtype(dtype)
@@ -133,8 +155,9 @@ class Cell:
 
     @property
     def gates(self) -> int:
-        """G, the number of gate blocks stacked in W_ih and W_hh."""
-        return len(self.gate_names)
+        """G, the number of gate blocks stacked in W_ih and W_hh (0 for a cell that sets its own
+        `param_shapes` and no gate_names)."""
+        return len(getattr(self, "gate_names", ()))
 
     @property
     def output_size(self) -> int:
@@ -236,6 +259,135 @@ class Cell:
         if not isinstance(cache, self.Cache):
             raise ValueError(f"cache must be a {self.Cache.__name__} from this cell's step_forward")
         return self.check_state(dstate, cache[0].shape[0], name="dstate")
+
+    # ----------------------------------------------------------------- the contract, checked
+    @classmethod
+    def check_class(cls) -> None:
+        """Raise TypeError naming everything the class should set or write and does not.
+
+        The contract: `Cache` a NamedTuple class; `step_forward` and `step_backward` written;
+        `gate_names` a non-empty tuple of names (unless the class writes its own `param_shapes`);
+        `state_fields` a non-empty tuple of names; `gate_slope_bounds` empty or one positive number
+        per gate. Built cells call it, and so does `bptt.make_cell` for a class named by import path.
+
+        Examples
+        --------
+        >>> import bptt
+        >>> class Unfinished(bptt.Cell):
+        ...     Cache = bptt.RNNCache
+        >>> Unfinished.check_class()
+        Traceback (most recent call last):
+        ...
+        TypeError: Unfinished does not fill in the Cell contract: it must write step_forward (see bptt.Cell.step_forward); write step_backward (see bptt.Cell.step_backward); set gate_names, ...
+        """
+        problems = []
+        cache = getattr(cls, "Cache", None)
+        if not (isinstance(cache, type) and issubclass(cache, tuple) and hasattr(cache, "_fields")):
+            problems.append(f"set Cache, the NamedTuple class its step_forward returns as a step's cache "
+                            f"(got {cache!r})")
+        for method in ("step_forward", "step_backward"):
+            if getattr(cls, method) is getattr(Cell, method):
+                problems.append(f"write {method} (see bptt.Cell.{method})")
+        gates: tuple[str, ...] | None = getattr(cls, "gate_names", None)
+        if not _names(gates) and cls.param_shapes is Cell.param_shapes:
+            problems.append("set gate_names, the names of the G gate blocks stacked in weight_ih and weight_hh: "
+                            "G = len(gate_names) gives their shapes (G*H, D) and (G*H, H), e.g. "
+                            "gate_names = ('z', 'n') for two" + ("" if gates is None else f" (got {gates!r})"))
+        if not _names(cls.state_fields):
+            problems.append(f"set state_fields, a non-empty tuple of the state's part names (got {cls.state_fields!r})")
+        slopes = cls.gate_slope_bounds
+        if slopes and not (isinstance(slopes, (tuple, list)) and _names(gates) and len(slopes) == len(gates or ())
+                           and all(isinstance(b, (int, float)) and b > 0 for b in slopes)):
+            problems.append(f"set gate_slope_bounds to () or one positive number per gate {gates!r} (got {slopes!r})")
+        if problems:
+            raise TypeError(f"{cls.__name__} does not fill in the Cell contract: it must " + "; ".join(problems))
+
+    def check_step_output(self, output: object, batch_size: int) -> tuple[State, StepCache]:
+        """What `step_forward` returned for a batch of N sequences, checked: (the state after the
+        step, shaped like `initial_state(N)`, in the cell's dtype; a `Cache` whose fields are arrays
+        with the batch first, (N, ...)).
+
+        The unroller checks a cell without a fast path the first time a sequence runs it.
+
+        Raises
+        ------
+        ValueError
+            Naming the method, what it returned (the part, its shape) and what was expected.
+        """
+        where = f"{type(self).__name__}.step_forward"
+        if not (isinstance(output, tuple) and len(output) == 2):
+            raise ValueError(f"{where} must return (state, cache), got {_described(output)}")
+        state, cache = output
+        self._check_returned_state(where, "the state", state, batch_size)
+        if not isinstance(cache, self.Cache):
+            raise ValueError(f"{where} must return a {self.Cache.__name__} (the class's Cache) as its cache, "
+                             f"got {_described(cache)}")
+        for name, field in zip(cache._fields, cache):
+            if not (isinstance(field, np.ndarray) and field.ndim > 0 and len(field) == batch_size):
+                raise ValueError(f"{where} returned cache field {name!r} as {_described(field)}; expected an array "
+                                 f"with the batch first, (N={batch_size}, ...)")
+        return state, cache
+
+    def check_step_gradients(self, output: object, batch_size: int) -> tuple[Array, State, Params]:
+        """What `step_backward` returned for a batch of N sequences, checked: (dx (N, D); dL/dstate
+        before the step, shaped like the state; grads, a dict with every key of `params` and each
+        parameter's shape), every array in the cell's dtype.
+
+        The reverse sweep checks a cell without a fast path at its first step.
+
+        Raises
+        ------
+        ValueError
+            Naming the method, what it returned (the gradient, its shape) and what was expected.
+
+        Examples
+        --------
+        >>> import numpy as np, bptt
+        >>> cell = bptt.RNN(2, 3, seed=0)
+        >>> h, cache = cell.step_forward(np.ones((4, 2)), cell.initial_state(4))
+        >>> dx, dh_prev, grads = cell.step_backward(np.ones((4, 3)), cache)
+        >>> cell.check_step_gradients((dx, dh_prev, {**grads, "weight_hh": grads["weight_hh"][:2]}), 4)
+        Traceback (most recent call last):
+        ...
+        ValueError: RNN.step_backward returned grads['weight_hh'] of shape (2, 3); expected (3, 3), the shape of params['weight_hh']
+        """
+        where = f"{type(self).__name__}.step_backward"
+        if not (isinstance(output, tuple) and len(output) == 3):
+            raise ValueError(f"{where} must return (dx, dstate_prev, grads), got {_described(output)}")
+        dx, dstate_prev, grads = output
+        self._check_returned_array(where, "dx", dx, (batch_size, self.input_size), "(N, D) = {}")
+        self._check_returned_state(where, "dstate_prev", dstate_prev, batch_size)
+        if not isinstance(grads, dict):
+            raise ValueError(f"{where} must return grads as a dict keyed like params, got {_described(grads)}")
+        if grads.keys() != self.params.keys():
+            missing, unknown = sorted(set(self.params) - set(grads)), sorted(set(grads) - set(self.params))
+            raise ValueError(f"{where} returned grads with keys {sorted(grads)}, expected those of params "
+                             f"{sorted(self.params)} (missing {missing}, unknown {unknown})")
+        for name, param in self.params.items():
+            self._check_returned_array(where, f"grads[{name!r}]", grads[name], param.shape,
+                                       f"{{}}, the shape of params[{name!r}]")
+        return dx, dstate_prev, grads
+
+    def _check_returned_state(self, where: str, what: str, state: object, batch_size: int) -> None:
+        n = len(self.state_fields)
+        if n > 1 and not (isinstance(state, tuple) and len(state) == n):
+            raise ValueError(f"{where} returned {what} as {_described(state)}; expected a tuple of {n} arrays "
+                             f"{self.state_fields}")
+        parts = (state,) if n == 1 else cast(tuple, state)
+        for field, part, size in zip(self.state_fields, parts, self.state_sizes):
+            label = what if n == 1 else f"{what} part {field!r}"
+            self._check_returned_array(where, label, part, (batch_size, size), "(N, H) = {}")
+
+    def _check_returned_array(self, where: str, what: str, value: object, shape: tuple[int, ...],
+                              expected: str) -> None:
+        """expected: how the expected shape reads, "{}" standing for it, e.g. "(N, H) = {}"."""
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{where} returned {what} as {_described(value)}; expected an array, "
+                             + expected.format(shape))
+        if value.shape != shape:
+            raise ValueError(f"{where} returned {what} of shape {value.shape}; expected " + expected.format(shape))
+        if value.dtype != self.dtype:
+            raise ValueError(f"{where} returned {what} of dtype {value.dtype}; expected the cell's {self.dtype}")
 
     # ----------------------------------------------------------------- the contract
     def step_forward(self, x: ArrayLike, state: State) -> tuple[State, StepCache]:

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..core.import_path import import_path_of, resolve
+from ..core.import_path import ImportPathError, import_path_of, resolve
 from ..core.types import Seed
 from .cell import Cell
 from .gru import GRU
@@ -31,21 +31,44 @@ CELLS: dict[str, Callable[..., Cell]] = {
     "lstm": LSTM,
     "gru": GRU,
 }
-#: The names of the built-in cells, ``("rnn", "rnn-relu", "lstm", "gru")``: what ``make_cell``,
-#: ``Stack`` and ``bptt train --cell`` accept.
+#: The names of the built-in cells, ``("rnn", "rnn-relu", "lstm", "gru")``; ``make_cell``, ``Stack``
+#: and ``bptt train --cell`` take these, registered names and MODULE:CLASS.
 CELL_NAMES = tuple(CELLS)
 CELL_GROUP = "bptt.cells"  # the entry-point group where installed packages register cells
+#: How a cell may be named, for the command line's help: the built-ins, entry points, MODULE:CLASS.
+CELL_NAMING = ("rnn (tanh), rnn-relu, lstm, gru; a name an installed package registers in the entry-point "
+               "group bptt.cells; or MODULE:CLASS naming a bptt.Cell subclass importable on the Python path "
+               "(e.g. mycells:MGU with mycells.py on PYTHONPATH)")
 
 
 def cell_factory(name: str) -> Callable[..., Cell]:
-    """The constructor `name` stands for: a built-in's, or a registered or MODULE:CLASS Cell subclass.
+    """The constructor `name` stands for: a built-in's, or a registered or MODULE:CLASS Cell subclass
+    that fills in the Cell contract (`Cell.check_class`).
 
     Raises
     ------
     bptt.core.import_path.ImportPathError
-        (a ValueError) Naming the name, what was tried and why it failed.
+        (a ValueError) Naming the name, what was tried and why it failed, including what a class
+        does not fill in of the Cell contract.
+
+    Examples
+    --------
+    >>> cell_factory("bptt:GRU")
+    <class 'bptt.cells.gru.GRU'>
+    >>> try:
+    ...     cell_factory("bptt:Cell")
+    ... except ValueError as exc:
+    ...     print(exc.problem[:52])
+    Cell does not fill in the Cell contract: it must set
     """
-    return resolve(name, kind="cell", builtins=CELLS, group=CELL_GROUP, base=Cell)
+    factory = resolve(name, kind="cell", builtins=CELLS, group=CELL_GROUP, base=Cell)
+    if isinstance(factory, type) and issubclass(factory, Cell):  # resolve checked that it is
+        try:
+            factory.check_class()
+        except TypeError as exc:
+            raise ImportPathError("cell", name, str(exc), "a bptt.Cell subclass that fills in the contract "
+                                  "(see bptt.Cell)") from exc
+    return factory
 
 
 def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 0, seed: Seed = None,
@@ -73,8 +96,9 @@ def make_cell(name: str, input_size: int, hidden_size: int, *, proj_size: int = 
     Raises
     ------
     ValueError
-        Naming the known cells and what was tried when `name` resolves to no cell
-        (`bptt.core.import_path.ImportPathError`), or if proj_size is given to a cell other than lstm.
+        Naming the known cells and what was tried when `name` resolves to no cell, or to a class
+        that does not fill in the Cell contract (`bptt.core.import_path.ImportPathError`), or if
+        proj_size is given to a cell other than lstm.
 
     Examples
     --------

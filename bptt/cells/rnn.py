@@ -81,6 +81,8 @@ class RNN(Cell):
 
     Cache = RNNCache
     Sequence = RNNSequence
+    gate_names = ("h",)
+    gate_slope_bounds = (1.0,)  # tanh' <= 1, relu' <= 1
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh", *, seed: Seed = None,
                  dtype: DTypeLike = np.float64) -> None:

@@ -30,14 +30,14 @@ from numpy.typing import ArrayLike, DTypeLike
 from ..core.checks import as_float_dtype, check_array, check_positive_int
 from ..core.packing import check_lengths, reverse_within_lengths
 from ..core.sequence import CompositeModel
-from ..core.step import vjp_step
+from ..core.step import input_state_vjp
 from ..core.types import Array, IntArray, Params, Parts, Seed, State
 from ..core.unroll import (
     Gradients, Tape, check_weights_unchanged, frobenius_norms, read_only, run_forward, sweep_back,
 )
 from .cell import Cell, as_numpy
 from .lstm import LSTM
-from .registry import CELL_NAMES, make_cell
+from .registry import cell_factory, cell_name, make_cell
 
 SUFFIXES = ("", "_reverse")
 
@@ -157,8 +157,11 @@ class Stack(CompositeModel):
 
     Parameters
     ----------
-    cell : str
-        One of `bptt.CELL_NAMES`: "rnn" (tanh), "rnn-relu", "lstm", "gru".
+    cell : str or Cell subclass
+        The cell of every (layer, direction), as `bptt.make_cell` takes it: one of `bptt.CELL_NAMES`
+        ("rnn" (tanh), "rnn-relu", "lstm", "gru"), a name registered in the entry-point group
+        bptt.cells, or MODULE:CLASS; or a `bptt.Cell` subclass itself, e.g. one defined in a script.
+        Each is built as ``cls(input_size, hidden_size, seed=..., dtype=...)``.
     input_size : int
         D, the size of each input x_t.
     hidden_size : int
@@ -182,6 +185,9 @@ class Stack(CompositeModel):
     ----------
     params : dict of ndarray
         Exactly the keys and shapes of the PyTorch module's `state_dict()`.
+    cell_name : str
+        The cell's name as given, or for a class, the name `bptt.make_cell` takes back (a built-in's
+        name, else MODULE:CLASS).
     rng : numpy.random.Generator
         Draws the dropout masks.
     training : bool
@@ -190,8 +196,10 @@ class Stack(CompositeModel):
     Raises
     ------
     ValueError
-        If a setting is out of range (a cell name that is not registered, proj_size for a cell other
-        than the LSTM or not below H, dropout outside [0, 1)).
+        If a setting is out of range (a cell name that resolves to no cell, naming what was tried;
+        proj_size for a cell other than the LSTM or not below H; dropout outside [0, 1)).
+    TypeError
+        If the cell class does not fill in the Cell contract (`bptt.Cell.check_class`).
 
     Examples
     --------
@@ -205,12 +213,22 @@ class Stack(CompositeModel):
     ['bias_hh_l0', 'bias_hh_l0_reverse', 'bias_hh_l1']
     """
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *,
+    def __init__(self, cell: str | type[Cell], input_size: int, hidden_size: int, num_layers: int = 1, *,
                  bidirectional: bool = False, proj_size: int = 0, dropout: float = 0.0,
                  batch_first: bool = False, seed: Seed = None, dtype: DTypeLike = np.float64) -> None:
-        if cell not in CELL_NAMES:
-            raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {cell!r}")
-        self.cell_name = cell
+        build: Callable[..., Cell]
+        if isinstance(cell, type) and issubclass(cell, Cell):
+            cell.check_class()
+            if proj_size and cell is not LSTM:
+                raise ValueError(f"proj_size is only for the lstm cell (as in PyTorch), got cell {cell.__name__} "
+                                 f"with proj_size={proj_size}")
+            build = cell if not proj_size else (lambda *args, **kw: LSTM(*args, proj_size=proj_size, **kw))
+        elif isinstance(cell, str):
+            cell_factory(cell)  # an unknown name is refused before anything is built, naming what was tried
+            build = lambda *args, **kw: make_cell(cell, *args, proj_size=proj_size, **kw)  # noqa: E731
+        else:
+            raise ValueError(f"cell must be a cell's name (e.g. 'gru' or 'mycells:MGU') or a bptt.Cell subclass, "
+                             f"got {cell!r}")
         self.input_size = check_positive_int("input_size", input_size)
         self.hidden_size = check_positive_int("hidden_size", hidden_size)
         self.num_layers = check_positive_int("num_layers", num_layers)
@@ -227,9 +245,10 @@ class Stack(CompositeModel):
         self.cells: list[list[Cell]] = []
         for layer in range(self.num_layers):
             size = self.input_size if layer == 0 else self.directions * (proj_size or self.hidden_size)
-            self.cells.append([make_cell(cell, size, self.hidden_size, proj_size=proj_size, seed=self.rng,
-                                         dtype=self.dtype) for _ in range(self.directions)])
+            self.cells.append([build(size, self.hidden_size, seed=self.rng, dtype=self.dtype)
+                               for _ in range(self.directions)])
         first = self.cells[0][0]
+        self.cell_name = cell if isinstance(cell, str) else cell_name(first)
         self.proj_size = first.proj_size if isinstance(first, LSTM) else 0
         self.params: Params = {param_key(name, layer, d): value
                                for layer, row in enumerate(self.cells) for d, c in enumerate(row)
@@ -486,10 +505,10 @@ class Stack(CompositeModel):
             cell, cache = cells[layer][0], tape.layers[layer][0].step(t)
             tiled = type(cache)(*(np.repeat(field, K, axis=0) for field in cache))
             bounds = np.cumsum((0,) + tuple(sizes))
-            step = vjp_step(cell, tiled, tuple(block[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])))
-            out[..., layer * width : (layer + 1) * width] = np.concatenate(step.dstate_prev, axis=1).reshape(N, K, width)
+            dx, dstate_prev = input_state_vjp(cell, tiled, tuple(block[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])))
+            out[..., layer * width : (layer + 1) * width] = np.concatenate(dstate_prev, axis=1).reshape(N, K, width)
             if layer > 0:
-                into_output = step.da_x @ cell.params["weight_ih"]  # dL/dx_t: back into the layer below
+                into_output = dx  # dL/dx_t: back into the layer below
                 if (mask := tape.masks[layer - 1]) is not None:
                     into_output = into_output * np.repeat(mask[t], K, axis=0)
         return out

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import click
 
-from ..cells.registry import CELL_NAMES
+from ..cells.registry import CELL_NAMING
 from ..training.clipping import CLIPS
 from ..training.config import DTYPES, ON_NONFINITE, SettingError, TrainConfig
 from ..training.init import INITS
@@ -47,10 +47,10 @@ def _steps_line(summary: dict[str, Any]) -> str:
 
 
 @cli.command(name="train")
-@click.option("--task", default=DEFAULTS.task, show_default=True,
+@click.option("--task", metavar="NAME", default=DEFAULTS.task, show_default=True,
               help=f"Task to train on: {', '.join(TASKS)} (with --data FILE it is data), a name registered in "
                    "the entry-point group bptt.tasks, or MODULE:CLASS naming a bptt.Task subclass on the Python path.")
-@click.option("--cell", type=click.Choice(CELL_NAMES), default=DEFAULTS.cell, show_default=True, help="Recurrent cell (rnn is tanh).")
+@click.option("--cell", metavar="NAME", default=DEFAULTS.cell, show_default=True, help=f"Recurrent cell: {CELL_NAMING}.")
 @click.option("--hidden", type=int, default=DEFAULTS.hidden, show_default=True, help="Hidden size H.")
 @click.option("--init", type=click.Choice(INITS), default=DEFAULTS.init, show_default=True,
               help="Recurrent weights W_hh: default (PyTorch's uniform), identity with zero biases "

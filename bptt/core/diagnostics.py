@@ -7,8 +7,9 @@ and a gradient that flows back from step T to step t is multiplied by the produc
 
     ds_T / ds_t = J_T J_{T-1} ... J_{t+1}.
 
-Everything here is built from the cell's vector-Jacobian step (`bptt.core.step.vjp_step`, the same
-fast path the reverse sweep runs): feeding it a vector v (dL/ds_t) returns v J_t, the action of the step Jacobian on a row vector.
+Everything here is built from the cell's vector-Jacobian step (`bptt.core.step.state_vjp`: the
+fast path the reverse sweep runs, or, for a cell without one, its `step_backward`): feeding it a
+vector v (dL/ds_t) returns v J_t, the action of the step Jacobian on a row vector.
 So the products are accumulated row by row (R <- R J_t), never as a stack of T matrices, and the
 step Jacobian itself is formed only when asked for (Lyapunov exponents need J_t Q).
 
@@ -31,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .sequence import CellContract, CompositeModel
-from .step import vjp_step
+from .step import state_vjp
 from .types import Array, ModelTape, StepCache
 from .unroll import Tape, check_tape
 
@@ -70,21 +71,22 @@ def pull_back(cell: CellContract | CompositeModel, tape: Tape | ModelTape, t: in
 def step_vjp(cell: CellContract, cache: StepCache, rows: Array) -> Array:
     """rows (N, K, S) of vectors v, one set per sequence -> (N, K, S) v J_t, with J_t = ds_t/ds_{t-1}.
 
-    `cache` is one step's cache (e.g. `tape.step(t)`); its batch is repeated K times so that every
-    row runs through the vector-Jacobian step as if it were a sequence of its own.
+    `cache` is one step's cache (e.g. `tape.step(t)`); its batch (the first axis of every field) is
+    repeated K times so that every row runs through the vector-Jacobian step as if it were a
+    sequence of its own.
     """
     N, K, S = rows.shape
     tiled = type(cache)(*(np.repeat(field, K, axis=0) for field in cache))
     flat = rows.reshape(N * K, S)
     bounds = np.cumsum((0,) + tuple(cell.state_sizes))
     dstate = tuple(np.ascontiguousarray(flat[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
-    dprev = vjp_step(cell, tiled, dstate).dstate_prev
+    dprev = state_vjp(cell, tiled, dstate)
     return np.concatenate(dprev, axis=1).reshape(N, K, S)
 
 
 def step_jacobians(cell: CellContract, cache: StepCache) -> Array:
     """J_t = ds_t / ds_{t-1} for every sequence of one step's cache: (N, S, S), row i = e_i J_t."""
-    N, S = cell.state_after(cache)[0].shape[0], state_size(cell)
+    N, S = len(cache[0]), state_size(cell)
     eye = np.broadcast_to(np.eye(S, dtype=cell.dtype), (N, S, S))
     return step_vjp(cell, cache, np.ascontiguousarray(eye))
 
@@ -170,12 +172,14 @@ def recurrent_bounds(cell: CellContract) -> list[RecurrentBound]:
 
     The theorem is stated for the RNN; for LSTM and GRU each block's numbers say how strongly that
     gate's pre-activation feeds back, not a bound on the whole step Jacobian. Gamma is each gate's
-    `cell.gate_slope_bounds` entry: 1 for tanh, 1/4 for sigmoid (Pascanu et al. 2013).
+    `cell.gate_slope_bounds` entry: 1 for tanh, 1/4 for sigmoid (Pascanu et al. 2013); 1 for every
+    gate of a cell that gives none (a bound for tanh, sigmoid and relu alike).
     """
     H, W = cell.hidden_size, cell.params["weight_hh"]
+    slopes = cell.gate_slope_bounds or (1.0,) * len(cell.gate_names)
     return [
         recurrent_bound(W[k * H : (k + 1) * H], gamma, name=f"W_h{gate}")
-        for k, (gate, gamma) in enumerate(zip(cell.gate_names, cell.gate_slope_bounds))
+        for k, (gate, gamma) in enumerate(zip(cell.gate_names, slopes))
     ]
 
 

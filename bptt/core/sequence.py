@@ -12,7 +12,10 @@ LSTM: (h, c)), as in PyTorch.
 
 `StepwiseSequence` is what a cell gets when it has no fast path of its own: its plain step pair, run
 one step at a time, with the shared weights' gradients accumulated with +=. A cell that writes only
-`step_forward` and `step_backward` works with bptt.forward / backward, truncation and training.
+`step_forward` and `step_backward` works with bptt.forward / backward, truncation and training (and,
+through `bptt.core.step`, with the diagnostics). What the pair returns is checked against the
+contract at the first step of every sequence and sweep (`check_step_output`,
+`check_step_gradients`), not at every step: a wrong shape is named there, before it reaches numpy.
 
 Letters: T time, N batch, D input size, H hidden size.
 """
@@ -64,6 +67,10 @@ class CellContract(Protocol):
     def step_forward(self, x: ArrayLike, state: State) -> tuple[State, StepCache]: ...
 
     def step_backward(self, dstate: State, cache: StepCache) -> tuple[Array, State, Params]: ...
+
+    def check_step_output(self, output: object, batch_size: int) -> tuple[State, StepCache]: ...
+
+    def check_step_gradients(self, output: object, batch_size: int) -> tuple[Array, State, Params]: ...
 
     def sequence(self, xs: Array, state0: Parts, batch_sizes: IntArray | None = None) -> Sequence: ...
 
@@ -184,7 +191,8 @@ class StepwiseSequence(Sequence):
 
     def step(self, t: int) -> None:
         n, before = self.running(t), self.states[t]
-        state, cache = self.cell.step_forward(self.xs[t, :n], self.cell.pack_state(tuple(p[:n] for p in before)))
+        output = self.cell.step_forward(self.xs[t, :n], self.cell.pack_state(tuple(p[:n] for p in before)))
+        state, cache = self.cell.check_step_output(output, n) if t == 0 else output  # once per sequence
         parts = self.cell.unpack_state(state)
         if n < self.N:  # the sequences that have ended keep their state
             parts = tuple(np.concatenate([new, old[n:]]) for new, old in zip(parts, before))
@@ -218,11 +226,15 @@ class StepwiseSweep(Sweep):
         self.sequence, self.cell, self.caches = sequence, sequence.cell, sequence.caches
         self.params = {name: np.zeros_like(p) for name, p in self.cell.params.items()}
         self.dxs = np.zeros(sequence.xs.shape, sequence.xs.dtype)
+        self.checked = False  # the first step's output is checked against the contract
 
     def step(self, t: int, dstate: Parts, out: Array) -> Parts:
         n = self.sequence.running(t)
         active = self.cell.pack_state(tuple(part[:n] for part in dstate))
-        self.dxs[t, :n], dstate_prev, grads = self.cell.step_backward(active, self.caches[t])
+        output = self.cell.step_backward(active, self.caches[t])
+        if not self.checked:
+            output, self.checked = self.cell.check_step_gradients(output, n), True
+        self.dxs[t, :n], dstate_prev, grads = output
         for name, g in grads.items():
             self.params[name] += g  # the weights are shared across time: their gradients add up
         parts = self.cell.unpack_state(dstate_prev)

@@ -11,8 +11,7 @@ Letters: T time, N batch, D input size, H hidden size, G gates, P number of para
 
 from __future__ import annotations
 
-from types import MethodType
-from typing import Callable, Mapping, cast
+from typing import Callable, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -20,38 +19,48 @@ from numpy.typing import ArrayLike
 from ..cells.cell import Cell
 from ..cells.stack import Stack
 from ..core.checks import check_array
-from ..core.sequence import CompositeModel, Sequence
+from ..core.sequence import CompositeModel
 from ..core.types import Array, Params, StepCache
 
 RULES = {
     "no_projection": "a cell without projections (proj_size = 0)",
+    "projections": ("the two projections a_x = x W_ih^T + b_ih and a_h = h_prev W_hh^T + b_hh (parameters "
+                    "weight_ih (G*H, D), weight_hh (G*H, H), bias_ih and bias_hh (G*H,))"),
     "step_tangent": "its forward-mode rule (step_tangent)",
     "backward_tangent": "the R-operator of its backward step (backward_tangent)",
-    "single_steps": "a fast path with single steps (Sequence.from_cache)",
 }
 
 
 def require(cell: Cell | CompositeModel, method: str, *needs: str) -> None:
     """Raise NotImplementedError naming what `method` needs and `cell` does not define.
 
-    needs: keys of RULES. A cell written with the plain step pair only runs bptt.forward / backward;
-    the modes also need the rules they differentiate with. A model of several layers (a Stack) is
-    refused by the methods that carry one cell's sensitivities (RTRL, UORO).
+    needs: keys of RULES. A cell written with the plain step pair only runs bptt.forward / backward,
+    truncation, training and the diagnostics; the modes also need the rules they differentiate with,
+    which are written in terms of the two projections. A cell without a fast path runs them on its
+    step pair, one step at a time (`bptt.core.step`). A model of several layers (a Stack) is refused
+    by the methods that carry one cell's sensitivities (RTRL, UORO).
     """
     if isinstance(cell, CompositeModel):
         raise NotImplementedError(f"{method} works on one cell, and a {type(cell).__name__} has several "
                                   "layers: use bptt.backward (or bptt.jvp) on it, or run it on a single cell")
     for need in needs:
-        if need == "single_steps":
-            # a classmethod read off a class is a bound method, whose __func__ the type checker does not know
-            missing = (cast(MethodType, cell.Sequence.from_cache).__func__
-                       is cast(MethodType, Sequence.from_cache).__func__)
+        if need == "projections":
+            missing = not has_projections(cell)
         elif need == "no_projection":
             missing = getattr(cell, "proj_size", 0) > 0
         else:
             missing = getattr(type(cell), need) is getattr(Cell, need)
         if missing:
             raise NotImplementedError(f"{method} needs {RULES[need]}, which {type(cell).__name__} does not define")
+
+
+def has_projections(cell: Cell) -> bool:
+    """Whether the cell's parameters include the two projections' weights and biases, shaped as the
+    built-in cells' (what the tangent rules of `affine_tangents` differentiate)."""
+    GH, shapes = cell.gates * cell.hidden_size, cell.param_shapes()
+    expected = {"weight_ih": (GH, cell.input_size), "weight_hh": (GH, cell.output_size), "bias_ih": (GH,),
+                "bias_hh": (GH,)}
+    return GH > 0 and all(tuple(shapes.get(name, ())) == shape for name, shape in expected.items())
 
 
 # ----------------------------------------------------------------- parameter vectors

@@ -15,7 +15,10 @@ def central_difference(f: Callable[[], float], x: Array, eps: float = 1e-6, *,
     """dF/dx by (f(x + eps e_i) - f(x - eps e_i)) / (2 eps), perturbing `x` in place and restoring it.
 
     The independent check on every backward pass: its truncation error is O(eps^2), and in
-    float64 eps = 1e-6 leaves a round-off error near 1e-10 relative to F.
+    float64 eps = 1e-6 leaves a round-off error near 1e-10 relative to F. That round-off is
+    relative to F's size, not to its change: when F is large next to eps * dF/dx (a mean loss over
+    many terms, say), give f as the change from its value at x, computed from small terms, as
+    `bptt gradcheck` does (its module docstring has the numbers).
 
     Parameters
     ----------

@@ -108,7 +108,7 @@ def jvp(cell: Cell | Stack, xs: ArrayLike, state0: State | None = None, tangents
     """
     if isinstance(cell, Stack):
         return stack_jvp(cell, xs, state0, tangents, xs_tangent, state0_tangent)
-    require(cell, "bptt.jvp", "step_tangent")
+    require(cell, "bptt.jvp", "projections", "step_tangent")
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape

@@ -187,7 +187,7 @@ def hvp(cell: Cell | Stack, xs: ArrayLike, targets: ArrayLike, vector: Mapping[s
     """
     if isinstance(cell, Stack):
         return stack_hvp(cell, xs, targets, vector, state0)
-    require(cell, "bptt.hvp", "step_tangent", "backward_tangent", "single_steps")
+    require(cell, "bptt.hvp", "projections", "step_tangent", "backward_tangent")
     targets = _check_targets(cell, xs, targets)
     v = check_param_tangents(cell, vector)
     hs, tape = forward(cell, xs, state0)

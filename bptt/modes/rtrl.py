@@ -101,7 +101,7 @@ def rtrl(cell: Cell, xs: ArrayLike, dhs: ArrayLike | Callable[[int, Array], Arra
     >>> bool(np.allclose(forward.params["weight_ih"], reverse.params["weight_ih"], rtol=1e-10))
     True
     """
-    require(cell, "bptt.rtrl", "no_projection", "step_tangent")
+    require(cell, "bptt.rtrl", "no_projection", "projections", "step_tangent")
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape

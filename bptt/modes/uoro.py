@@ -132,7 +132,7 @@ def uoro(cell: Cell, xs: ArrayLike, dhs: ArrayLike | Callable[[int, Array], Arra
     >>> bool(bptt.relative_error(mean, exact) < 0.1)
     True
     """
-    require(cell, "bptt.uoro", "no_projection", "step_tangent", "single_steps")
+    require(cell, "bptt.uoro", "no_projection", "projections", "step_tangent")
     cell.check_params()
     xs = cell.check_inputs(xs)
     T, N, _ = xs.shape
