@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import bptt
 from bptt.cli import cli
 from bptt.core import import_path
-from bptt.training.tasks import TaskContractError, make_task, metric_names, task_factory, task_label
+from bptt.training.tasks import TaskContractError, make_task, metric_names, task_factory
 
 # A module the package does not know: an echo task (recall the input one step later, MSE) with a
 # metric of its own, and tasks that each break one clause of the contract.
@@ -219,10 +219,9 @@ def test_the_cli_refuses_a_bad_task_with_exit_2_and_no_run_folder(tasks_module, 
 
 def test_a_default_run_folder_is_named_after_the_class(tasks_module, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert task_label("owntasks:Echo") == "Echo" and task_label("lab.tasks:Outer.Inner") == "Inner"
-    bptt.train(bptt.TrainConfig(task="owntasks:Echo", seq_len=4, hidden=4, steps=1, eval_size=4))
+    bptt.train(bptt.TrainConfig(task="owntasks:Echo", cell="bptt:LSTM", seq_len=4, hidden=4, steps=1, eval_size=4))
     (folder,) = (tmp_path / "runs").iterdir()
-    assert folder.name.startswith("Echo-gru-")
+    assert folder.name.startswith("Echo-LSTM-")
 
 
 def test_metric_names_come_from_the_record_not_a_fixed_list():

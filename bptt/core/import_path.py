@@ -164,6 +164,17 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def folder_label(name: str) -> str:
+    """A name as a folder name may hold it: a plain name as it is, MODULE:CLASS as its class's own name.
+
+    Examples
+    --------
+    >>> folder_label("gru"), folder_label("lab.cells:MGU"), folder_label("lab.tasks:Outer.Echo")
+    ('gru', 'MGU', 'Echo')
+    """
+    return name.rpartition(":")[2].rpartition(".")[2] if is_import_path(name) else name
+
+
 def import_path_of(cls: type) -> str:
     """MODULE:CLASS of a class defined at a module's top level (or nested in classes there).
 

@@ -575,17 +575,6 @@ def is_builtin_task(name: str) -> bool:
     return name in _BUILTINS
 
 
-def task_label(name: str) -> str:
-    """A task's name as a folder name may hold it: a built-in's name, else the class's own name.
-
-    Examples
-    --------
-    >>> task_label("adding"), task_label("lab.tasks:Echo")
-    ('adding', 'Echo')
-    """
-    return name if name in _BUILTINS or not is_import_path(name) else name.rpartition(":")[2].rpartition(".")[2]
-
-
 def make_task(name: str, seq_len: int, text: str | os.PathLike[str] | None = None, min_seq_len: int | None = None,
               *, data: str | os.PathLike[str] | None = None, eval_fraction: float = 0.1,
               split_seed: int = 1234) -> Task:

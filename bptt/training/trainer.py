@@ -24,6 +24,7 @@ from numpy.typing import DTypeLike, NDArray
 from ..cells.cell import Cell
 from ..cells.registry import make_cell
 from ..cells.stack import Stack
+from ..core.import_path import folder_label
 from ..core.readout import Linear
 from ..core.truncation import TBPTT, NonFiniteError, WindowWalk, model_params, window_gradients
 from ..core.types import Array, IntArray, ModelTape, Seed, State
@@ -38,7 +39,7 @@ from .run_folder import (
     fingerprint_changes, json_safe, load_config, lock_run_folder, new_run_dir, read_checkpoint, release_run_folder,
     run_fingerprint, start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
 )
-from .tasks import Batch, check_batch, is_builtin_task, make_task, task_label
+from .tasks import Batch, check_batch, is_builtin_task, make_task
 
 
 def make_model(config: TrainConfig, input_size: int, seed: Seed, dtype: DTypeLike) -> Cell | Stack:
@@ -357,7 +358,7 @@ def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, Fo
     config = (config or TrainConfig()).validate()
     run = TrainingRun(config)  # builds the task: a run that cannot start makes no folder
     made_here = not config.out
-    folder = Path(config.out) if config.out else new_run_dir(DEFAULT_PARENT, f"{task_label(config.task)}-{config.cell}")
+    folder = Path(config.out) if config.out else new_run_dir(DEFAULT_PARENT, f"{folder_label(config.task)}-{folder_label(config.cell)}")
     lock = None
     try:
         lock = lock_run_folder(folder, create=True)
