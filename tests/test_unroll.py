@@ -117,3 +117,38 @@ def test_tape_bytes_count_each_buffer_once():
     _, tape = bptt.forward(cell, xs)
     # xs (10*2*3) + one (T+1, N, H) buffer for h_prev and h, in float64
     assert tape.nbytes == 8 * (10 * 2 * 3 + 11 * 2 * 8)
+
+
+def test_the_reference_sweep_reads_nothing_of_a_cache_but_what_the_contract_names():
+    """A cache without an `x` field (its input kept under another name) runs backward_stepwise."""
+    from typing import NamedTuple
+
+    class HalfCache(NamedTuple):
+        inputs: np.ndarray
+        h_prev: np.ndarray
+        h: np.ndarray
+
+    class Half(bptt.Cell):  # h = tanh(x W_ih^T + b_ih) + h_prev / 2
+        Cache = HalfCache
+        gate_names = ("h",)
+
+        def step_forward(self, x, state):
+            x, (h_prev,) = self.check_step(x, state)
+            h = np.tanh(x @ self.params["weight_ih"].T + self.params["bias_ih"]) + h_prev / 2
+            return h, HalfCache(x, h_prev, h)
+
+        def step_backward(self, dstate, cache):
+            (dh,) = self.check_step_gradient(dstate, cache)
+            u = cache.h - cache.h_prev / 2
+            da = dh * (1 - u * u)  # backprop through tanh
+            grads = {"weight_ih": da.T @ cache.inputs, "weight_hh": np.zeros_like(self.params["weight_hh"]),
+                     "bias_ih": da.sum(0), "bias_hh": np.zeros_like(self.params["bias_hh"])}
+            return da @ self.params["weight_ih"], dh / 2, grads
+
+    cell = Half(2, 3, seed=0)
+    xs = np.random.default_rng(0).standard_normal((4, 5, 2))
+    hs, caches, _ = bptt.forward_stepwise(cell, xs)
+    slow = bptt.backward_stepwise(cell, caches, np.ones_like(hs))
+    fast = bptt.backward(cell, bptt.forward(cell, xs)[1], np.ones_like(hs))
+    assert slow.dxs.shape == (4, 5, 2)
+    np.testing.assert_allclose(slow.params["weight_ih"], fast.params["weight_ih"], rtol=1e-12)

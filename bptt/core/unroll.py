@@ -379,7 +379,7 @@ def backward_stepwise(cell: CellContract, caches: list[StepCache], dhs: ArrayLik
     >>> bool(np.allclose(slow.params["weight_hh"], fast.params["weight_hh"], rtol=1e-12))
     True
     """
-    T, N = len(caches), caches[0].x.shape[0]
+    T, N = len(caches), cell.state_after(caches[0])[0].shape[0]  # the cache holds the state after the step
     dhs, carry = check_backward_inputs(cell, T, N, dhs, dstate_final)
     grads = {name: np.zeros_like(p) for name, p in cell.params.items()}
     dxs = np.empty((T, N, cell.input_size), cell.dtype)
