@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:
-    from .training.run_folder import Run
+    from .runs.reader import Run
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
@@ -302,7 +302,7 @@ def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
 
 
 def run_figures(run: Run) -> dict[str, Figure]:
-    """The figures of one training run (a `bptt.training.run_folder.Run`): {"loss.png",
+    """The figures of one training run (a `bptt.runs.Run`): {"loss.png",
     "grad_norm.png", "dh_norms.png"} and, for a stacked run, "dh_layers.png" (the layer x time map of
     the last recorded update), each included when the run logged what it needs."""
     name = os.path.basename(os.path.normpath(run.path))

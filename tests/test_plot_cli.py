@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from bptt import plots
 from bptt.cli import cli
-from bptt.training.run_folder import read_run
+from bptt.runs.reader import read_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

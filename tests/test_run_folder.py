@@ -13,10 +13,11 @@ from click.testing import CliRunner
 import bptt
 from bptt.cli import cli
 from bptt.training.config import TrainConfig
-from bptt.training.run_folder import (
-    Logs, json_safe, load_config, read_checkpoint, read_jsonl, read_run, start_run_folder,
-    truncate_logs, write_checkpoint,
-)
+from bptt.runs.checkpoint import read_checkpoint, write_checkpoint
+from bptt.runs.files import json_safe
+from bptt.runs.logs import Logs, read_jsonl, truncate_logs
+from bptt.runs.reader import read_run
+from bptt.training.run_config import load_config, start_run_folder
 from bptt.training.trainer import load_run, train
 
 # Written by the trainer of commit fd31fd3, before the run folder had one owner:

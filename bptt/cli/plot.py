@@ -25,7 +25,7 @@ def plot(run_dir: str, out_dir: str | None) -> None:
       bptt plot runs/parity --out figures/
     """
     from .. import plots
-    from ..training.run_folder import read_run
+    from ..runs.reader import read_run
 
     try:
         run = read_run(run_dir)

@@ -13,9 +13,10 @@ from ..training.clipping import CLIPS
 from ..training.config import DTYPES, ON_NONFINITE, SettingError, TrainConfig
 from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
-from ..training.run_folder import (
-    CHECKPOINT, RunExistsError, RunFolderError, RunLockedError, RunWriteError, load_config,
-)
+from ..runs.atomic import RunWriteError
+from ..runs.files import CHECKPOINT
+from ..runs.folder import RunExistsError, RunFolderError, RunLockedError
+from ..training.run_config import load_config
 from ..training.sampling import sample
 from ..training.tasks import TASK_METRICS, TASKS
 from ..training.trainer import TrainingStopped, evaluate, train

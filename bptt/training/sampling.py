@@ -15,7 +15,8 @@ from ..cells.stack import Stack
 from ..core.readout import Linear
 from ..core.truncation import model_params
 from ..core.unroll import forward
-from .run_folder import load_config, read_checkpoint
+from ..runs.checkpoint import read_checkpoint
+from .run_config import load_config
 from .trainer import make_model
 
 

@@ -1,5 +1,5 @@
 """The training loop: a cell and a linear readout on a toy task, trained with TBPTT(k1, k2),
-gradient clipping and an optimizer, writing a run folder (`bptt.training.run_folder`) that other
+gradient clipping and an optimizer, writing a run folder (`bptt.runs`) that other
 commands read.
 
 A step is one parameter update. With k1 < T one batch of sequences gives several updates, one per
@@ -30,13 +30,15 @@ from ..core.types import Array, IntArray, ModelTape, Seed, State
 from ..core.unroll import Tape, forward, forward_window
 from .clipping import clip_gradients
 from .config import SettingError, TrainConfig
-from .folder_lock import FolderLock
+from ..runs.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from ..runs.files import LOCK, RUN_FILES, json_safe, write_summary
+from ..runs.folder import DEFAULT_PARENT, claim_run_folder, lock_run_folder, new_run_dir, release_run_folder
+from ..runs.lock import FolderLock
+from ..runs.logs import Logs, truncate_logs
 from .init import initialise
 from .optim import Schedule, make_optimizer
-from .run_folder import (
-    DEFAULT_PARENT, LOCK, RUN_FILES, Checkpoint, Logs, RunChangedError, claim_run_folder,
-    fingerprint_changes, json_safe, load_config, lock_run_folder, new_run_dir, read_checkpoint, release_run_folder,
-    run_fingerprint, start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
+from .run_config import (
+    RunChangedError, fingerprint_changes, load_config, run_fingerprint, start_run_folder, write_config,
 )
 from .tasks import TASK_METRICS, Batch, make_task
 

@@ -86,7 +86,7 @@ def open_regular(path: str | os.PathLike[str], *, follow_links: bool = False) ->
     >>> open_regular("/dev/zero", follow_links=True)
     Traceback (most recent call last):
     ...
-    bptt.training.untrusted.UntrustedFileError: /dev/zero: is not a regular file (it is a character device)
+    bptt.core.untrusted.UntrustedFileError: /dev/zero: is not a regular file (it is a character device)
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     if not follow_links:
