@@ -190,7 +190,7 @@ def test_config_json_problems_name_the_file_and_the_setting(tmp_path):
     with pytest.raises(ValueError, match=r"config.json has unknown settings \['attention_heads'\]"):
         load_config(run_dir)
     path.write_text("[1, 2]")
-    with pytest.raises(ValueError, match=r"config.json must hold a JSON object of settings, got list"):
+    with pytest.raises(ValueError, match=r"config.json: expected a JSON object of settings, got a list"):
         load_config(run_dir)
     with pytest.raises(ValueError, match=r"run folder '.*nowhere' does not exist"):
         load_config(tmp_path / "nowhere")

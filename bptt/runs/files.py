@@ -8,6 +8,10 @@
     .lock            the one-writer lock (not part of the run: readers ignore it)
 
 A number that is not finite is written as null.
+
+A run folder may come from someone else, so its readers trust nothing in it: every file is opened
+without following a link and must be a regular file (`bptt.core.untrusted`), and the JSON files are
+read with the bounds below, checked for their types before use.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..core.untrusted import UntrustedFileError, read_json as read_untrusted_json
 from .atomic import atomic_write
 
 CONFIG = "config.json"
@@ -28,6 +33,10 @@ CHECKPOINT = "checkpoint.npz"
 LOGS = (METRICS, DH_NORMS)
 RUN_FILES = (CONFIG, METRICS, DH_NORMS, SUMMARY, CHECKPOINT)  # any one of them makes a folder a run
 LOCK = ".lock"  # the one-writer lock, holding the writer's process id; not part of the run
+
+MAX_JSON_BYTES = 1 << 20  # config.json or summary.json: bptt writes about 1 KiB; 1 MiB is room for any setting
+MAX_JSON_DEPTH = 8  # both are flat objects (depth 1); deeper nesting is refused before it is parsed
+MAX_JSON_KEYS = 1000  # settings or summary entries (bptt writes about 40 and 15)
 
 
 def json_safe(value: object) -> Any:
@@ -57,16 +66,117 @@ def write_json(path: Path, value: object) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def read_json(path: Path) -> Any:
-    """The JSON value in `path`; ValueError naming the file if it cannot be read or parsed."""
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON value in a file of a run folder, read as untrusted input.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        E.g. RUN_DIR/config.json.
+
+    Returns
+    -------
+    The decoded value.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: it cannot be read, is a link or not a regular file, holds more than
+        MAX_JSON_BYTES, nests deeper than MAX_JSON_DEPTH, or is not UTF-8 JSON.
+    """
     try:
-        text = Path(path).read_text()
+        return read_untrusted_json(path, limit=MAX_JSON_BYTES, max_depth=MAX_JSON_DEPTH)
     except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def read_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """A JSON object of a run folder (`read_json`), checked to be one of at most MAX_JSON_KEYS entries.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        What the object holds, for a refusal ("settings", "results").
+
+    Raises
+    ------
+    ValueError
+        As `read_json`, or naming the file if it holds something other than such an object.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "summary.json")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("[1, 2]")
+    >>> try:
+    ...     read_object(path, "results")
+    ... except ValueError as exc:
+    ...     print(str(exc).replace(path, "summary.json"))
+    summary.json: expected a JSON object of results, got a list
+    """
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise UntrustedFileError(path, f"expected a JSON object of {what}, got {_a(value)}")
+    if len(value) > MAX_JSON_KEYS:
+        raise UntrustedFileError(path, f"holds {len(value):,} {what}, more than {MAX_JSON_KEYS:,}")
+    return value
+
+
+def _a(value: object) -> str:
+    """'a list', 'a string', ...: the JSON type of `value`, for a message."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true or false", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def check_number(value: object, where: str | os.PathLike[str], key: str, *, null: bool = True) -> float:
+    """`value` as a float, if it is a JSON number (or null, read as NaN, when `null`).
+
+    Raises
+    ------
+    ValueError
+        Naming `where` and `key` if it is anything else (a string, a list, true or false).
+    """
+    if value is None and null:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UntrustedFileError(where, f"{key!r} is {_a(value)}, expected a number" + (" or null" if null else ""))
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg})") from exc
+        return float(value)
+    except OverflowError:  # an integer beyond any float
+        raise UntrustedFileError(where, f"{key!r} is an integer too large for a number") from None
+
+
+SUMMARY_COUNTS = ("steps", "clipped_steps", "skipped_steps")  # non-negative integers in summary.json
+SUMMARY_TEXT = ("task", "cell")
+
+
+def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """summary.json of a run folder, checked: {} if the run has none (yet).
+
+    Results (eval_*, baseline_*, wall_seconds) must be numbers or null, counts non-negative
+    integers, task and cell strings; other entries are not looked at. Values are returned as the
+    file holds them.
+
+    Raises
+    ------
+    ValueError
+        Naming summary.json and the entry that is wrong, or as `read_object`.
+    """
+    path = Path(run_dir) / SUMMARY
+    if not os.path.lexists(path):
+        return {}
+    summary = read_object(path, "results")
+    for key, value in summary.items():
+        if key.startswith(("eval_", "baseline_")) or key == "wall_seconds":
+            check_number(value, path, key)
+        elif key in SUMMARY_COUNTS and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise UntrustedFileError(path, f"{key!r} is {value!r:.40}, expected a non-negative integer")
+        elif key in SUMMARY_TEXT and not isinstance(value, str):
+            raise UntrustedFileError(path, f"{key!r} is {_a(value)}, expected a string")
+    return summary
 
 
 def write_summary(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> dict[str, Any]:

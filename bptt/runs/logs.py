@@ -14,38 +14,112 @@ the steps replayed after it are logged once.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..core.untrusted import UntrustedFileError, json_depth, open_regular, open_writable
 from .atomic import RunWriteError, atomic_write, writing
 from .files import DH_NORMS, LOGS, METRICS, json_safe
 
 
-def _numbered_lines(path: str | os.PathLike[str]) -> list[tuple[int, object]]:
-    """(line number, value) of each non-blank line of a JSON-lines file, under the one policy."""
-    with open(path) as f:
-        lines = [(number, line) for number, line in enumerate(f, 1) if line.strip()]
-    records = []
-    for i, (number, line) in enumerate(lines):
-        try:
-            records.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            if i == len(lines) - 1:
-                break  # a write cut short by a kill
-            raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg})") from exc
-    return records
+MAX_LOG_LINE = 1 << 20  # bytes of one log line: a stacked run's dh_norms record of 8 layers x 2 x 4,000 steps fits
+MAX_LOG_DEPTH = 4  # metrics records are flat objects; a stacked run's dh_norms nest four deep
+MAX_STEP = 2**63 - 1  # a step must fit numpy's int64
+
+
+_BLOCK = 1 << 20  # bytes read and parsed at a time
+
+
+Line = tuple[int, Any, bytes]  # (line number, decoded value, the line's bytes)
+
+
+def _blocks(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the first line, lines without their ends) of a file, about _BLOCK bytes at a time;
+    a line longer than MAX_LOG_LINE is refused. The file is opened as untrusted (no link, regular)."""
+    try:
+        f = open_regular(path)
+    except OSError as exc:  # e.g. no permission: a run that cannot be read, like a broken line
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with f:
+        number, rest = 1, b""
+        while True:
+            data = f.read(_BLOCK)
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop() if data else b""  # a line still going on, unless the file has ended
+            for i in ([i for i, line in enumerate(lines) if len(line) > MAX_LOG_LINE]
+                      if lines and max(map(len, lines)) > MAX_LOG_LINE else []):
+                raise UntrustedFileError(path, f"line {number + i} is longer than {MAX_LOG_LINE:,} bytes, the most "
+                                               "a line of a log may hold")
+            if len(rest) > MAX_LOG_LINE:
+                raise UntrustedFileError(path, f"line {number + len(lines)} is longer than {MAX_LOG_LINE:,} bytes, "
+                                               "the most a line of a log may hold")
+            if lines:
+                yield number, lines
+                number += len(lines)
+            if not data:
+                return
+
+
+def _flat_objects(lines: list[bytes]) -> list[Any] | None:
+    """The values of `lines` parsed in one call, if each line is a flat JSON object (what metrics
+    lines are); None if that cannot be told at once, and the lines are parsed one by one.
+
+    Safe without a depth check: with no "[" at all, as many "{" as lines, and every line starting
+    with one, each line holds exactly one "{", so nothing nests; a count that differs from the lines'
+    (a line holding two values, or a string running over a line end) falls back too."""
+    joined = b"\n".join(lines)
+    if joined.count(b"[") or not joined.count(b"{") == joined.startswith(b"{") + joined.count(b"\n{") == len(lines):
+        return None
+    try:
+        values = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:  # a broken line somewhere: found line by line
+        return None
+    return values if len(values) == len(lines) else None
+
+
+def _decoded(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
+    """Each block's non-blank lines decoded, under the one policy: a line that is not valid JSON is
+    an error unless it is the last, which is dropped; a line nested deeper than MAX_LOG_DEPTH is an
+    error wherever it is, refused before it is parsed."""
+    torn: tuple[int, str] | None = None  # (line number, problem) of a line that is not valid JSON
+    for first, lines in _blocks(path):
+        values = _flat_objects(lines)
+        if values is not None:
+            if torn is not None:
+                raise UntrustedFileError(f"{path}, line {torn[0]}", f"not valid JSON ({torn[1]})")
+            yield list(zip(range(first, first + len(lines)), values, lines))
+            continue
+        block = []
+        for number, line in enumerate(lines, first):
+            if not line.strip():
+                continue
+            if torn is not None:
+                raise UntrustedFileError(f"{path}, line {torn[0]}", f"not valid JSON ({torn[1]})")
+            # bracket count first: a line that cannot nest deeper than allowed needs no scan
+            if line.count(b"[") + line.count(b"{") > MAX_LOG_DEPTH and json_depth(line) > MAX_LOG_DEPTH:
+                raise UntrustedFileError(f"{path}, line {number}", f"JSON nested more than {MAX_LOG_DEPTH} levels "
+                                                                  "deep; a log line holds at most that")
+            try:
+                block.append((number, json.loads(line), line))
+            except json.JSONDecodeError as exc:
+                torn = (number, exc.msg)
+            except ValueError as exc:  # not UTF-8, or an integer of thousands of digits
+                torn = (number, str(exc))
+        yield block
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
-    """The records of a JSON-lines log.
+    """The records of a JSON-lines log, whatever they hold.
 
     A broken last line (a run killed mid-write) is dropped; a broken line before it is an error.
-    Blank lines are skipped.
+    Blank lines are skipped. The file is read as untrusted input: not through a link, each line at
+    most MAX_LOG_LINE bytes and MAX_LOG_DEPTH deep. `record_blocks` streams the records and checks them.
 
     Parameters
     ----------
@@ -60,27 +134,51 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
     Raises
     ------
     ValueError
-        Naming the path and the line number of a broken line that is not the last.
-    OSError
-        If the file cannot be opened.
+        Naming the path and the line number of a broken line that is not the last, or of a line
+        beyond the bounds; or if the file cannot be read, is a link or is not a regular file.
     """
-    return [value for _, value in _numbered_lines(path)]
+    return [value for block in _decoded(path) for _, value, _ in block]
 
 
-def _step_records(path: Path) -> list[dict[str, Any]]:
-    """A log's records, each checked to be an object with an integer "step" (missing file: none)."""
-    if not path.exists():
-        return []
-    try:
-        records = _numbered_lines(path)
-    except OSError as exc:  # e.g. no permission: a run that cannot be resumed, like a broken line
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    checked = []
-    for number, record in records:
-        if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
-            raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'step'")
-        checked.append(record)
-    return checked
+def record_blocks(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
+    """The records of a log, streamed a block at a time and checked: lists of (line number, record,
+    the line's bytes).
+
+    Every record must be a JSON object with an integer "step" in [0, MAX_STEP]; the reading policy
+    and bounds are those of `read_jsonl`. A missing log has no records.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Raises
+    ------
+    ValueError
+        As `read_jsonl`, or naming the line of a record without an integer step.
+    """
+    if not os.path.lexists(path):
+        return
+    for block in _decoded(path):
+        steps: list[Any] = [record.get("step") if type(record) is dict else None for _, record, _ in block]
+        # type(step) is int: not a bool, not a float such as 1e300
+        if not all(type(step) is int for step in steps) or (steps and not 0 <= min(steps) <= max(steps) <= MAX_STEP):
+            number, record, _ = next(line for line, step in zip(block, steps)
+                                     if type(step) is not int or not 0 <= step <= MAX_STEP)
+            got = f"got {record!r:.60}" if not isinstance(record, dict) else f"its step is {record.get('step')!r:.40}"
+            raise UntrustedFileError(f"{path}, line {number}", "expected a JSON object with an integer 'step' "
+                                                               f"in [0, 2**63); {got}")
+        yield block
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[Line]:
+    """The records of a log one by one, as `record_blocks` checks them: (line number, record, line)."""
+    for block in record_blocks(path):
+        yield from block
+
+
+def _open_log(path: Path) -> IO[str]:
+    """A log open for appending text, never through a link or into a file with another name."""
+    return os.fdopen(open_writable(path, append=True), "a", encoding="utf-8")
 
 
 class Logs:
@@ -102,10 +200,10 @@ class Logs:
         folder = Path(run_dir)
         self._metrics_path, self._dh_norms_path = folder / METRICS, folder / DH_NORMS
         with writing(self._metrics_path):
-            self._metrics = open(self._metrics_path, "a")
+            self._metrics = _open_log(self._metrics_path)
         try:
             with writing(self._dh_norms_path):
-                self._dh_norms = open(self._dh_norms_path, "a")
+                self._dh_norms = _open_log(self._dh_norms_path)
         except BaseException:
             self._metrics.close()
             raise
@@ -168,7 +266,8 @@ class Logs:
 def truncate_logs(run_dir: str | os.PathLike[str], last_step: int) -> None:
     """Keep only the log records of steps <= last_step: the ones a resumed run will not replay.
 
-    Both logs are read before either is rewritten (atomically), so a broken log changes nothing.
+    Both logs are checked whole (`iter_records`) before either is rewritten (atomically, line by
+    line as it was written), so a broken log changes nothing; neither is held in memory.
 
     Parameters
     ----------
@@ -182,9 +281,14 @@ def truncate_logs(run_dir: str | os.PathLike[str], last_step: int) -> None:
         If a log has a broken line before its last, or a record without an integer "step".
     """
     folder = Path(run_dir)
-    kept = {name: [r for r in _step_records(folder / name) if r["step"] <= last_step] for name in LOGS}
-    for name, records in kept.items():
-        text = "".join(json.dumps(r) + "\n" for r in records)
-        atomic_write(folder / name, lambda f: f.write(text.encode()))
+    for name in LOGS:
+        for _ in iter_records(folder / name):
+            pass
 
+    def kept(path: Path, f: IO[bytes]) -> None:
+        for _, record, line in iter_records(path):
+            if record["step"] <= last_step:
+                f.write(line + b"\n")
 
+    for name in LOGS:
+        atomic_write(folder / name, functools.partial(kept, folder / name))
