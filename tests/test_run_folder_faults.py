@@ -183,5 +183,5 @@ def test_a_log_that_cannot_be_read_stops_a_resume_with_a_message(tmp_path):
     (out / "dh_norms.jsonl").mkdir()  # unreadable as a file, even for root
     result = run("train", "--resume", out, "--steps", 3, "--quiet")
     assert ended_cleanly(result, 2), result.output
-    assert f"cannot read {out / 'dh_norms.jsonl'}: Is a directory" in result.stderr
+    assert f"{out / 'dh_norms.jsonl'}: is not a regular file (it is a folder)" in result.stderr
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]  # nothing truncated or rewritten

@@ -16,6 +16,7 @@ from ..training.optim import OPTIMIZERS, SCHEDULES
 from ..runs.atomic import RunWriteError
 from ..runs.files import CHECKPOINT
 from ..runs.folder import RunExistsError, RunFolderError, RunLockedError
+from ..core.untrusted import UntrustedFileError
 from ..training.run_config import load_config
 from ..training.sampling import sample
 from ..training.tasks import TASK_METRICS, TASKS
@@ -150,15 +151,11 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
     if resume is not None:
         steps_given = ctx.get_parameter_source("steps") == click.core.ParameterSource.COMMANDLINE
         config = config if steps_given else None
-    try:
-        # config is None only with --resume: the run's config.json says how many steps
-        total = config.steps if config is not None else load_config(cast(str, resume)).steps
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-
     started: list[Path]  # the run folder, once train has it
     shown, started = [0], []
     try:
+        # config is None only with --resume: the run's config.json says how many steps
+        total = config.steps if config is not None else load_config(cast(str, resume)).steps
         with click.progressbar(length=total, label="training", show_pos=True, file=progress_stream(quiet),
                                item_show_func=_loss_text) as bar:
             def progress(step: int, record: dict[str, Any]) -> None:
@@ -174,9 +171,11 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
         holder = "another process" if exc.pid is None else f"process {exc.pid}"
         raise Refused(f"{exc.path} is in use: {holder} is training in it (one writer per run folder). "
                       "Wait for it to end, or use another folder.") from exc
-    except RunFolderError as exc:  # resume refused: config.json or text changed
+    except (RunFolderError, UntrustedFileError) as exc:  # resume refused: config.json or text changed; a crafted file
         raise Refused(str(exc)) from exc
     except ValueError as exc:  # bad settings, --steps below the steps done, missing text file, unreadable checkpoint
+        if resume is not None and not isinstance(exc, SettingError):
+            raise Refused(str(exc)) from exc  # the folder's files, not an option, are wrong
         raise _usage_error(exc) from exc
     except RunWriteError as exc:
         message = str(exc)
@@ -240,8 +239,8 @@ def evaluate_command(run_dir: str, as_json: bool) -> None:
     """
     try:
         result = evaluate(run_dir)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    except ValueError as exc:  # no run there, or files that are not what bptt train writes
+        raise Refused(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -270,6 +269,6 @@ def sample_command(run_dir: str, length: int, temperature: float, prime: str, se
     """
     try:
         text = sample(run_dir, length, temperature=temperature, prime=prime, seed=seed)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    except ValueError as exc:  # not a chars run, or files that are not what bptt train writes
+        raise Refused(str(exc)) from exc
     click.echo(text)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ..runs.atomic import atomic_write, writing
-from ..runs.files import CONFIG, LOGS, json_safe, read_json, write_json
+from ..core.untrusted import UntrustedFileError
+from ..runs.files import CONFIG, LOGS, json_safe, read_object, write_json
 from ..runs.folder import RunFolderError, existing_folder
 from .config import TrainConfig
 
@@ -82,7 +83,12 @@ def write_config(run_dir: str | os.PathLike[str], config: TrainConfig) -> None:
 
 
 def load_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
-    """The validated TrainConfig of a run folder's config.json.
+    """The validated TrainConfig of a run folder's config.json, read as untrusted input.
+
+    The file is read within the bounds of `bptt.runs.files.read_json` (no link, at most
+    MAX_JSON_BYTES, nested at most MAX_JSON_DEPTH deep), every setting is checked by
+    `TrainConfig.validate`, and the sizes it asks for by `check_size`. A `cell` or `task` named
+    MODULE:CLASS is imported to check it: a run folder is as trusted as the code it names.
 
     Parameters
     ----------
@@ -95,20 +101,73 @@ def load_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
     Raises
     ------
     ValueError
-        If the folder or the file is missing, the file is not a JSON object of known settings, or a
-        setting is outside what it allows (the message names config.json and the setting).
+        If the folder or the file is missing, the file is not a JSON object of known settings, a
+        setting is outside what it allows, or the run is larger than a reader may build (the message
+        names config.json and the setting).
     """
     path = existing_folder(run_dir) / CONFIG
-    raw = read_json(path)
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path} must hold a JSON object of settings, got {type(raw).__name__}")
+    if not os.path.lexists(path):
+        raise ValueError(f"{run_dir} holds no run: it has no {CONFIG}")
+    raw = read_object(path, "settings")
     unknown = set(raw) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ValueError(f"{path} has unknown settings {sorted(unknown)}")
     try:
-        return TrainConfig(**raw).validate()
+        config = TrainConfig(**raw).validate()
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+    check_size(config, path)
+    return config
+
+
+MAX_RUN_VALUES = 1 << 31  # numbers a run read back from a folder may ask for (16 GiB of float64): see check_size
+
+
+def model_values(config: TrainConfig, input_size: int | None = None) -> int:
+    """An upper estimate of the numbers that building `config`'s model and evaluating it on the
+    held-out set hold: the weights (four gate blocks a layer and direction, at most) and, per step
+    of a batch, each layer's gates and states, which the backward pass keeps.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    input_size : int, optional
+        The task's input size D (default: taken as large as the hidden size).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> model_values(TrainConfig(hidden=32, seq_len=30, eval_size=500)) < 10**7
+    True
+    """
+    directions = 2 if config.bidirectional else 1
+    width = config.hidden * directions
+    inputs = max(input_size or 0, width)
+    weights = config.layers * directions * 4 * config.hidden * (inputs + config.hidden + 2)
+    steps = max(config.eval_size, config.batch_size) * config.seq_len
+    return weights + steps * (inputs + config.layers * directions * 6 * config.hidden)
+
+
+def check_size(config: TrainConfig, where: str | os.PathLike[str], input_size: int | None = None) -> None:
+    """Refuse a config read from a folder whose model and held-out pass would hold more than
+    MAX_RUN_VALUES numbers (`model_values`), before anything is built: a crafted config.json cannot
+    make a reader allocate without bound.
+
+    Raises
+    ------
+    ValueError
+        Naming `where` and the sizes.
+    """
+    values = model_values(config, input_size)
+    if values > MAX_RUN_VALUES:
+        raise UntrustedFileError(where, f"asks for about {values:.2g} numbers (hidden {config.hidden}, layers "
+                                        f"{config.layers}, seq_len {config.seq_len}, eval_size {config.eval_size}, "
+                                        f"batch_size {config.batch_size}"
+                                        + (f", {input_size} inputs" if input_size else "")
+                                        + f"), more than the {MAX_RUN_VALUES:,} a run read back may hold")
 
 
 def run_fingerprint(config: TrainConfig, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,11 +30,11 @@ from ..core.types import Array, IntArray, ModelTape, Seed, State
 from ..core.unroll import Tape, forward, forward_window
 from .clipping import clip_gradients
 from .config import SettingError, TrainConfig
-from ..runs.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from ..runs.files import LOCK, RUN_FILES, json_safe, write_summary
+from ..runs.checkpoint import Checkpoint, CheckpointLayout, checkpoint_info, read_checkpoint, write_checkpoint
+from ..runs.files import CHECKPOINT, LOCK, LOGS, RUN_FILES, SUMMARY, json_safe, write_summary
 from ..runs.folder import DEFAULT_PARENT, claim_run_folder, lock_run_folder, new_run_dir, release_run_folder
 from ..runs.lock import FolderLock
-from ..runs.logs import Logs, truncate_logs
+from ..runs.logs import Logs, iter_records, truncate_logs
 from .init import initialise
 from .optim import Schedule, make_optimizer
 from .run_config import (
@@ -206,6 +206,13 @@ class TrainingRun:
             model_rng_state=self.cell.rng.bit_generator.state if isinstance(self.cell, Stack) else None,
         )
 
+    def checkpoint_layout(self) -> CheckpointLayout:
+        """The shapes and dtype a checkpoint of this run holds: its parameters, the optimizer's slots
+        for each, and the state carried into a window (batch_size rows), for `read_checkpoint`."""
+        carry = self.cell.unpack_state(self.cell.initial_state(self.config.batch_size))
+        return CheckpointLayout({name: value.shape for name, value in self.params.items()}, self.dtype,
+                                slots=self.optimizer.slots, carry=tuple(part.shape for part in carry))
+
     def save(self) -> None:
         """Write checkpoint.npz."""
         write_checkpoint(cast(Path, self.dir), self.checkpoint())  # a run saves only once its folder exists
@@ -309,12 +316,9 @@ def train(
     >>> summary["steps"]
     30
     """
-    if resume is not None:
-        if overwrite:
-            raise ValueError("overwrite=True starts a new run; it cannot be combined with resume")
-        run, lock = _resume(resume, config)
-    else:
-        run, lock = _start(config, overwrite)
+    if resume is not None and overwrite:
+        raise ValueError("overwrite=True starts a new run; it cannot be combined with resume")
+    run, lock = _resume(resume, config) if resume is not None else _start(config, overwrite)
     with lock:
         if on_start is not None:
             on_start(cast(Path, run.dir))  # _start and _resume give the run its folder
@@ -322,31 +326,44 @@ def train(
 
 
 def _resume(run_dir: str | os.PathLike[str], config: TrainConfig | None) -> tuple[TrainingRun, FolderLock]:
-    """The run in `run_dir` restored from its checkpoint, its logs truncated, its folder locked."""
+    """The run in `run_dir` restored from its checkpoint, its logs truncated, its folder locked.
+
+    A folder holding config.json and no checkpoint, with nothing logged yet, is a new run stopped
+    before its first checkpoint: it starts again from step 0."""
     folder = Path(run_dir)
     lock = lock_run_folder(folder)
     try:
         saved = load_config(folder)
-        checkpoint = read_checkpoint(folder)
         steps = saved.steps if config is None else config.steps
-        if steps < checkpoint.step:
-            raise SettingError("steps", steps, f"at least {checkpoint.step} (the updates {folder} has already done)")
         steps_changed = steps != saved.steps
         if steps_changed:
             saved = dataclasses.replace(saved, steps=steps).validate()  # extend (or shorten) the run
-        run = TrainingRun(saved, folder)
-        if checkpoint.fingerprint is not None:
-            changes = fingerprint_changes(checkpoint.fingerprint, run.fingerprint)
-            if changes:
-                raise RunChangedError(folder, changes)
-        run.restore(checkpoint)
+        started = os.path.lexists(folder / CHECKPOINT) or not _never_started(folder)
+        info = checkpoint_info(folder) if started else None  # its step and fingerprint, no arrays yet
+        if info is not None and steps < info.step:
+            raise SettingError("steps", steps, f"at least {info.step} (the updates {folder} has already done)")
+        run = TrainingRun(saved, folder)  # the model config.json implies: what the checkpoint must fit
+        if info is not None:
+            if info.fingerprint is not None:
+                changes = fingerprint_changes(info.fingerprint, run.fingerprint)
+                if changes:
+                    raise RunChangedError(folder, changes)
+            run.restore(read_checkpoint(folder, run.checkpoint_layout()))
         truncate_logs(folder, run.step)  # the first write: everything above only reads
         if steps_changed:
             write_config(folder, saved)
+        if not os.path.lexists(folder / CHECKPOINT):
+            run.save()  # resumable from here on, as a new run is from its first checkpoint
     except BaseException:
         lock.release()
         raise
     return run, lock
+
+
+def _never_started(folder: Path) -> bool:
+    """Whether a folder without a checkpoint is a new run stopped before its first one: config.json,
+    no summary, and no record in either log (start_run_folder writes them empty)."""
+    return not os.path.lexists(folder / SUMMARY) and not any(True for name in LOGS for _ in iter_records(folder / name))
 
 
 def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, FolderLock]:
@@ -531,7 +548,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> TrainingRun:
     """
     config = load_config(run_dir)
     run = TrainingRun(config, Path(run_dir))
-    run.restore(read_checkpoint(run_dir))
+    run.restore(read_checkpoint(run_dir, run.checkpoint_layout()))
     return run
 
 
