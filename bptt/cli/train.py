@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ from ..core.untrusted import UntrustedFileError
 from ..training.run_config import load_config
 from ..training.sampling import sample
 from ..training.tasks import TASK_METRICS, TASKS
-from ..training.trainer import TrainingStopped, evaluate, train
+from ..training.trainer import TrainingInterrupted, TrainingStopped, evaluate, train
 from . import Refused, cli, progress_stream
 
 DEFAULTS = TrainConfig()
@@ -121,7 +122,10 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
     Prints the steps done, the held-out result next to the task's baseline and the run folder on
     stdout (one JSON object with --json); progress and warnings go to stderr. Exit status 0 on
     success, 1 when training stops on a non-finite value or a file cannot be written (the run
-    stays resumable), 2 for a bad option or a refused run folder, 130 when interrupted.
+    stays resumable), 2 for a bad option or a refused run folder. Ctrl-C (SIGINT) or SIGTERM (what
+    schedulers and `timeout` send) stops after the update under way, with a checkpoint of that step:
+    exit status 130 or 143; a second one stops at once. A run is resumable from the moment its
+    folder exists.
 
     \b
     Examples:
@@ -153,6 +157,7 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
         config = config if steps_given else None
     started: list[Path]  # the run folder, once train has it
     shown, started = [0], []
+    terminate = signal.signal(signal.SIGTERM, _terminated)  # until train takes over: stop like Ctrl-C
     try:
         # config is None only with --resume: the run's config.json says how many steps
         total = config.steps if config is not None else load_config(cast(str, resume)).steps
@@ -162,7 +167,17 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
                 bar.update(step - shown[0], record)
                 shown[0] = step
 
-            summary = train(config, resume=resume, callback=progress, overwrite=overwrite, on_start=started.append)
+            summary = train(config, resume=resume, callback=progress, overwrite=overwrite, on_start=started.append,
+                            stop_signals=(signal.SIGINT, signal.SIGTERM))
+    except TrainingInterrupted as exc:
+        run_dir = exc.run_dir or (started[0] if started else None)
+        if exc.step is not None:
+            where = f"; step {exc.step} is saved"
+        else:
+            where = "; the run is saved up to its last checkpoint" if run_dir else ""
+        hint = f", continue with:  bptt train --resume {run_dir}" if run_dir else ""
+        click.echo(f"\ninterrupted by {signal.Signals(exc.signum).name}{where}{hint}", err=True)
+        ctx.exit(128 + exc.signum)
     except RunExistsError as exc:
         raise Refused(f"{exc.path} already holds a run ({', '.join(exc.files)}). Continue it with  "
                       f"bptt train --resume {exc.path}, choose another --out folder, or add --overwrite to "
@@ -185,10 +200,12 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
         raise click.ClickException(message) from exc
     except TrainingStopped as exc:
         raise click.ClickException(str(exc)) from exc
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before train took the signals over
         hint = f"; continue from the last checkpoint with:  bptt train --resume {started[0]}" if started else ""
         click.echo(f"\ninterrupted{hint}", err=True)
         ctx.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, terminate)
     if as_json:
         click.echo(json.dumps({**summary, "run_dir": str(started[0])}))
     else:
@@ -199,6 +216,10 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
         click.echo(f"warning: {summary['skipped_steps']} of {summary['steps']} steps were skipped (non-finite loss, "
                    "gradient or updated weights)" + ("; the final held-out loss is not finite"
                                                      if summary["eval_loss"] is None else ""), err=True)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise TrainingInterrupted(signum)
 
 
 def _usage_error(exc: ValueError) -> click.UsageError:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, cast
+from typing import Any, Callable, Iterable, Iterator, Mapping, cast
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -67,6 +69,69 @@ def evaluating(model: Cell | Stack) -> Iterator[None]:
 
 class TrainingStopped(RuntimeError):
     """Training stopped on a non-finite loss or gradient; the last good weights are checkpointed."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal (`train`'s stop_signals: Ctrl-C's SIGINT, a scheduler's SIGTERM).
+
+    A KeyboardInterrupt, so that code which catches Ctrl-C catches this too.
+
+    Parameters
+    ----------
+    signum : int
+        The signal.
+    run_dir : pathlib.Path or None
+        The run folder, None if the signal came before it was made.
+    step : int or None
+        The step checkpointed as the run stopped, between two updates; None if a second signal
+        stopped it at once, and the last checkpoint written before is the one to continue from.
+    """
+
+    def __init__(self, signum: int, run_dir: Path | None = None, step: int | None = None) -> None:
+        self.signum, self.run_dir, self.step = signum, run_dir, step
+        super().__init__(signum, run_dir, step)
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        if self.step is None:
+            return f"stopped by {name}" + (f"; {self.run_dir} is saved up to its last checkpoint" if self.run_dir else "")
+        return f"stopped by {name} at step {self.step}, checkpointed in {self.run_dir}"
+
+
+@contextlib.contextmanager
+def stopping_on(signals: Iterable[int]) -> Iterator[list[int]]:
+    """While inside, the first of `signals` to arrive is only recorded (in the list yielded), for the
+    training loop to stop between two updates; a second one raises `TrainingInterrupted` at once.
+    The handlers before are put back on leaving. Outside the main thread, where Python runs no
+    handler, nothing is changed.
+
+    Parameters
+    ----------
+    signals : iterable of int
+        E.g. (signal.SIGINT, signal.SIGTERM).
+
+    Yields
+    ------
+    list of int
+        The signals received so far.
+    """
+    received: list[int] = []
+    signals = tuple(signals)
+    if not signals or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if received:  # asked twice: leave now
+            raise TrainingInterrupted(signum)
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    try:
+        yield received
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 class TrainingRun:
@@ -252,6 +317,7 @@ def train(
     callback: Callable[[int, dict[str, Any]], None] | None = None,
     overwrite: bool = False,
     on_start: Callable[[Path], None] | None = None,
+    stop_signals: Iterable[int] = (),
 ) -> dict[str, Any]:
     """Train as `config` says, or continue the run folder `resume`; write the run folder.
 
@@ -277,6 +343,11 @@ def train(
     on_start : callable, optional
         on_start(run_dir) once the folder is locked and ready, before the first update: how a caller
         learns the name of a default folder before the run ends.
+    stop_signals : iterable of int
+        Signals that stop the run cleanly (`bptt train` passes SIGINT and SIGTERM): at the first,
+        the update under way finishes, a checkpoint of that step is written and `TrainingInterrupted`
+        raised; a second stops at once. Only in the main thread; empty (the default): a signal acts
+        as it would without `train`.
 
     Returns
     -------
@@ -302,6 +373,8 @@ def train(
     TrainingStopped
         On a non-finite loss, gradient or updated weight with on_nonfinite="stop", after
         checkpointing the last good weights.
+    TrainingInterrupted
+        (a KeyboardInterrupt) On one of `stop_signals`, after checkpointing the step reached.
 
     Examples
     --------
@@ -318,11 +391,12 @@ def train(
     """
     if resume is not None and overwrite:
         raise ValueError("overwrite=True starts a new run; it cannot be combined with resume")
-    run, lock = _resume(resume, config) if resume is not None else _start(config, overwrite)
-    with lock:
-        if on_start is not None:
-            on_start(cast(Path, run.dir))  # _start and _resume give the run its folder
-        return _loop(run, callback)
+    with stopping_on(stop_signals) as received:
+        run, lock = _resume(resume, config) if resume is not None else _start(config, overwrite)
+        with lock:
+            if on_start is not None:
+                on_start(cast(Path, run.dir))  # _start and _resume give the run its folder
+            return _loop(run, callback, received)
 
 
 def _resume(run_dir: str | os.PathLike[str], config: TrainConfig | None) -> tuple[TrainingRun, FolderLock]:
@@ -396,7 +470,7 @@ def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, Fo
     return run, lock
 
 
-def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
+def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | None, stop: list[int]) -> dict[str, Any]:
     config, cell, folder = run.config, run.cell, cast(Path, run.dir)  # _start and _resume give the run its folder
     eval_batch = run.cast(run.task.eval_batch(config.eval_size, config.eval_seed))
     started, base_elapsed = time.perf_counter(), run.elapsed
@@ -404,7 +478,7 @@ def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | No
         config.target_loss is not None and run.last_eval and run.last_eval["loss"] <= config.target_loss
     )
     with Logs(folder) as logs:
-        while run.step < config.steps and not reached_target:
+        while run.step < config.steps and not reached_target and not stop:
             if run.walk is None:
                 run.next_batch()
             batch, walk = cast(Batch, run.batch), cast(WindowWalk, run.walk)  # next_batch set both
@@ -427,6 +501,10 @@ def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | No
                 run.save()
             if callback is not None:
                 callback(run.step, record)
+    if stop:  # a signal: keep the step reached (mid-batch too) and stop before the summary
+        run.elapsed = base_elapsed + time.perf_counter() - started
+        run.save()
+        raise TrainingInterrupted(stop[0], folder, run.step)
     if not run.last_eval:
         run.last_eval = run.evaluate(eval_batch)
     run.elapsed = base_elapsed + time.perf_counter() - started
