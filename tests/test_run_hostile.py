@@ -7,6 +7,7 @@ written through a link."""
 import io
 import json
 import os
+import re
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -351,3 +352,16 @@ def test_a_text_path_naming_a_device_is_refused_on_resume(tmp_path):
                           capture_output=True, text=True, timeout=120, preexec_fn=limit)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "/dev/zero" in done.stderr and "not a regular file" in done.stderr
+
+
+def test_the_security_page_quotes_every_limit_as_it_is():
+    from bptt.runs import checkpoint, files, logs, reader
+    from bptt.training import run_config
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "security.md"
+    if not page.exists():
+        pytest.skip("the docs are not beside the tests")
+    quoted = {name: int(value.replace(",", "")) for name, value in re.findall(r"`(MAX_[A-Z_]+)` \(([\d,]+)", page.read_text())}
+    actual = {name: getattr(module, name) for module in (checkpoint, files, logs, reader, run_config)
+              for name in vars(module) if name.startswith("MAX_") and isinstance(getattr(module, name), int)}
+    assert quoted == {name: value for name, value in actual.items() if name != "MAX_STEP"}
