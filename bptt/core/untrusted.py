@@ -146,7 +146,8 @@ def open_writable(path: str | os.PathLike[str], *, append: bool = False) -> int:
     ... except UntrustedFileError as exc:
     ...     print(exc.problem)
     is a symbolic link; this file is written, and a link would send the writes elsewhere
-    >>> open(mine).read()
+    >>> with open(mine) as f:
+    ...     f.read()
     'keep me'
     """
     flags = (os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)

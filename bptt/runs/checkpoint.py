@@ -138,6 +138,14 @@ class CheckpointLayout:
     carry : tuple of tuple of int, or None
         The shape of each part of the state carried into the next window, e.g. ((N, H), (N, H))
         for an LSTM. None: not read.
+
+    Examples
+    --------
+    >>> import bptt
+    >>> from bptt.training.trainer import TrainingRun
+    >>> layout = TrainingRun(bptt.TrainConfig(cell="lstm", hidden=3, batch_size=2)).checkpoint_layout()
+    >>> layout.params["cell.weight_hh"], layout.slots, layout.carry
+    ((12, 3), ('m', 'v'), ((2, 3), (2, 3)))
     """
 
     params: Mapping[str, tuple[int, ...]]
@@ -364,6 +372,17 @@ def checkpoint_info(run_dir: str | os.PathLike[str]) -> CheckpointInfo:
     ------
     ValueError
         As `read_checkpoint`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bptt
+    >>> text = pathlib.Path(tempfile.mkdtemp()) / "t.txt"
+    >>> _ = text.write_text("abcabcabd " * 30)
+    >>> folder = text.parent / "run"
+    >>> _ = bptt.train(bptt.TrainConfig(task="chars", text=str(text), steps=2, seq_len=8, hidden=4, out=str(folder)))
+    >>> info = checkpoint_info(folder)
+    >>> info.step, info.vocab, sorted(info.fingerprint)
+    (2, ' abcd', ['data', 'settings'])
     """
     path = Path(run_dir) / CHECKPOINT
     with _open(path, MAX_CHECKPOINT_BYTES) as npz:
@@ -419,7 +438,7 @@ def _metrics(path: str, value: Any) -> dict[str, float]:
 
 def _check_fingerprint(path: str, fingerprint: Any) -> None:
     """{"settings": {...}, "data": {...}}, with a text's hash a string, as `run_fingerprint` writes it."""
-    if not (isinstance(fingerprint, dict) and all(isinstance(fingerprint.get(k, {}), dict) for k in ("settings", "data"))
-            and isinstance(fingerprint.get("data", {}).get("text_sha256", ""), str)):
+    parts_ok = isinstance(fingerprint, dict) and all(isinstance(fingerprint.get(k, {}), dict) for k in ("settings", "data"))
+    if not (parts_ok and isinstance(fingerprint.get("data", {}).get("text_sha256", ""), str)):
         raise UntrustedFileError(path, "its fingerprint must be an object of 'settings' and 'data' objects, "
                                        f"got {json.dumps(fingerprint)[:80]}")

@@ -138,6 +138,15 @@ def check_number(value: object, where: str | os.PathLike[str], key: str, *, null
     ------
     ValueError
         Naming `where` and `key` if it is anything else (a string, a list, true or false).
+
+    Examples
+    --------
+    >>> check_number(0.5, "metrics.jsonl, line 3", "loss"), check_number(None, "metrics.jsonl, line 3", "loss")
+    (0.5, nan)
+    >>> check_number("low", "metrics.jsonl, line 3", "loss")
+    Traceback (most recent call last):
+    ...
+    bptt.core.untrusted.UntrustedFileError: metrics.jsonl, line 3: 'loss' is a string, expected a number or null
     """
     if value is None and null:
         return math.nan
@@ -164,6 +173,17 @@ def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     ------
     ValueError
         Naming summary.json and the entry that is wrong, or as `read_object`.
+
+    Examples
+    --------
+    >>> import tempfile, os, json
+    >>> folder = tempfile.mkdtemp()
+    >>> read_summary(folder)
+    {}
+    >>> with open(os.path.join(folder, "summary.json"), "w") as f:
+    ...     json.dump({"steps": 10, "eval_loss": None, "baseline_loss": 0.69}, f)
+    >>> read_summary(folder)["baseline_loss"]
+    0.69
     """
     path = Path(run_dir) / SUMMARY
     if not os.path.lexists(path):

@@ -155,6 +155,15 @@ def record_blocks(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
     ------
     ValueError
         As `read_jsonl`, or naming the line of a record without an integer step.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "metrics.jsonl")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write('{"step": 1, "loss": 0.5}\\n\\n{"step": 2, "loss": 0.4}\\n{"step": 3, "lo')
+    >>> [(number, record["step"]) for block in record_blocks(path) for number, record, _ in block]
+    [(1, 1), (3, 2)]
     """
     if not os.path.lexists(path):
         return

@@ -121,8 +121,9 @@ def read_run(path: str | os.PathLike[str]) -> Run:
         raise ValueError(f"{path!r} is not a run folder: it has no {METRICS}")
     config = read_object(folder / CONFIG, "settings") if os.path.lexists(folder / CONFIG) else {}
     for key, types in CONFIG_TYPES.items():
-        if key in config and (not isinstance(config[key], types) or (bool not in types and isinstance(config[key], bool))):
-            raise UntrustedFileError(folder / CONFIG, f"{key!r} is {config[key]!r:.40}, not a setting bptt writes")
+        value = config.get(key)
+        if key in config and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
+            raise UntrustedFileError(folder / CONFIG, f"{key!r} is {value!r:.40}, not a setting bptt writes")
     if "clip_threshold" in config and not math.isfinite(check_number(config["clip_threshold"], folder / CONFIG,
                                                                      "clip_threshold", null=False)):
         raise UntrustedFileError(folder / CONFIG, "'clip_threshold' is not finite")

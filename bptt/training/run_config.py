@@ -160,6 +160,14 @@ def check_size(config: TrainConfig, where: str | os.PathLike[str], input_size: i
     ------
     ValueError
         Naming `where` and the sizes.
+
+    Examples
+    --------
+    >>> check_size(TrainConfig(), "config.json")
+    >>> check_size(TrainConfig(hidden=10**6), "config.json")
+    Traceback (most recent call last):
+    ...
+    bptt.core.untrusted.UntrustedFileError: config.json: asks for about 8.1e+12 numbers (hidden 1000000, ...
     """
     values = model_values(config, input_size)
     if values > MAX_RUN_VALUES:

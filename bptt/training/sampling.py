@@ -57,7 +57,8 @@ def load_char_model(run_dir: str | os.PathLike[str]) -> tuple[Cell | Stack, Line
     width = config.proj_size or config.hidden
     readout = Linear(width, len(vocab), seed=0, dtype=dtype)
     params = model_params(cell, readout)
-    checkpoint = read_checkpoint(run_dir, CheckpointLayout({name: value.shape for name, value in params.items()}, dtype))
+    layout = CheckpointLayout({name: value.shape for name, value in params.items()}, dtype)  # weights only
+    checkpoint = read_checkpoint(run_dir, layout)
     checkpoint.load_params(params)
     if hasattr(cell, "eval"):
         cell.eval()  # no dropout while generating

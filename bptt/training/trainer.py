@@ -94,7 +94,8 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __str__(self) -> str:
         name = signal.Signals(self.signum).name
         if self.step is None:
-            return f"stopped by {name}" + (f"; {self.run_dir} is saved up to its last checkpoint" if self.run_dir else "")
+            saved = f"; {self.run_dir} is saved up to its last checkpoint" if self.run_dir else ""
+            return f"stopped by {name}{saved}"
         return f"stopped by {name} at step {self.step}, checkpointed in {self.run_dir}"
 
 
@@ -114,6 +115,16 @@ def stopping_on(signals: Iterable[int]) -> Iterator[list[int]]:
     ------
     list of int
         The signals received so far.
+
+    Examples
+    --------
+    >>> import os, signal
+    >>> with stopping_on([signal.SIGTERM]) as received:
+    ...     os.kill(os.getpid(), signal.SIGTERM)
+    ...     received == [signal.SIGTERM]
+    True
+    >>> signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    True
     """
     received: list[int] = []
     signals = tuple(signals)
