@@ -120,7 +120,11 @@ class FolderLock:
         """
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already locked by this FolderLock")
-        fd = open_writable(self.path)
+        try:
+            fd = open_writable(self.path)
+        except UntrustedFileError as exc:  # say what to do: the lock file holds nothing of the run
+            raise UntrustedFileError(self.path, f"{exc.problem}; it is only a lock file, not part of the run: "
+                                                "remove it and try again") from None
         try:
             if not _try_lock(fd):
                 os.close(fd)
