@@ -7,7 +7,7 @@ Writes a run folder in a temporary folder: config.json, a metrics.jsonl of about
 eval_accuracy every 100 steps) and a dh_norms.jsonl (every 50 steps, 100 timesteps). Then runs
 `python -m bptt plot` on it in a child process, once for the working tree and once for each
 --revision (its bptt/ unpacked with `git archive` and put first on PYTHONPATH), and prints each
-child's peak resident memory (its own, from os.wait4) and wall time.
+child's peak resident memory (its own, from os.wait4), wall time and CPU time.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ def unpack(revision: str, into: Path) -> str:
     return commit
 
 
-def measure(run_dir: Path, pythonpath: Path, out: Path) -> tuple[int, float, float, str]:
-    """(exit code, peak RSS in MB, seconds, bptt's location) of `python -m bptt plot RUN_DIR --out OUT`."""
+def measure(run_dir: Path, pythonpath: Path, out: Path) -> tuple[int, float, float, float, str]:
+    """(exit code, peak RSS in MB, wall seconds, CPU seconds, bptt's location) of `python -m bptt plot
+    RUN_DIR --out OUT`; CPU time is what a shared machine's load changes least."""
     env = dict(os.environ, PYTHONPATH=str(pythonpath), MPLBACKEND="Agg")
     code = "import sys, bptt, runpy; print(bptt.__file__, file=sys.stderr); runpy.run_module('bptt', run_name='__main__')"
     out.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,7 @@ def measure(run_dir: Path, pythonpath: Path, out: Path) -> tuple[int, float, flo
     if child.returncode != 0:
         print(err, file=sys.stderr)
     peak = usage.ru_maxrss / (1024 if sys.platform != "darwin" else 1024 * 1024)  # kB on Linux, bytes on macOS
-    return child.returncode, peak, seconds, location
+    return child.returncode, peak, seconds, usage.ru_utime + usage.ru_stime, location
 
 
 def main() -> None:
@@ -99,11 +100,11 @@ def main() -> None:
             into = Path(tmp) / f"rev-{len(trees)}"
             commit = unpack(revision, into)
             trees.append((f"{revision} ({commit[:7]})", into))
-        print(f"{'bptt':<24} {'exit':>4} {'peak RSS (MB)':>14} {'wall (s)':>9}")
+        print(f"{'bptt':<24} {'exit':>4} {'peak RSS (MB)':>14} {'wall (s)':>9} {'CPU (s)':>8}")
         for name, path in trees:
-            code, peak, seconds, location = measure(run_dir, path, Path(tmp) / f"figures-{len(name)}")
+            code, peak, seconds, cpu, location = measure(run_dir, path, Path(tmp) / f"figures-{len(name)}")
             assert Path(location).resolve().is_relative_to(path.resolve()), f"{name} imported {location}"
-            print(f"{name:<24} {code:>4} {peak:>14.0f} {seconds:>9.1f}")
+            print(f"{name:<24} {code:>4} {peak:>14.0f} {seconds:>9.1f} {cpu:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -438,7 +438,8 @@ def _metrics(path: str, value: Any) -> dict[str, float]:
 
 def _check_fingerprint(path: str, fingerprint: Any) -> None:
     """{"settings": {...}, "data": {...}}, with a text's hash a string, as `run_fingerprint` writes it."""
-    parts_ok = isinstance(fingerprint, dict) and all(isinstance(fingerprint.get(k, {}), dict) for k in ("settings", "data"))
+    parts_ok = isinstance(fingerprint, dict) and all(isinstance(fingerprint.get(k, {}), dict)
+                                                     for k in ("settings", "data"))
     if not (parts_ok and isinstance(fingerprint.get("data", {}).get("text_sha256", ""), str)):
         raise UntrustedFileError(path, "its fingerprint must be an object of 'settings' and 'data' objects, "
                                        f"got {json.dumps(fingerprint)[:80]}")

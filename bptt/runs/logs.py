@@ -15,10 +15,11 @@ the steps replayed after it are logged once.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, NamedTuple, Sequence, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -37,6 +38,18 @@ _BLOCK = 1 << 20  # bytes read and parsed at a time
 
 
 Line = tuple[int, Any, bytes]  # (line number, decoded value, the line's bytes)
+
+
+class Block(NamedTuple):
+    """Consecutive non-blank lines of a log, decoded: `numbers[i]` is the line number of `values[i]`,
+    decoded from `lines[i]`."""
+
+    numbers: Sequence[int]
+    values: list[Any]
+    lines: list[bytes]
+
+    def at(self, i: int) -> Line:
+        return self.numbers[i], self.values[i], self.lines[i]
 
 
 def _blocks(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[bytes]]]:
@@ -83,7 +96,7 @@ def _flat_objects(lines: list[bytes]) -> list[Any] | None:
     return values if len(values) == len(lines) else None
 
 
-def _decoded(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
+def _decoded(path: str | os.PathLike[str]) -> Iterator[Block]:
     """Each block's non-blank lines decoded, under the one policy: a line that is not valid JSON is
     an error unless it is the last, which is dropped; a line nested deeper than MAX_LOG_DEPTH is an
     error wherever it is, refused before it is parsed."""
@@ -93,9 +106,9 @@ def _decoded(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
         if values is not None:
             if torn is not None:
                 raise UntrustedFileError(f"{path}, line {torn[0]}", f"not valid JSON ({torn[1]})")
-            yield list(zip(range(first, first + len(lines)), values, lines))
+            yield Block(range(first, first + len(lines)), values, lines)
             continue
-        block = []
+        block = Block([], [], [])
         for number, line in enumerate(lines, first):
             if not line.strip():
                 continue
@@ -106,12 +119,17 @@ def _decoded(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
                 raise UntrustedFileError(f"{path}, line {number}", f"JSON nested more than {MAX_LOG_DEPTH} levels "
                                                                   "deep; a log line holds at most that")
             try:
-                block.append((number, json.loads(line), line))
+                value = json.loads(line)
             except json.JSONDecodeError as exc:
                 torn = (number, exc.msg)
             except ValueError as exc:  # not UTF-8, or an integer of thousands of digits
                 torn = (number, str(exc))
-        yield block
+            else:
+                cast(list[int], block.numbers).append(number)
+                block.values.append(value)
+                block.lines.append(line)
+        if block.values:
+            yield block
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
@@ -137,12 +155,12 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
         Naming the path and the line number of a broken line that is not the last, or of a line
         beyond the bounds; or if the file cannot be read, is a link or is not a regular file.
     """
-    return [value for block in _decoded(path) for _, value, _ in block]
+    return [value for block in _decoded(path) for value in block.values]
 
 
-def record_blocks(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
-    """The records of a log, streamed a block at a time and checked: lists of (line number, record,
-    the line's bytes).
+def record_blocks(path: str | os.PathLike[str]) -> Iterator[Block]:
+    """The records of a log, streamed a block at a time and checked: `Block`s of line numbers,
+    records and the lines' bytes.
 
     Every record must be a JSON object with an integer "step" in [0, MAX_STEP]; the reading policy
     and bounds are those of `read_jsonl`. A missing log has no records.
@@ -162,17 +180,19 @@ def record_blocks(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
     >>> path = os.path.join(tempfile.mkdtemp(), "metrics.jsonl")
     >>> with open(path, "w") as f:
     ...     _ = f.write('{"step": 1, "loss": 0.5}\\n\\n{"step": 2, "loss": 0.4}\\n{"step": 3, "lo')
-    >>> [(number, record["step"]) for block in record_blocks(path) for number, record, _ in block]
-    [(1, 1), (3, 2)]
+    >>> [(list(block.numbers), [record["step"] for record in block.values]) for block in record_blocks(path)]
+    [([1, 3], [1, 2])]
     """
     if not os.path.lexists(path):
         return
     for block in _decoded(path):
-        steps: list[Any] = [record.get("step") if type(record) is dict else None for _, record, _ in block]
-        # type(step) is int: not a bool, not a float such as 1e300
-        if not all(type(step) is int for step in steps) or (steps and not 0 <= min(steps) <= max(steps) <= MAX_STEP):
-            number, record, _ = next(line for line, step in zip(block, steps)
-                                     if type(step) is not int or not 0 <= step <= MAX_STEP)
+        records = block.values
+        # type() is: a step is an int, not a bool or a float such as 1e300 (a C loop over the block)
+        steps: list[Any] = list(map(dict.get, records, itertools.repeat("step"))) if set(map(type, records)) <= {dict} \
+            else [r.get("step") if type(r) is dict else None for r in records]
+        if not set(map(type, steps)) <= {int} or (steps and not 0 <= min(steps) <= max(steps) <= MAX_STEP):
+            i = next(i for i, step in enumerate(steps) if type(step) is not int or not 0 <= step <= MAX_STEP)
+            number, record, _ = block.at(i)
             got = f"got {record!r:.60}" if not isinstance(record, dict) else f"its step is {record.get('step')!r:.40}"
             raise UntrustedFileError(f"{path}, line {number}", "expected a JSON object with an integer 'step' "
                                                                f"in [0, 2**63); {got}")
@@ -182,7 +202,7 @@ def record_blocks(path: str | os.PathLike[str]) -> Iterator[list[Line]]:
 def iter_records(path: str | os.PathLike[str]) -> Iterator[Line]:
     """The records of a log one by one, as `record_blocks` checks them: (line number, record, line)."""
     for block in record_blocks(path):
-        yield from block
+        yield from zip(block.numbers, block.values, block.lines)
 
 
 def _open_log(path: Path) -> IO[str]:
@@ -275,7 +295,7 @@ class Logs:
 def truncate_logs(run_dir: str | os.PathLike[str], last_step: int) -> None:
     """Keep only the log records of steps <= last_step: the ones a resumed run will not replay.
 
-    Both logs are checked whole (`iter_records`) before either is rewritten (atomically, line by
+    Both logs are checked whole (`record_blocks`) before either is rewritten (atomically, line by
     line as it was written), so a broken log changes nothing; neither is held in memory.
 
     Parameters
@@ -291,13 +311,12 @@ def truncate_logs(run_dir: str | os.PathLike[str], last_step: int) -> None:
     """
     folder = Path(run_dir)
     for name in LOGS:
-        for _ in iter_records(folder / name):
+        for _ in record_blocks(folder / name):
             pass
 
     def kept(path: Path, f: IO[bytes]) -> None:
-        for _, record, line in iter_records(path):
-            if record["step"] <= last_step:
-                f.write(line + b"\n")
+        for block in record_blocks(path):
+            f.writelines(line + b"\n" for record, line in zip(block.values, block.lines) if record["step"] <= last_step)
 
     for name in LOGS:
         atomic_write(folder / name, functools.partial(kept, folder / name))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import os
 from array import array
 from dataclasses import dataclass, field
@@ -148,12 +149,12 @@ def _metric_columns(path: Path) -> tuple[IntArray, dict[str, Array]]:
     steps = array("q")
     columns: dict[str, array[float]] = {}
     for block in record_blocks(path):
-        records = [record for _, record, _ in block]
+        records = block.values
         rows = len(steps)
-        steps.extend(record["step"] for record in records)
+        steps.extend(map(operator.itemgetter("step"), records))
         keys = set().union(*records) - {"step"}
         if keys - columns.keys():  # new columns, in the order they first appear
-            for number, record, _ in block:
+            for number, record in zip(block.numbers, records):
                 for key in record:
                     if key in keys and key not in columns:
                         if len(columns) == MAX_METRIC_COLUMNS:
@@ -162,14 +163,14 @@ def _metric_columns(path: Path) -> tuple[IntArray, dict[str, Array]]:
                                                                               "may hold")
                         columns[key] = array("d", itertools.repeat(math.nan, rows))
         for key in keys:
-            values = [record.get(key) for record in records]
+            values = list(map(dict.get, records, itertools.repeat(key)))  # None where a record lacks it
             column = columns[key]
             try:
                 if not set(map(type, values)) <= _NUMBER_TYPES:
                     raise TypeError
                 column.frombytes(np.array(values, dtype=float).tobytes())  # null -> NaN, true -> 1.0
             except (TypeError, OverflowError):  # found again value by value, to name the line
-                for (number, _, _), value in zip(block, values):
+                for number, value in zip(block.numbers, values):
                     if not isinstance(value, bool):
                         check_number(value, f"{path}, line {number}", key)
                 raise
