@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,8 +17,15 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
+from .runs.atomic import atomic_write, writing
+
 if TYPE_CHECKING:
-    from .training.run_folder import Run
+    from .runs.reader import Run
+
+# A figure is 700 pixels wide: a long run is drawn from fewer points than it logged, chosen so that
+# nothing visible changes (see `envelope`), and the drawing costs the same at any length.
+MAX_CURVE_POINTS = 4000  # points of one curve: the lowest and highest value of each of 2000 stretches
+MAX_HEATMAP_ROWS = 2000  # rows of the dh_norms heatmap: evenly spaced records beyond that
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
@@ -27,13 +35,50 @@ def color(i: int) -> str:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> str:
-    """Write `fig` as a PNG (creating the folder) and return the path."""
+    """Write `fig` as a PNG (creating the folder) and return the path.
+
+    The file is written whole through a temporary file and a rename (`bptt.runs.atomic.atomic_write`),
+    so a link at `path`, say in a run folder from someone else, is replaced, never written through.
+
+    Raises
+    ------
+    RunWriteError
+        (an OSError) Naming the path, if it cannot be written.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(path)
     if folder:
-        os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=110)
+        with writing(folder):
+            os.makedirs(folder, exist_ok=True)
+    atomic_write(Path(path), lambda f: fig.savefig(f, dpi=110, format="png"))
     return path
+
+
+def envelope(values: ArrayLike, max_points: int = MAX_CURVE_POINTS) -> NDArray[np.intp]:
+    """Indices of at most `max_points` entries of `values` that draw the same curve: the lowest and
+    the highest value of each of max_points // 2 equal stretches, in order (all of them when
+    there are no more than `max_points`). NaN entries are kept only where a stretch is all NaN.
+
+    Examples
+    --------
+    >>> envelope([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0], max_points=4).tolist()
+    [1, 2, 5, 6]
+    """
+    values = np.asarray(values, float)
+    n = len(values)
+    if n <= max_points:
+        return np.arange(n)
+    stretches = max(1, max_points // 2)
+    size = -(-n // stretches)  # ceil
+    padded = np.full(stretches * size, np.nan)
+    padded[:n] = values
+    rows = padded.reshape(stretches, size)
+    missing = np.isnan(rows)
+    low = np.where(missing, np.inf, rows).argmin(axis=1)
+    high = np.where(missing, -np.inf, rows).argmax(axis=1)
+    start = np.arange(stretches) * size
+    picked = np.unique(np.concatenate([start + low, start + high]))
+    return picked[picked < n]
 
 
 def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.4,
@@ -169,12 +214,15 @@ def grad_norm_figure(steps: ArrayLike, norms: ArrayLike, clipped: ArrayLike, thr
     steps = np.asarray(steps)
     norms = np.asarray(norms, float)
     clipped = np.asarray(clipped, bool)
-    ax.semilogy(steps, norms, color=color(0), lw=1.0, label="global gradient norm before clipping")
+    count, total = int(clipped.sum()), len(steps)  # of every step; what is drawn is thinned (`envelope`)
+    line = envelope(norms)
+    ax.semilogy(steps[line], norms[line], color=color(0), lw=1.0, label="global gradient norm before clipping")
     if threshold is not None:
         ax.axhline(threshold, color="black", ls="--", lw=1.0, label=f"clip threshold {threshold:g}")
     if clipped.any():
-        ax.plot(steps[clipped], norms[clipped], "v", color=color(3), ms=5,
-                label=f"{clip_label} ({int(clipped.sum())} of {len(steps)} steps)")
+        marked = np.flatnonzero(clipped)[envelope(norms[clipped])]
+        ax.plot(steps[marked], norms[marked], "v", color=color(3), ms=5,
+                label=f"{clip_label} ({count} of {total} steps)")
     ax.set_xlabel("training step")
     ax.set_ylabel(r"$\|\nabla_\theta L\|_2$")
     ax.set_title(title)
@@ -302,7 +350,7 @@ def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
 
 
 def run_figures(run: Run) -> dict[str, Figure]:
-    """The figures of one training run (a `bptt.training.run_folder.Run`): {"loss.png",
+    """The figures of one training run (a `bptt.runs.Run`): {"loss.png",
     "grad_norm.png", "dh_norms.png"} and, for a stacked run, "dh_layers.png" (the layer x time map of
     the last recorded update), each included when the run logged what it needs."""
     name = os.path.basename(os.path.normpath(run.path))
@@ -319,7 +367,10 @@ def run_figures(run: Run) -> dict[str, Figure]:
             keep = np.isfinite(held_out)
             curves["held-out loss"] = (steps[keep], held_out[keep])
         finite = np.concatenate([v[np.isfinite(v)] for _, v in curves.values()])
+        drawn = {label: envelope(y) for label, (_, y) in curves.items()}
+        curves = {label: (x[drawn[label]], y[drawn[label]]) for label, (x, y) in curves.items()}
         baseline = run.summary.get("baseline_loss")
+        baseline = baseline if isinstance(baseline, (int, float)) and np.isfinite(baseline) else None
         figures["loss.png"] = learning_curves_figure(
             curves, f"Loss\n{name}", baseline=baseline, baseline_label="task baseline",
             logy=bool(finite.size and np.all(finite > 0)), markers={"held-out loss": "o"},
@@ -336,8 +387,9 @@ def run_figures(run: Run) -> dict[str, Figure]:
         )
     if run.dh_norms is not None and run.dh_steps is not None:
         full = run.config.get("k1") is None
+        rows = np.unique(np.linspace(0, len(run.dh_steps) - 1, min(len(run.dh_steps), MAX_HEATMAP_ROWS)).astype(int))
         figures["dh_norms.png"] = dh_norms_heatmap_figure(
-            run.dh_steps, run.dh_norms, "$\\|\\partial L/\\partial h_t\\|$ during training"
+            run.dh_steps[rows], run.dh_norms[rows], "$\\|\\partial L/\\partial h_t\\|$ during training"
             + (" (top layer, forward direction)" if run.dh_layers is not None else "") + f"\n{name}",
             xlabel="timestep t" if full else "timestep within the update's window",
         )

@@ -74,7 +74,7 @@ import numpy as np  # noqa: E402
 
 import bptt  # noqa: E402
 from bptt import plots  # noqa: E402
-from bptt.training.run_folder import read_run  # noqa: E402
+from bptt.runs import read_run  # noqa: E402
 
 from common import parse_args, write_csv, write_json  # noqa: E402
 

@@ -79,7 +79,7 @@ import numpy as np  # noqa: E402
 
 import bptt  # noqa: E402
 from bptt import diagnostics, plots  # noqa: E402
-from bptt.training.run_folder import read_run  # noqa: E402
+from bptt.runs import read_run  # noqa: E402
 from bptt.training.tasks import make_task  # noqa: E402
 from bptt.training.trainer import load_run  # noqa: E402
 from bptt.core.truncation import tbptt_gradient  # noqa: E402

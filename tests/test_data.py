@@ -16,8 +16,8 @@ import bptt
 from bptt.cli import cli
 from bptt.training import data as data_module
 from bptt.training.data import DataTask, read_data_file
-from bptt.training.run_folder import RunChangedError
-from bptt.training.untrusted import UntrustedFileError
+from bptt.training.run_config import RunChangedError
+from bptt.core.untrusted import UntrustedFileError
 
 S, T, D = 30, 7, 3
 

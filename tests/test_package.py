@@ -1,6 +1,7 @@
 """The package's shape: folders as the README draws them, no name hiding a module, one result
 convention."""
 
+import ast
 import importlib
 import pkgutil
 from pathlib import Path
@@ -18,12 +19,37 @@ def all_modules():
     return [info.name for info in pkgutil.walk_packages([str(PACKAGE)], "bptt.") if info.name != "bptt.__main__"]
 
 
-def test_the_package_is_four_groups_and_the_cli_no_deeper():
+def test_the_package_is_its_groups_and_the_cli_no_deeper():
     subpackages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
-    assert subpackages == ["cells", "cli", "core", "modes", "training"]
+    assert subpackages == ["cells", "cli", "core", "modes", "runs", "training"]
     for sub in subpackages:
         assert not [p for p in (PACKAGE / sub).iterdir() if (p / "__init__.py").exists()], sub
     assert sorted(p.name for p in PACKAGE.glob("*.py")) == ["__init__.py", "__main__.py", "plots.py"]
+
+
+def imported_packages(path):
+    """The bptt subpackages (bptt.X) that a source file of the package imports, absolute or relative."""
+    package = path.relative_to(PACKAGE.parent).parent.parts  # e.g. ("bptt", "runs")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            names = [module] if node.module else [f"{module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found.update(".".join(name.split(".")[:2]) for name in names if name.startswith("bptt."))
+    return found
+
+
+def test_run_folders_sit_below_training():
+    """bptt.runs (the files of a run folder) needs nothing of training, the model or the CLI: no cycle
+    training <-> runs, and a reader of a run folder loads no model code."""
+    for path in sorted((PACKAGE / "runs").glob("*.py")):
+        assert imported_packages(path) <= {"bptt.runs", "bptt.core"}, path.name
+    assert "bptt.runs" in imported_packages(PACKAGE / "training" / "trainer.py")  # the check sees imports
 
 
 @pytest.mark.parametrize("name", all_modules())

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from bptt import plots
 from bptt.cli import cli
-from bptt.training.run_folder import read_run
+from bptt.runs.reader import read_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -93,7 +93,7 @@ def test_run_without_dh_norms_or_clipping_still_plots(tmp_path):
     ("missing", "does not exist"),
     ("no_metrics", "has no metrics.jsonl"),
     ("bad_json", "line 2: not valid JSON"),
-    ("bad_dh", "expected one {'step': int, 'dh_norms'"),
+    ("bad_dh", "line 9: expected {'step': int, 'dh_norms'"),
 ])
 def test_bad_run_folders_are_usage_errors(tmp_path, breakage, message):
     folder = tmp_path / "run"

@@ -13,10 +13,11 @@ from click.testing import CliRunner
 import bptt
 from bptt.cli import cli
 from bptt.training.config import TrainConfig
-from bptt.training.run_folder import (
-    Logs, json_safe, load_config, read_checkpoint, read_jsonl, read_run, start_run_folder,
-    truncate_logs, write_checkpoint,
-)
+from bptt.runs.checkpoint import read_checkpoint, write_checkpoint
+from bptt.runs.files import json_safe
+from bptt.runs.logs import Logs, read_jsonl, truncate_logs
+from bptt.runs.reader import read_run
+from bptt.training.run_config import load_config, start_run_folder
 from bptt.training.trainer import load_run, train
 
 # Written by the trainer of commit fd31fd3, before the run folder had one owner:
@@ -189,7 +190,7 @@ def test_config_json_problems_name_the_file_and_the_setting(tmp_path):
     with pytest.raises(ValueError, match=r"config.json has unknown settings \['attention_heads'\]"):
         load_config(run_dir)
     path.write_text("[1, 2]")
-    with pytest.raises(ValueError, match=r"config.json must hold a JSON object of settings, got list"):
+    with pytest.raises(ValueError, match=r"config.json: expected a JSON object of settings, got a list"):
         load_config(run_dir)
     with pytest.raises(ValueError, match=r"run folder '.*nowhere' does not exist"):
         load_config(tmp_path / "nowhere")

@@ -11,9 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from bptt.cli import cli
-from bptt.training import run_folder
+from bptt.runs import logs
+from bptt.runs.atomic import RunWriteError
+from bptt.runs.checkpoint import read_checkpoint
+from bptt.runs.folder import run_files
+from bptt.runs.logs import read_jsonl
 from bptt.training.config import TrainConfig
-from bptt.training.run_folder import RunWriteError, read_checkpoint, read_jsonl, run_files
 from bptt.training.trainer import train
 
 FAST = ["--hidden", "4", "--seq-len", "8", "--batch-size", "4", "--eval-size", "8", "--eval-every", "4",
@@ -103,13 +106,13 @@ def test_a_full_disk_at_a_checkpoint_ends_with_a_message_and_the_run_resumes(tmp
 def test_a_full_disk_at_a_log_line_leaves_a_torn_line_that_resuming_drops(tmp_path, monkeypatch):
     straight, out = tmp_path / "straight", tmp_path / "run"
     assert run("train", "--steps", 12, "--checkpoint-every", 5, "--out", straight, *FAST).exit_code == 0
-    real_init = run_folder.Logs.__init__
+    real_init = logs.Logs.__init__
 
     def init(self, run_dir):
         real_init(self, run_dir)
         self._metrics = FullAfter(self._metrics, lines=7)
 
-    monkeypatch.setattr(run_folder.Logs, "__init__", init)
+    monkeypatch.setattr(logs.Logs, "__init__", init)
     result = run("train", "--steps", 12, "--checkpoint-every", 5, "--out", out, *FAST)
     assert ended_cleanly(result, 1), result.output
     assert f"Error: cannot write {out / 'metrics.jsonl'}: {FULL}" in result.stderr
@@ -180,5 +183,5 @@ def test_a_log_that_cannot_be_read_stops_a_resume_with_a_message(tmp_path):
     (out / "dh_norms.jsonl").mkdir()  # unreadable as a file, even for root
     result = run("train", "--resume", out, "--steps", 3, "--quiet")
     assert ended_cleanly(result, 2), result.output
-    assert f"cannot read {out / 'dh_norms.jsonl'}: Is a directory" in result.stderr
+    assert f"{out / 'dh_norms.jsonl'}: is not a regular file (it is a folder)" in result.stderr
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]  # nothing truncated or rewritten

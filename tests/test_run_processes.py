@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bptt.training.run_folder import lock_run_folder, read_checkpoint, read_jsonl
+from bptt.runs.checkpoint import read_checkpoint
+from bptt.runs.folder import lock_run_folder
+from bptt.runs.logs import read_jsonl
 from conftest import bptt_command as command, finish
 
 TINY = ["--hidden", "4", "--seq-len", "8", "--batch-size", "4", "--eval-size", "8", "--record-every", "0", "--quiet"]

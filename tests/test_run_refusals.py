@@ -15,12 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 from bptt.cli import cli
-from bptt.training import run_folder
-from bptt.training.config import SettingError, TrainConfig
-from bptt.training.run_folder import (
-    RunChangedError, RunExistsError, RunLockedError, RunWriteError, claim_run_folder, lock_run_folder, new_run_dir,
-    read_checkpoint, read_jsonl, release_run_folder,
+from bptt.runs import folder as run_folder
+from bptt.runs.atomic import RunWriteError
+from bptt.runs.checkpoint import read_checkpoint
+from bptt.runs.folder import (
+    RunExistsError, RunLockedError, claim_run_folder, lock_run_folder, new_run_dir, release_run_folder,
 )
+from bptt.runs.logs import read_jsonl
+from bptt.training.config import SettingError, TrainConfig
+from bptt.training.run_config import UNCHECKED_SETTINGS, RunChangedError
 from bptt.training.trainer import train
 
 FAST = ["--hidden", "4", "--seq-len", "8", "--batch-size", "4", "--eval-size", "8", "--quiet"]
@@ -259,7 +262,7 @@ def test_an_old_checkpoint_resumes_unchecked_and_is_checked_from_then_on(tmp_pat
     recorded = read_checkpoint(old).fingerprint
     saved = TrainConfig(**json.loads((old / "config.json").read_text()))
     assert recorded["settings"] == {k: v for k, v in dataclasses.asdict(saved).items()
-                                    if k not in run_folder.UNCHECKED_SETTINGS}
+                                    if k not in UNCHECKED_SETTINGS}
     edit_config(old, hidden=7)
     with pytest.raises(RunChangedError, match="hidden was 6, config.json now says 7"):
         train(TrainConfig(steps=20), resume=old)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptt.training.run_folder import read_jsonl, read_run
+from bptt.runs.logs import read_jsonl
+from bptt.runs.reader import read_run
 from conftest import bptt_command as command, finish as finish_within
 
 SPEC = """

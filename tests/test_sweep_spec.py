@@ -191,7 +191,7 @@ def test_a_folder_another_sweep_is_writing(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from bptt.training.folder_lock import FolderLock; "
+        "import sys, time; from bptt.runs.lock import FolderLock; "
         f"lock = FolderLock({str(out / '.lock')!r}); assert lock.try_acquire(); print('held', flush=True); "
         "sys.stdin.read()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

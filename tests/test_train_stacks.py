@@ -12,7 +12,8 @@ import bptt
 from bptt.cli import cli
 from bptt.modes.finite_diff import relative_error
 from bptt.training.config import SettingError, TrainConfig
-from bptt.training.run_folder import read_jsonl, read_run
+from bptt.runs.logs import read_jsonl
+from bptt.runs.reader import read_run
 from bptt.training.tasks import make_task
 from bptt.training.trainer import TrainingRun, train
 

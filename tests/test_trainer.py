@@ -13,7 +13,7 @@ from bptt.modes.finite_diff import relative_error
 from bptt.training import trainer
 from bptt.training.config import TrainConfig
 from bptt.training.optim import Optimizer
-from bptt.training.run_folder import read_jsonl
+from bptt.runs.logs import read_jsonl
 from bptt.training.trainer import TrainingStopped, train
 
 TINY = dict(hidden=6, seq_len=8, batch_size=4, eval_size=16, eval_every=4, checkpoint_every=5,

@@ -1,4 +1,4 @@
-"""Readers of files from someone else (`bptt.training.untrusted`): links, non-regular files, sizes,
+"""Readers of files from someone else (`bptt.core.untrusted`): links, non-regular files, sizes,
 depths and npz headers are refused with the file named, before anything large is read."""
 
 import io
@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from bptt.training.untrusted import (
+from bptt.core.untrusted import (
     Npz, UntrustedFileError, iter_lines, json_depth, loads_json, open_regular, read_bytes, read_json, read_text_file,
 )
 

@@ -3,8 +3,9 @@
 import os
 
 import click
+import numpy as np
 
-from . import cli
+from . import Refused, cli
 
 
 @cli.command()
@@ -25,16 +26,21 @@ def plot(run_dir: str, out_dir: str | None) -> None:
       bptt plot runs/parity --out figures/
     """
     from .. import plots
-    from ..training.run_folder import read_run
+    from ..runs.reader import read_run
 
     try:
         run = read_run(run_dir)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="RUN_DIR") from None
-    figures = plots.run_figures(run)
-    if not figures:
-        raise click.UsageError(f"{run_dir}: metrics.jsonl has neither 'loss' nor a gradient norm to draw")
-    for name, figure in figures.items():
-        click.echo(plots.save_figure(figure, os.path.join(out_dir or run_dir, name)))
+    except ValueError as exc:  # a missing folder or file, or one that is not what bptt train writes
+        raise Refused(str(exc)) from None
+    # numbers near the float limit overflow as a log axis pads its range: harmless, not a warning
+    with np.errstate(over="ignore"):
+        figures = plots.run_figures(run)
+        if not figures:
+            raise click.UsageError(f"{run_dir}: metrics.jsonl has neither 'loss' nor a gradient norm to draw")
+        for name, figure in figures.items():
+            try:
+                click.echo(plots.save_figure(figure, os.path.join(out_dir or run_dir, name)))
+            except OSError as exc:  # a RunWriteError: "cannot write PATH: REASON"
+                raise click.ClickException(str(exc)) from None
     if run.dh_norms is None:
         click.echo("no dh_norms.jsonl in the run folder: no per-timestep heatmap", err=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from ..core.untrusted import UntrustedFileError
 from ..training.sweep import SweepProgress
 from ..training.tasks import TASK_METRICS
 from . import Refused, cli
@@ -173,7 +174,7 @@ def sweep_command(spec: str, out: str | None, workers: int | None, scheduler: st
     try:
         result = run_sweep(parsed, out, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout,
                            sync_seconds=sync_seconds, progress=progress)
-    except (SweepLockedError, SweepMismatchError, SchedulerError) as exc:
+    except (SweepLockedError, SweepMismatchError, SchedulerError, UntrustedFileError) as exc:  # e.g. a linked .lock
         progress.close()
         raise Refused(str(exc)) from exc
     except SweepInterrupted as exc:

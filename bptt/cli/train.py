@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any, cast
 
 import click
 
 from ..cells.registry import CELL_NAMING
+from ..core.untrusted import UntrustedFileError
+from ..runs.atomic import RunWriteError
+from ..runs.files import CHECKPOINT
+from ..runs.folder import RunExistsError, RunFolderError, RunLockedError
 from ..training.clipping import CLIPS
 from ..training.config import DTYPES, ON_NONFINITE, SettingError, TrainConfig
 from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
-from ..training.run_folder import (
-    CHECKPOINT, RunExistsError, RunFolderError, RunLockedError, RunWriteError, load_config,
-)
+from ..training.run_config import load_config
 from ..training.sampling import sample
 from ..training.tasks import TASKS, metric_names
-from ..training.trainer import TrainingStopped, evaluate, train
+from ..training.trainer import TrainingInterrupted, TrainingStopped, evaluate, train
 from . import Refused, cli, progress_stream
 
 DEFAULTS = TrainConfig()
@@ -127,7 +130,10 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
     Prints the steps done, the held-out result next to the task's baseline and the run folder on
     stdout (one JSON object with --json); progress and warnings go to stderr. Exit status 0 on
     success, 1 when training stops on a non-finite value or a file cannot be written (the run
-    stays resumable), 2 for a bad option or a refused run folder, 130 when interrupted.
+    stays resumable), 2 for a bad option or a refused run folder. Ctrl-C (SIGINT) or SIGTERM (what
+    schedulers and `timeout` send) stops after the update under way, with a checkpoint of that step:
+    exit status 130 or 143; a second one stops at once. A run is resumable from the moment its
+    folder exists.
 
     \b
     Examples:
@@ -161,22 +167,29 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
     if resume is not None:
         steps_given = ctx.get_parameter_source("steps") == click.core.ParameterSource.COMMANDLINE
         config = config if steps_given else None
+    started: list[Path]  # the run folder, once train has it
+    shown, started = [0], []
+    terminate = signal.signal(signal.SIGTERM, _terminated)  # until train takes over: stop like Ctrl-C
     try:
         # config is None only with --resume: the run's config.json says how many steps
         total = config.steps if config is not None else load_config(cast(str, resume)).steps
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-
-    started: list[Path]  # the run folder, once train has it
-    shown, started = [0], []
-    try:
         with click.progressbar(length=total, label="training", show_pos=True, file=progress_stream(quiet),
                                item_show_func=_loss_text) as bar:
             def progress(step: int, record: dict[str, Any]) -> None:
                 bar.update(step - shown[0], record)
                 shown[0] = step
 
-            summary = train(config, resume=resume, callback=progress, overwrite=overwrite, on_start=started.append)
+            summary = train(config, resume=resume, callback=progress, overwrite=overwrite, on_start=started.append,
+                            stop_signals=(signal.SIGINT, signal.SIGTERM))
+    except TrainingInterrupted as exc:
+        run_dir = exc.run_dir or (started[0] if started else None)
+        if exc.step is not None:
+            where = f"; step {exc.step} is saved"
+        else:
+            where = "; the run is saved up to its last checkpoint" if run_dir else ""
+        hint = f", continue with:  bptt train --resume {run_dir}" if run_dir else ""
+        click.echo(f"\ninterrupted by {signal.Signals(exc.signum).name}{where}{hint}", err=True)
+        ctx.exit(128 + exc.signum)
     except RunExistsError as exc:
         raise Refused(f"{exc.path} already holds a run ({', '.join(exc.files)}). Continue it with  "
                       f"bptt train --resume {exc.path}, choose another --out folder, or add --overwrite to "
@@ -185,9 +198,11 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
         holder = "another process" if exc.pid is None else f"process {exc.pid}"
         raise Refused(f"{exc.path} is in use: {holder} is training in it (one writer per run folder). "
                       "Wait for it to end, or use another folder.") from exc
-    except RunFolderError as exc:  # resume refused: config.json or text changed
+    except (RunFolderError, UntrustedFileError) as exc:  # resume refused: config.json or text changed; a crafted file
         raise Refused(str(exc)) from exc
     except ValueError as exc:  # bad settings, --steps below the steps done, missing text file, unreadable checkpoint
+        if resume is not None and not isinstance(exc, SettingError):
+            raise Refused(str(exc)) from exc  # the folder's files, not an option, are wrong
         raise _usage_error(exc) from exc
     except RunWriteError as exc:
         message = str(exc)
@@ -197,10 +212,12 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
         raise click.ClickException(message) from exc
     except TrainingStopped as exc:
         raise click.ClickException(str(exc)) from exc
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before train took the signals over
         hint = f"; continue from the last checkpoint with:  bptt train --resume {started[0]}" if started else ""
         click.echo(f"\ninterrupted{hint}", err=True)
         ctx.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, terminate)
     if as_json:
         click.echo(json.dumps({**summary, "run_dir": str(started[0])}))
     else:
@@ -211,6 +228,10 @@ def train_command(resume: str | None, overwrite: bool, quiet: bool, as_json: boo
         click.echo(f"warning: {summary['skipped_steps']} of {summary['steps']} steps were skipped (non-finite loss, "
                    "gradient or updated weights)" + ("; the final held-out loss is not finite"
                                                      if summary["eval_loss"] is None else ""), err=True)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise TrainingInterrupted(signum)
 
 
 def _usage_error(exc: ValueError) -> click.UsageError:
@@ -251,8 +272,8 @@ def evaluate_command(run_dir: str, as_json: bool) -> None:
     """
     try:
         result = evaluate(run_dir)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    except ValueError as exc:  # no run there, or files that are not what bptt train writes
+        raise Refused(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -281,6 +302,6 @@ def sample_command(run_dir: str, length: int, temperature: float, prime: str, se
     """
     try:
         text = sample(run_dir, length, temperature=temperature, prime=prime, seed=seed)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    except ValueError as exc:  # not a chars run, or files that are not what bptt train writes
+        raise Refused(str(exc)) from exc
     click.echo(text)

@@ -38,7 +38,7 @@ from ..core.checks import check_positive_int
 from ..core.losses import mse, softmax_cross_entropy
 from ..core.types import Array, IntArray
 from .tasks import Batch, Task, _accuracy
-from .untrusted import Npz, NpyMember, UntrustedFileError, open_regular
+from ..core.untrusted import Npz, NpyMember, UntrustedFileError, open_regular
 
 MAX_DATA_BYTES = 16 * 2**30  # the arrays stay in memory while a run trains: 16 GiB is most of a large
 #                              workstation; a file declaring more is refused before its data is read

@@ -7,6 +7,7 @@ training text.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -15,7 +16,9 @@ from ..cells.stack import Stack
 from ..core.readout import Linear
 from ..core.truncation import model_params
 from ..core.unroll import forward
-from .run_folder import load_config, read_checkpoint
+from ..runs.checkpoint import CheckpointLayout, checkpoint_info, read_checkpoint
+from ..runs.files import CHECKPOINT
+from .run_config import check_size, load_config
 from .trainer import make_model
 
 
@@ -41,18 +44,22 @@ def load_char_model(run_dir: str | os.PathLike[str]) -> tuple[Cell | Stack, Line
     config = load_config(run_dir)
     if config.task != "chars":
         raise ValueError(f"sampling needs a run of the chars task; {run_dir} trained {config.task!r}")
-    checkpoint = read_checkpoint(run_dir)
-    vocab = checkpoint.vocab
+    path = Path(run_dir) / CHECKPOINT
+    vocab = checkpoint_info(run_dir).vocab  # the model's size: read (and checked) before the weights
     if vocab is None:
-        raise ValueError(f"checkpoint {checkpoint.path} has no vocabulary ('vocab'), which a chars run stores")
+        raise ValueError(f"checkpoint {path} has no vocabulary ('vocab'), which a chars run stores")
     if config.bidirectional:
         raise ValueError(f"{run_dir} is bidirectional: generating reads one character at a time, "
                          "and a reverse direction would need the characters not written yet")
+    check_size(config, path, input_size=len(vocab))
     dtype = np.dtype(config.dtype)
     cell = make_model(config, len(vocab), 0, dtype)
     width = config.proj_size or config.hidden
     readout = Linear(width, len(vocab), seed=0, dtype=dtype)
-    checkpoint.load_params(model_params(cell, readout))
+    params = model_params(cell, readout)
+    layout = CheckpointLayout({name: value.shape for name, value in params.items()}, dtype)  # weights only
+    checkpoint = read_checkpoint(run_dir, layout)
+    checkpoint.load_params(params)
     if hasattr(cell, "eval"):
         cell.eval()  # no dropout while generating
     return cell, readout, vocab

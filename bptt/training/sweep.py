@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .folder_lock import FolderLock
-from .run_folder import (
-    CHECKPOINT, CONFIG, DH_NORMS, LOCK, METRICS, SUMMARY, RunFolderError, atomic_write, json_safe, lock_run_folder,
-    read_json, release_run_folder, remove_temporaries, write_config,
-)
+from ..runs.atomic import atomic_write, remove_temporaries
+from ..runs.files import CHECKPOINT, CONFIG, DH_NORMS, LOCK, METRICS, SUMMARY, json_safe, read_json
+from ..runs.folder import RunFolderError, lock_run_folder, release_run_folder
+from ..runs.lock import FolderLock
+from .run_config import write_config
 from .sweep_engine import DaskEngine, LocalPool, WorkerLost, local_cores
 from .sweep_results import FIGURES, RESULTS, SUMMARY_MD, read_previous_workers, write_if_changed, write_results
 from .sweep_spec import GridPoint, SweepSpec

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .run_folder import atomic_write
+from ..runs.atomic import atomic_write
 from .sweep_spec import LABEL, REPLICATE, SweepSpec
 from .tasks import TASK_METRICS
 
@@ -304,7 +304,7 @@ def figure_data(spec: SweepSpec, result: SweepResult) -> dict:
 
 
 def _curve_panels(spec: SweepSpec, groups: OrderedDict) -> list:
-    from .run_folder import read_run
+    from ..runs.reader import read_run
 
     keys = group_keys(spec)
     panels = []

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
-from .run_folder import CONFIG, RUN_FILES, write_config
+from ..runs.files import CONFIG, RUN_FILES
+from .run_config import write_config
 from .trainer import train
 
 # set in a local pool's worker processes by `init_local_worker`

@@ -50,7 +50,7 @@ from ..core.import_path import is_import_path, resolve
 from ..core.losses import mse, softmax_cross_entropy
 from ..core.truncation import LossFn
 from ..core.types import Array, IntArray
-from .untrusted import UntrustedFileError, read_text_file
+from ..core.untrusted import UntrustedFileError, read_text_file
 
 TASKS = ("adding", "copy", "temporal-order", "reber", "parity", "chars", "data")  # the built-in names
 TASK_GROUP = "bptt.tasks"  # the entry-point group where installed packages register tasks
@@ -468,7 +468,7 @@ class Reber(Task):
 class Chars(Task):
     """Next-character prediction on a text file: the first 90% for training, the rest held out.
 
-    The file is read through `bptt.training.untrusted.read_text_file`: a regular file of UTF-8 text
+    The file is read through `bptt.core.untrusted.read_text_file`: a regular file of UTF-8 text
     of at most MAX_TEXT_BYTES (a FIFO or a device such as /dev/zero is refused by name, never read).
     """
 

@@ -1,5 +1,5 @@
 """The training loop: a cell and a linear readout on a toy task, trained with TBPTT(k1, k2),
-gradient clipping and an optimizer, writing a run folder (`bptt.training.run_folder`) that other
+gradient clipping and an optimizer, writing a run folder (`bptt.runs`) that other
 commands read.
 
 A step is one parameter update. With k1 < T one batch of sequences gives several updates, one per
@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, cast
+from typing import Any, Callable, Iterable, Iterator, Mapping, cast
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -31,13 +33,15 @@ from ..core.types import Array, IntArray, ModelTape, Seed, State
 from ..core.unroll import Tape, forward, forward_window
 from .clipping import clip_gradients
 from .config import SettingError, TrainConfig
-from .folder_lock import FolderLock
+from ..runs.checkpoint import Checkpoint, CheckpointLayout, checkpoint_info, read_checkpoint, write_checkpoint
+from ..runs.files import CHECKPOINT, LOCK, LOGS, RUN_FILES, SUMMARY, json_safe, write_summary
+from ..runs.folder import DEFAULT_PARENT, claim_run_folder, lock_run_folder, new_run_dir, release_run_folder
+from ..runs.lock import FolderLock
+from ..runs.logs import Logs, iter_records, truncate_logs
 from .init import initialise
 from .optim import Schedule, make_optimizer
-from .run_folder import (
-    DEFAULT_PARENT, LOCK, RUN_FILES, Checkpoint, Logs, RunChangedError, claim_run_folder,
-    fingerprint_changes, json_safe, load_config, lock_run_folder, new_run_dir, read_checkpoint, release_run_folder,
-    run_fingerprint, start_run_folder, truncate_logs, write_checkpoint, write_config, write_summary,
+from .run_config import (
+    RunChangedError, fingerprint_changes, load_config, run_fingerprint, start_run_folder, write_config,
 )
 from .tasks import Batch, check_batch, is_builtin_task, make_task
 
@@ -66,6 +70,80 @@ def evaluating(model: Cell | Stack) -> Iterator[None]:
 
 class TrainingStopped(RuntimeError):
     """Training stopped on a non-finite loss or gradient; the last good weights are checkpointed."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal (`train`'s stop_signals: Ctrl-C's SIGINT, a scheduler's SIGTERM).
+
+    A KeyboardInterrupt, so that code which catches Ctrl-C catches this too.
+
+    Parameters
+    ----------
+    signum : int
+        The signal.
+    run_dir : pathlib.Path or None
+        The run folder, None if the signal came before it was made.
+    step : int or None
+        The step checkpointed as the run stopped, between two updates; None if a second signal
+        stopped it at once, and the last checkpoint written before is the one to continue from.
+    """
+
+    def __init__(self, signum: int, run_dir: Path | None = None, step: int | None = None) -> None:
+        self.signum, self.run_dir, self.step = signum, run_dir, step
+        super().__init__(signum, run_dir, step)
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        if self.step is None:
+            saved = f"; {self.run_dir} is saved up to its last checkpoint" if self.run_dir else ""
+            return f"stopped by {name}{saved}"
+        return f"stopped by {name} at step {self.step}, checkpointed in {self.run_dir}"
+
+
+@contextlib.contextmanager
+def stopping_on(signals: Iterable[int]) -> Iterator[list[int]]:
+    """While inside, the first of `signals` to arrive is only recorded (in the list yielded), for the
+    training loop to stop between two updates; a second one raises `TrainingInterrupted` at once.
+    The handlers before are put back on leaving. Outside the main thread, where Python runs no
+    handler, nothing is changed.
+
+    Parameters
+    ----------
+    signals : iterable of int
+        E.g. (signal.SIGINT, signal.SIGTERM).
+
+    Yields
+    ------
+    list of int
+        The signals received so far.
+
+    Examples
+    --------
+    >>> import os, signal
+    >>> with stopping_on([signal.SIGTERM]) as received:
+    ...     os.kill(os.getpid(), signal.SIGTERM)
+    ...     received == [signal.SIGTERM]
+    True
+    >>> signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    True
+    """
+    received: list[int] = []
+    signals = tuple(signals)
+    if not signals or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if received:  # asked twice: leave now
+            raise TrainingInterrupted(signum)
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    try:
+        yield received
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 class TrainingRun:
@@ -210,6 +288,13 @@ class TrainingRun:
             model_rng_state=self.cell.rng.bit_generator.state if isinstance(self.cell, Stack) else None,
         )
 
+    def checkpoint_layout(self) -> CheckpointLayout:
+        """The shapes and dtype a checkpoint of this run holds: its parameters, the optimizer's slots
+        for each, and the state carried into a window (batch_size rows), for `read_checkpoint`."""
+        carry = self.cell.unpack_state(self.cell.initial_state(self.config.batch_size))
+        return CheckpointLayout({name: value.shape for name, value in self.params.items()}, self.dtype,
+                                slots=self.optimizer.slots, carry=tuple(part.shape for part in carry))
+
     def save(self) -> None:
         """Write checkpoint.npz."""
         write_checkpoint(cast(Path, self.dir), self.checkpoint())  # a run saves only once its folder exists
@@ -249,6 +334,7 @@ def train(
     callback: Callable[[int, dict[str, Any]], None] | None = None,
     overwrite: bool = False,
     on_start: Callable[[Path], None] | None = None,
+    stop_signals: Iterable[int] = (),
 ) -> dict[str, Any]:
     """Train as `config` says, or continue the run folder `resume`; write the run folder.
 
@@ -274,6 +360,11 @@ def train(
     on_start : callable, optional
         on_start(run_dir) once the folder is locked and ready, before the first update: how a caller
         learns the name of a default folder before the run ends.
+    stop_signals : iterable of int
+        Signals that stop the run cleanly (`bptt train` passes SIGINT and SIGTERM): at the first,
+        the update under way finishes, a checkpoint of that step is written and `TrainingInterrupted`
+        raised; a second stops at once. Only in the main thread; empty (the default): a signal acts
+        as it would without `train`.
 
     Returns
     -------
@@ -299,6 +390,8 @@ def train(
     TrainingStopped
         On a non-finite loss, gradient or updated weight with on_nonfinite="stop", after
         checkpointing the last good weights.
+    TrainingInterrupted
+        (a KeyboardInterrupt) On one of `stop_signals`, after checkpointing the step reached.
 
     Examples
     --------
@@ -313,44 +406,55 @@ def train(
     >>> summary["steps"]
     30
     """
-    if resume is not None:
-        if overwrite:
-            raise ValueError("overwrite=True starts a new run; it cannot be combined with resume")
-        run, lock = _resume(resume, config)
-    else:
-        run, lock = _start(config, overwrite)
-    with lock:
-        if on_start is not None:
-            on_start(cast(Path, run.dir))  # _start and _resume give the run its folder
-        return _loop(run, callback)
+    if resume is not None and overwrite:
+        raise ValueError("overwrite=True starts a new run; it cannot be combined with resume")
+    with stopping_on(stop_signals) as received:
+        run, lock = _resume(resume, config) if resume is not None else _start(config, overwrite)
+        with lock:
+            if on_start is not None:
+                on_start(cast(Path, run.dir))  # _start and _resume give the run its folder
+            return _loop(run, callback, received)
 
 
 def _resume(run_dir: str | os.PathLike[str], config: TrainConfig | None) -> tuple[TrainingRun, FolderLock]:
-    """The run in `run_dir` restored from its checkpoint, its logs truncated, its folder locked."""
+    """The run in `run_dir` restored from its checkpoint, its logs truncated, its folder locked.
+
+    A folder holding config.json and no checkpoint, with nothing logged yet, is a new run stopped
+    before its first checkpoint: it starts again from step 0."""
     folder = Path(run_dir)
     lock = lock_run_folder(folder)
     try:
         saved = load_config(folder)
-        checkpoint = read_checkpoint(folder)
         steps = saved.steps if config is None else config.steps
-        if steps < checkpoint.step:
-            raise SettingError("steps", steps, f"at least {checkpoint.step} (the updates {folder} has already done)")
         steps_changed = steps != saved.steps
         if steps_changed:
             saved = dataclasses.replace(saved, steps=steps).validate()  # extend (or shorten) the run
-        run = TrainingRun(saved, folder)
-        if checkpoint.fingerprint is not None:
-            changes = fingerprint_changes(checkpoint.fingerprint, run.fingerprint)
-            if changes:
-                raise RunChangedError(folder, changes)
-        run.restore(checkpoint)
+        started = os.path.lexists(folder / CHECKPOINT) or not _never_started(folder)
+        info = checkpoint_info(folder) if started else None  # its step and fingerprint, no arrays yet
+        if info is not None and steps < info.step:
+            raise SettingError("steps", steps, f"at least {info.step} (the updates {folder} has already done)")
+        run = TrainingRun(saved, folder)  # the model config.json implies: what the checkpoint must fit
+        if info is not None:
+            if info.fingerprint is not None:
+                changes = fingerprint_changes(info.fingerprint, run.fingerprint)
+                if changes:
+                    raise RunChangedError(folder, changes)
+            run.restore(read_checkpoint(folder, run.checkpoint_layout()))
         truncate_logs(folder, run.step)  # the first write: everything above only reads
         if steps_changed:
             write_config(folder, saved)
+        if not os.path.lexists(folder / CHECKPOINT):
+            run.save()  # resumable from here on, as a new run is from its first checkpoint
     except BaseException:
         lock.release()
         raise
     return run, lock
+
+
+def _never_started(folder: Path) -> bool:
+    """Whether a folder without a checkpoint is a new run stopped before its first one: config.json,
+    no summary, and no record in either log (start_run_folder writes them empty)."""
+    return not os.path.lexists(folder / SUMMARY) and not any(True for name in LOGS for _ in iter_records(folder / name))
 
 
 def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, FolderLock]:
@@ -383,7 +487,7 @@ def _start(config: TrainConfig | None, overwrite: bool) -> tuple[TrainingRun, Fo
     return run, lock
 
 
-def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | None) -> dict[str, Any]:
+def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | None, stop: list[int]) -> dict[str, Any]:
     config, cell, folder = run.config, run.cell, cast(Path, run.dir)  # _start and _resume give the run its folder
     eval_batch = run.cast(run.task.eval_batch(config.eval_size, config.eval_seed))
     started, base_elapsed = time.perf_counter(), run.elapsed
@@ -391,7 +495,7 @@ def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | No
         config.target_loss is not None and run.last_eval and run.last_eval["loss"] <= config.target_loss
     )
     with Logs(folder) as logs:
-        while run.step < config.steps and not reached_target:
+        while run.step < config.steps and not reached_target and not stop:
             if run.walk is None:
                 run.next_batch()
             batch, walk = cast(Batch, run.batch), cast(WindowWalk, run.walk)  # next_batch set both
@@ -414,6 +518,10 @@ def _loop(run: TrainingRun, callback: Callable[[int, dict[str, Any]], None] | No
                 run.save()
             if callback is not None:
                 callback(run.step, record)
+    if stop:  # a signal: keep the step reached (mid-batch too) and stop before the summary
+        run.elapsed = base_elapsed + time.perf_counter() - started
+        run.save()
+        raise TrainingInterrupted(stop[0], folder, run.step)
     if not run.last_eval:
         run.last_eval = run.evaluate(eval_batch)
     run.elapsed = base_elapsed + time.perf_counter() - started
@@ -536,7 +644,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> TrainingRun:
     """
     config = load_config(run_dir)
     run = TrainingRun(config, Path(run_dir))
-    run.restore(read_checkpoint(run_dir))
+    run.restore(read_checkpoint(run_dir, run.checkpoint_layout()))
     return run
 
 

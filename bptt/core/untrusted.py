@@ -86,7 +86,7 @@ def open_regular(path: str | os.PathLike[str], *, follow_links: bool = False) ->
     >>> open_regular("/dev/zero", follow_links=True)
     Traceback (most recent call last):
     ...
-    bptt.training.untrusted.UntrustedFileError: /dev/zero: is not a regular file (it is a character device)
+    bptt.core.untrusted.UntrustedFileError: /dev/zero: is not a regular file (it is a character device)
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     if not follow_links:
@@ -103,6 +103,70 @@ def open_regular(path: str | os.PathLike[str], *, follow_links: bool = False) ->
         if not stat.S_ISREG(mode):
             raise UntrustedFileError(path, f"is not a regular file (it is {_kind(mode)})")
         return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_writable(path: str | os.PathLike[str], *, append: bool = False) -> int:
+    """Open (creating it if missing) a file that this process writes into a folder it may not own:
+    a lock file, a log. A link is refused, and so is anything but a regular file or a file with other
+    hard links, so that no one who prepared the folder can make the write land in a file of theirs
+    or of yours elsewhere.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    append : bool
+        Open for appending (a log) instead of reading and writing at any offset (a lock file).
+
+    Returns
+    -------
+    int
+        The file descriptor, open for reading and writing (or appending), close-on-exec; the caller
+        closes it. A new file gets mode 0666 less the umask.
+
+    Raises
+    ------
+    UntrustedFileError
+        If it is a symbolic link, not a regular file, or has more than one link.
+    OSError
+        If it cannot be opened or created, as the OS says.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> mine = os.path.join(folder, "notes.txt")
+    >>> with open(mine, "w") as f:
+    ...     _ = f.write("keep me")
+    >>> os.symlink(mine, os.path.join(folder, ".lock"))
+    >>> try:
+    ...     open_writable(os.path.join(folder, ".lock"))
+    ... except UntrustedFileError as exc:
+    ...     print(exc.problem)
+    is a symbolic link; this file is written, and a link would send the writes elsewhere
+    >>> with open(mine) as f:
+    ...     f.read()
+    'keep me'
+    """
+    flags = (os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0) | (os.O_WRONLY | os.O_APPEND if append else os.O_RDWR))
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UntrustedFileError(path, "is a symbolic link; this file is written, and a link would send the "
+                                           "writes elsewhere") from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UntrustedFileError(path, f"is not a regular file (it is {_kind(info.st_mode)}); remove it")
+        if info.st_nlink > 1:
+            raise UntrustedFileError(path, f"has {info.st_nlink} hard links; this file is written, and another "
+                                           "name for it would see the writes: remove it")
+        return fd
     except BaseException:
         os.close(fd)
         raise

@@ -6,6 +6,10 @@ killed process never leaves a stale lock behind, and two ``FolderLock`` objects 
 even inside one process. The holder writes its process id into the file, so a refused process can
 say who holds it; the file itself stays (deleting a lock file while others may have it open would
 let two processes each lock a different file of the same name).
+
+The folder may come from someone else, so the lock file is opened without following a link and must
+be a regular file with no other name (`bptt.core.untrusted.open_writable`): a `.lock` that points at
+a file of yours is refused, never emptied.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 import time
 from pathlib import Path
 from types import ModuleType
+
+from ..core.untrusted import UntrustedFileError, open_writable, read_bytes
 
 # each module exists on one platform only: None where it is missing
 fcntl: ModuleType | None
@@ -29,6 +35,7 @@ except ImportError:  # POSIX
 
 # Windows locks forbid reading the locked bytes: lock one far past the process id the file holds.
 _WINDOWS_LOCKED_BYTE = 1 << 30
+_MAX_HOLDER_BYTES = 64  # a process id and a newline; a longer file names no holder
 
 
 def _try_lock(fd: int) -> bool:
@@ -103,6 +110,9 @@ class FolderLock:
         ------
         RuntimeError
             If this object already holds the lock.
+        UntrustedFileError
+            (a ValueError) If the lock file is a symbolic link, not a regular file, or has other hard
+            links; naming it. Nothing is written then.
         OSError
             If the lock file cannot be created or written (e.g. a read-only folder).
         NotImplementedError
@@ -110,7 +120,11 @@ class FolderLock:
         """
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already locked by this FolderLock")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = open_writable(self.path)
+        except UntrustedFileError as exc:  # say what to do: the lock file holds nothing of the run
+            raise UntrustedFileError(self.path, f"{exc.problem}; it is only a lock file, not part of the run: "
+                                                "remove it and try again") from None
         try:
             if not _try_lock(fd):
                 os.close(fd)
@@ -151,9 +165,9 @@ class FolderLock:
         """
         deadline = time.monotonic() + wait
         while True:
-            try:
-                text = self.path.read_text(encoding="ascii", errors="replace").strip()
-            except OSError:
+            try:  # a process id, read without following a link
+                text = read_bytes(self.path, _MAX_HOLDER_BYTES).decode("ascii", errors="replace").strip()
+            except (OSError, UntrustedFileError):
                 text = ""
             if text.isdigit():
                 return int(text)
