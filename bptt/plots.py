@@ -180,17 +180,21 @@ def loss_along_paths_figure(paths: dict, title: str) -> Figure:
 # ----------------------------------------------------------------- training runs
 def learning_curves_figure(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str, ylabel: str = "loss",
                            baseline: float | None = None,
-                           baseline_label: str = "baseline", logy: bool = True, markers: dict | None = None,
+                           baseline_label: str = "baseline", logy: bool = True, points: dict | None = None,
                            xlabel: str = "training step") -> Figure:
     """One line per entry of `curves` (label -> (steps (R,), values (R,))), an optional baseline.
 
-    markers: label -> matplotlib marker for curves drawn with markers (e.g. sparse evaluations).
+    points: label -> matplotlib marker for curves drawn as unjoined points (e.g. evaluations every
+    100 steps: a line between them would cut across the curve they are compared with).
     """
     fig, axes = _figure()
     ax = axes[0, 0]
-    markers = markers or {}
+    points = points or {}
     for i, (label, (steps, values)) in enumerate(curves.items()):
-        ax.plot(steps, values, color=color(i), lw=1.5, label=label, marker=markers.get(label), ms=4)
+        if label in points:
+            ax.plot(steps, values, color=color(i), ls="none", label=label, marker=points[label], ms=5, zorder=3)
+        else:
+            ax.plot(steps, values, color=color(i), lw=1.5, label=label)
     if baseline is not None:
         ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
     if logy:
@@ -349,14 +353,40 @@ def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
     return fig
 
 
+def run_title(run: Run) -> str:
+    """What a run's figures are of: task, cell, layers, direction, H and T, then the folder's name.
+
+    Examples
+    --------
+    >>> from bptt.runs.reader import Run
+    >>> config = {"task": "parity", "cell": "lstm", "layers": 2, "bidirectional": True, "hidden": 32, "seq_len": 30}
+    >>> run_title(Run("runs/p", config=config))
+    'parity, lstm, 2 layers, bidirectional, H = 32, T = 30 (p)'
+    """
+    folder = os.path.basename(os.path.normpath(run.path))
+    c, parts = run.config, []
+    for key in ("task", "cell"):
+        if isinstance(c.get(key), str):
+            parts.append(c[key])
+    layers = c.get("layers")
+    if isinstance(layers, int) and layers > 1:
+        parts.append(f"{layers} layers")
+    if c.get("bidirectional") is True:
+        parts.append("bidirectional")
+    for key, letter in (("hidden", "H"), ("proj_size", "P")):
+        if isinstance(c.get(key), int) and c[key] > 0:
+            parts.append(f"{letter} = {c[key]}")
+    T = run.summary.get("seq_len", c.get("seq_len"))  # a data file's T is in the summary, not the settings
+    if isinstance(T, int):
+        parts.append(f"T = {T}")
+    return f"{', '.join(parts)} ({folder})" if parts else folder
+
+
 def run_figures(run: Run) -> dict[str, Figure]:
     """The figures of one training run (a `bptt.runs.Run`): {"loss.png",
     "grad_norm.png", "dh_norms.png"} and, for a stacked run, "dh_layers.png" (the layer x time map of
     the last recorded update), each included when the run logged what it needs."""
-    name = os.path.basename(os.path.normpath(run.path))
-    c = run.config
-    if {"task", "cell", "seq_len"} <= set(c):
-        name = f"{c['task']}, {c['cell']}, T = {c['seq_len']} ({name})"
+    name = run_title(run)
     steps = run.steps
     figures = {}
     loss = run.column("loss")
@@ -373,7 +403,7 @@ def run_figures(run: Run) -> dict[str, Figure]:
         baseline = baseline if isinstance(baseline, (int, float)) and np.isfinite(baseline) else None
         figures["loss.png"] = learning_curves_figure(
             curves, f"Loss\n{name}", baseline=baseline, baseline_label="task baseline",
-            logy=bool(finite.size and np.all(finite > 0)), markers={"held-out loss": "o"},
+            logy=bool(finite.size and np.all(finite > 0)), points={"held-out loss": "o"},
         )
     norms = run.column("grad_norm")
     if norms is not None:

@@ -132,3 +132,20 @@ def test_plot_reads_a_real_training_run(tmp_path):
     np.testing.assert_allclose(figures["dh_norms.png"].axes[0].get_images()[0].get_array(), run.dh_norms)
     for name in ("loss.png", "grad_norm.png", "dh_norms.png"):
         assert (run_dir / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_stacked_runs_figures_name_its_shape_and_draw_evaluations_as_points(tmp_path):
+    import bptt
+
+    run_dir = tmp_path / "stacked"
+    bptt.train(bptt.TrainConfig(task="parity", cell="lstm", layers=2, bidirectional=True, hidden=4, seq_len=6,
+                                steps=6, batch_size=4, eval_every=3, eval_size=8, record_every=2, out=str(run_dir)))
+    run = read_run(run_dir)
+    figures = plots.run_figures(run)
+    expected = "parity, lstm, 2 layers, bidirectional, H = 4, T = 6 (stacked)"
+    for name, figure in figures.items():
+        titles = [ax.get_title() for ax in figure.axes] + [figure._suptitle.get_text() if figure._suptitle else ""]
+        assert any(expected in title for title in titles), name
+    (held_out,) = [line for line in figures["loss.png"].axes[0].lines if line.get_label() == "held-out loss"]
+    assert held_out.get_linestyle() == "None" and held_out.get_marker() == "o"
+    assert list(held_out.get_xdata()) == [3, 6]
