@@ -18,9 +18,9 @@ def all_modules():
     return [info.name for info in pkgutil.walk_packages([str(PACKAGE)], "bptt.") if info.name != "bptt.__main__"]
 
 
-def test_the_package_is_four_groups_and_the_cli_no_deeper():
+def test_the_package_is_five_groups_and_the_cli_no_deeper():
     subpackages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
-    assert subpackages == ["cells", "cli", "core", "modes", "training"]
+    assert subpackages == ["cells", "cli", "core", "modes", "sweep", "training"]
     for sub in subpackages:
         assert not [p for p in (PACKAGE / sub).iterdir() if (p / "__init__.py").exists()], sub
     assert sorted(p.name for p in PACKAGE.glob("*.py")) == ["__init__.py", "__main__.py", "plots.py"]

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from bptt.cli import cli
 from bptt.training.config import TrainConfig
-from bptt.training.sweep_spec import load_spec, parse_spec, point_name
+from bptt.sweep.spec import load_spec, parse_spec, point_name
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """
@@ -264,7 +264,7 @@ class _Terminal(io.StringIO):
 
 def test_the_progress_bar_counts_runs_and_prints_a_line_per_finished_run():
     from bptt.cli.sweep import _Progress
-    from bptt.training.sweep import RunState, SweepResult
+    from bptt.sweep.run import RunState, SweepResult
 
     spec = parse_spec("[grid]\nseed = [0, 1]\n")
     runs = [RunState(point, Path("out/runs") / point.name) for point in spec.points]

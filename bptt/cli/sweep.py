@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from ..training.sweep import SweepProgress
+from ..sweep.run import SweepProgress
 from ..training.tasks import TASK_METRICS
 from . import Refused, cli
 
 if TYPE_CHECKING:
-    from ..training.sweep import RunState, SweepResult
+    from ..sweep.run import RunState, SweepResult
 
 
 def _loss(value: float | None) -> str:
@@ -156,9 +156,9 @@ from the last checkpoint that came back.
               help="Print the outcome as one JSON object: runs, done, failed, out, results, summary.")
 def sweep_command(spec: str, out: str | None, workers: int | None, scheduler: str | None, connect_timeout: float,
                   sync_seconds: float, quiet: bool, as_json: bool) -> None:
-    from ..training.sweep import SweepInterrupted, SweepLockedError, SweepMismatchError, run_sweep
-    from ..training.sweep_engine import SchedulerError
-    from ..training.sweep_spec import SpecError, load_spec
+    from ..sweep.run import SweepInterrupted, SweepLockedError, SweepMismatchError, run_sweep
+    from ..sweep.engines import SchedulerError
+    from ..sweep.spec import SpecError, load_spec
 
     if workers is not None and scheduler is not None:
         raise click.UsageError("--workers sets local processes; with --scheduler the cluster's workers run the sweep")

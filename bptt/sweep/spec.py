@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import SettingError, TrainConfig
+from ..training.config import SettingError, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

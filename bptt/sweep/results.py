@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .run_folder import atomic_write
-from .sweep_spec import LABEL, REPLICATE, SweepSpec
-from .tasks import TASK_METRICS
+from ..training.run_folder import atomic_write
+from .spec import LABEL, REPLICATE, SweepSpec
+from ..training.tasks import TASK_METRICS
 
 if TYPE_CHECKING:
-    from .sweep import RunState, SweepResult
+    from .run import RunState, SweepResult
 
 RESULTS = "results.csv"
 SUMMARY_MD = "summary.md"
@@ -304,7 +304,7 @@ def figure_data(spec: SweepSpec, result: SweepResult) -> dict:
 
 
 def _curve_panels(spec: SweepSpec, groups: OrderedDict) -> list:
-    from .run_folder import read_run
+    from ..training.run_folder import read_run
 
     keys = group_keys(spec)
     panels = []

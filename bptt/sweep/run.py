@@ -2,7 +2,7 @@
 
     DIR/spec.toml          the spec, as last run
     DIR/runs/<name>/       one ordinary run folder per grid point (`bptt evaluate`, `bptt plot`, read_run)
-    DIR/results.csv        one row per grid point (`bptt.training.sweep_results`)
+    DIR/results.csv        one row per grid point (`bptt.sweep.results`)
     DIR/summary.md         the results over seeds, with DIR/figures/*.png
 
 The machine running the sweep is the only one that writes DIR. Workers train in temporary folders
@@ -36,15 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .folder_lock import FolderLock
-from .run_folder import (
+from ..training.folder_lock import FolderLock
+from ..training.run_folder import (
     CHECKPOINT, CONFIG, DH_NORMS, LOCK, METRICS, SUMMARY, RunFolderError, atomic_write, json_safe, lock_run_folder,
     read_json, release_run_folder, remove_temporaries, write_config,
 )
-from .sweep_engine import DaskEngine, LocalPool, WorkerLost, local_cores
-from .sweep_results import FIGURES, RESULTS, SUMMARY_MD, read_previous_workers, write_if_changed, write_results
-from .sweep_spec import GridPoint, SweepSpec
-from .sweep_worker import Chunk, chunk_config
+from .engines import DaskEngine, LocalPool, WorkerLost, local_cores
+from .results import FIGURES, RESULTS, SUMMARY_MD, read_previous_workers, write_if_changed, write_results
+from .spec import GridPoint, SweepSpec
+from .worker import Chunk, chunk_config
 
 RUNS = "runs"
 SPEC_COPY = "spec.toml"
@@ -247,7 +247,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, workers: int | None = 
     Parameters
     ----------
     spec : SweepSpec
-        From `bptt.training.sweep_spec.load_spec`.
+        From `bptt.sweep.spec.load_spec`.
     out : str or os.PathLike
         DIR: created if missing; a sweep run before into it is continued.
     workers : int, optional

@@ -2,7 +2,7 @@
 
 Both engines take `run_chunk` tasks and hand back futures (`.done()`); `outcome(future)` gives the
 `ChunkResult` or raises `WorkerLost` when the process running it died, and the sweep runs that
-chunk again. The sweep's loop (`bptt.training.sweep`) is the same for both.
+chunk again. The sweep's loop (`bptt.sweep.run`) is the same for both.
 
 - `LocalPool(workers)`: a `concurrent.futures.ProcessPoolExecutor` of spawned processes; no Dask
   needed. Each worker runs BLAS single-threaded (OPENBLAS/OMP/MKL_NUM_THREADS=1) unless one of
@@ -23,7 +23,7 @@ from typing import Any
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from .sweep_worker import Chunk, ChunkResult, init_local_worker, run_chunk
+from .worker import Chunk, ChunkResult, init_local_worker, run_chunk
 
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

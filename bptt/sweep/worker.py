@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
-from .run_folder import CONFIG, RUN_FILES, write_config
-from .trainer import train
+from ..training.config import TrainConfig
+from ..training.run_folder import CONFIG, RUN_FILES, write_config
+from ..training.trainer import train
 
 # set in a local pool's worker processes by `init_local_worker`
 _LOCAL_NAME: str | None = None
