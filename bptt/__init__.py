@@ -12,7 +12,23 @@ products, checkpointing, finite differences) and `bptt.training` (the training l
 folder). The names below are the public API.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import os as _os
+import signal as _signal
+import sys as _sys
+
+
+def _exit_on_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C while `bptt` (the command) is still importing: leave quietly, with the shell's status."""
+    _os._exit(130)
+
+
+# Run as a command (`bptt ...` or `python -m bptt ...`), Ctrl-C during the imports below would print a
+# traceback from inside numpy; the command line sets the usual handler back once it is loaded.
+_ARGV = getattr(_sys, "orig_argv", _sys.argv)
+if ["-m", "bptt"] in [_ARGV[i:i + 2] for i in range(len(_ARGV) - 1)] or _os.path.basename(_sys.argv[0]) in ("bptt", "bptt.exe"):
+    _signal.signal(_signal.SIGINT, _exit_on_interrupt)
+
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 from .cells import CELL_NAMES, GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache, Stack, StackTape, make_cell
 from .core import diagnostics
