@@ -1,12 +1,15 @@
 """A sweep's results: results.csv (one row per grid point), summary.md (the runs grouped over
-seeds) and its figures.
+seeds) and its figures, written when the sweep ends or is interrupted.
 
 results.csv columns: every swept key, then `run` (the folder, relative to DIR), `status` (done,
-failed, or pending for a run an interrupted sweep has not finished), `error`, `eval_loss`,
-`baseline_loss`, `eval_accuracy`/`baseline_accuracy` and `eval_success`/`baseline_success` where
-the task has them, `reached_target` where a run has a target_loss, `steps`, `wall_seconds` (training
-time, summed over the chunks that came back) and `worker` (the workers that ran it, separated by
-";"). Numbers are written with all their digits; a missing one is empty.
+failed, or pending for a run not finished yet), `error`, `eval_loss`, `baseline_loss`, then
+`eval_<metric>`/`baseline_<metric>` for every other metric a run's summary.json reports (accuracy or
+success for the built-in tasks), `reached_target` where a run has a target_loss, `steps`,
+`wall_seconds` (training time, summed over the chunks that came back) and `worker` (the workers that
+ran it, separated by ";"). Numbers are written with all their digits; a missing one is empty. A text
+cell that a spreadsheet would read as a formula (starting with = + - @, a tab or a carriage
+return) is written with a leading apostrophe, as OWASP advises against CSV injection; numbers are
+written as numbers.
 
 summary.md groups the runs that differ only in their seed: per group, the mean over seeds with the
 lowest and highest in brackets. For each swept setting with numeric values (the seed aside), a
@@ -15,7 +18,8 @@ cell), with the spread over seeds; a sweep with a target_loss adds the fraction 
 reached it. `curves.png` shows the held-out loss during training of every run.
 
 Every file is written only if its contents changed, so a sweep that had nothing to do rewrites
-nothing.
+nothing. Writing them passes over the grid points once; summary.md and the figures keep the numbers
+of the finished runs only.
 """
 
 from __future__ import annotations
@@ -23,114 +27,187 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from ..training.run_folder import atomic_write
+from .record import RunOutcome
 from .spec import LABEL, REPLICATE, SweepSpec
-from ..training.tasks import TASK_METRICS
-
-if TYPE_CHECKING:
-    from .run import RunState, SweepResult
 
 RESULTS = "results.csv"
 SUMMARY_MD = "summary.md"
 FIGURES = "figures"
 _MAX_CURVE_PANELS = 36
+_MAX_CURVES = 400  # runs drawn in curves.png: each is a run folder read
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_KEPT = ("reached_target", "steps", "wall_seconds")  # of a summary, besides eval_* and baseline_*
 
 
-def _columns(spec: SweepSpec, runs: list[RunState]) -> list:
-    columns = list(spec.swept) + ["run", "status", "error", "eval_loss", "baseline_loss"]
-    for key in TASK_METRICS:
-        if any(r.summary and f"eval_{key}" in r.summary for r in runs):
-            columns += [f"eval_{key}", f"baseline_{key}"]
-    if any(r.point.config.target_loss is not None for r in runs):
-        columns.append("reached_target")
-    return columns + ["steps", "wall_seconds", "worker"]
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ""
-    return str(value)
-
-
-def rows(spec: SweepSpec, result: SweepResult) -> tuple[list, list]:
-    """The rows of results.csv.
+def result_numbers(summary: object) -> dict:
+    """The numbers of a run's summary.json that the results show: eval_* and baseline_* values,
+    reached_target, steps and wall_seconds, each a number (or a bool for reached_target); other
+    keys, and values of other types, are left out (summary.json may come from someone else).
 
     Parameters
     ----------
-    spec : SweepSpec
-    result : SweepResult
-
-    Returns
-    -------
-    tuple of (list of str, list of dict)
-        The columns, and one dict per grid point in the spec's order (None where a value is missing).
-    """
-    columns = _columns(spec, result.runs)
-    table = []
-    for run in result.runs:
-        row = {key: run.point.swept.get(key) for key in spec.swept}
-        row.update(run=f"runs/{run.name}", status=run.status, error=run.error or "")
-        summary = run.summary if run.status == "done" else {}
-        for key in columns:
-            if key in summary:
-                row[key] = summary[key]
-        row["worker"] = ";".join(run.workers)
-        table.append({key: row.get(key) for key in columns})
-    return columns, table
-
-
-def results_csv(spec: SweepSpec, result: SweepResult) -> str:
-    """results.csv's text: `rows` with floats written in full (repr) and missing values empty.
-
-    Parameters
-    ----------
-    spec : SweepSpec
-    result : SweepResult
-
-    Returns
-    -------
-    str
-    """
-    columns, table = rows(spec, result)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in table:
-        writer.writerow([_cell(row[key]) for key in columns])
-    return buffer.getvalue()
-
-
-def read_previous_workers(out: str | os.PathLike) -> dict:
-    """The workers of each run, from the results.csv an earlier sweep left in `out`.
-
-    Workers are recorded nowhere else, so a finished run keeps its `worker` cell across sweeps.
-
-    Parameters
-    ----------
-    out : str or os.PathLike
-        DIR.
+    summary : object
+        The parsed summary.json.
 
     Returns
     -------
     dict
-        Run name -> list of worker names; {} without a readable results.csv.
+
+    Examples
+    --------
+    >>> result_numbers({"eval_loss": 0.5, "eval_accuracy": "high", "steps": 40, "task": "adding",
+    ...                 "reached_target": True})
+    {'eval_loss': 0.5, 'steps': 40, 'reached_target': True}
     """
-    path = Path(out) / RESULTS
-    try:
-        with open(path, newline="") as f:
-            return {row["run"].split("/", 1)[-1]: [w for w in row.get("worker", "").split(";") if w]
-                    for row in csv.DictReader(f) if row.get("run")}
-    except (OSError, KeyError, csv.Error):
+    if not isinstance(summary, dict):
         return {}
+    kept: dict[str, Any] = {}
+    for key, value in summary.items():
+        if not isinstance(key, str) or not (key.startswith(("eval_", "baseline_")) or key in _KEPT):
+            continue
+        if key == "reached_target" and (value is None or isinstance(value, bool)):
+            kept[key] = value
+        elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            kept[key] = value
+    return kept
+
+
+def metrics(outcomes: Mapping[str, RunOutcome]) -> list:
+    """The metrics besides the loss that the done runs report (eval_<name> in their summaries), in
+    the order first met: ["accuracy"], ["success"], a custom task's own, or []."""
+    found: dict[str, None] = {}
+    for outcome in outcomes.values():
+        for key in outcome.summary:
+            if key.startswith("eval_") and key != "eval_loss":
+                found[key[len("eval_"):]] = None
+    return list(found)
+
+
+def _columns(spec: SweepSpec, outcomes: Mapping[str, RunOutcome]) -> list:
+    columns = list(spec.swept) + ["run", "status", "error", "eval_loss", "baseline_loss"]
+    for key in metrics(outcomes):
+        columns += [f"eval_{key}", f"baseline_{key}"]
+    if any(value is not None for value in spec.values("target_loss")):
+        columns.append("reached_target")
+    return columns + ["steps", "wall_seconds", "worker"]
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A value as a results.csv cell: empty for None or a non-finite float, a float in full (repr),
+    text that a spreadsheet would take for a formula behind an apostrophe.
+
+    Examples
+    --------
+    >>> [spreadsheet_safe(v) for v in (None, -0.5, 3, float("nan"), "=1+2", "-x", "@SUM(A1)", "gru")]
+    ['', '-0.5', '3', '', "'=1+2", "'-x", "'@SUM(A1)", 'gru']
+    """
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    if isinstance(value, (int, bool)):
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _row(spec: SweepSpec, point: Any, outcome: RunOutcome | None, columns: list) -> dict:
+    row = {key: point.swept.get(key) for key in spec.swept}
+    status = outcome.status if outcome is not None else "pending"
+    row.update(run=f"runs/{point.name}", status=status, error=(outcome.error if outcome else None) or "")
+    if outcome is not None and status == "done":
+        row.update({key: value for key, value in outcome.summary.items() if key in columns})
+    row["worker"] = ";".join(outcome.workers) if outcome is not None else ""
+    return {key: row.get(key) for key in columns}
+
+
+def rows(spec: SweepSpec, outcomes: Mapping[str, RunOutcome]) -> tuple[list, Iterator[dict]]:
+    """The rows of results.csv, made as they are read.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    outcomes : mapping of str to RunOutcome
+        The finished runs by name; a grid point without one is pending.
+
+    Returns
+    -------
+    tuple of (list of str, iterator of dict)
+        The columns, and one dict per grid point in the spec's order (None where a value is missing).
+    """
+    columns = _columns(spec, outcomes)
+    return columns, (_row(spec, point, outcomes.get(point.name), columns) for point in spec.points)
+
+
+def results_csv(spec: SweepSpec, outcomes: Mapping[str, RunOutcome]) -> str:
+    """results.csv's text (`rows`, each cell `spreadsheet_safe`).
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    outcomes : mapping of str to RunOutcome
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from bptt.sweep.spec import parse_spec
+    >>> spec = parse_spec('[[runs]]\\nlabel = "=cmd()"\\nlr = 0.1\\n[[runs]]\\nlabel = "b"\\nlr = 0.2\\n')
+    >>> done = {"b": RunOutcome(1, "b", "done", summary={"eval_loss": -0.25}, workers=["local-1"])}
+    >>> print(results_csv(spec, done))
+    label,lr,run,status,error,eval_loss,baseline_loss,steps,wall_seconds,worker
+    '=cmd(),0.1,runs/%3Dcmd%28%29,pending,,,,,,
+    b,0.2,runs/b,done,,-0.25,,,,local-1
+    <BLANKLINE>
+    """
+    buffer = io.StringIO()
+    _write_csv(spec, outcomes, buffer, [])
+    return buffer.getvalue()
+
+
+@dataclass
+class _Finished:
+    """What summary.md and the figures need of a finished run."""
+
+    swept: dict
+    name: str
+    seed: int
+    target_loss: float | None
+    outcome: RunOutcome
+
+    @property
+    def summary(self) -> dict:
+        return self.outcome.summary if self.outcome.status == "done" else {}
+
+
+def _write_csv(spec: SweepSpec, outcomes: Mapping[str, RunOutcome], f: TextIO, finished: list) -> "OrderedDict":
+    """Write results.csv's text to `f` in one pass over the grid points, collecting the finished runs
+    into `finished`; returns the number of runs per group (`group_keys`)."""
+    columns = _columns(spec, outcomes)
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow(columns)
+    keys = group_keys(spec)
+    totals: OrderedDict[tuple, int] = OrderedDict()
+    for point in spec.points:
+        outcome = outcomes.get(point.name)
+        row = _row(spec, point, outcome, columns)
+        writer.writerow([spreadsheet_safe(row[key]) for key in columns])
+        group = tuple(point.swept.get(k) for k in keys)
+        totals[group] = totals.get(group, 0) + 1
+        if outcome is not None:
+            finished.append(_Finished(point.swept, point.name, point.config.seed, point.config.target_loss, outcome))
+    return totals
 
 
 # ---------------------------------------------------------------- grouping over seeds
@@ -142,18 +219,18 @@ def group_keys(spec: SweepSpec) -> list:
     return [k for k in spec.swept if k != REPLICATE]
 
 
-def _groups(spec: SweepSpec, result: SweepResult) -> "OrderedDict":
-    """(values of the group keys) -> runs, in the spec's order."""
+def _groups(spec: SweepSpec, finished: list, totals: "OrderedDict") -> "OrderedDict":
+    """(values of the group keys) -> finished runs, for every group in the spec's order."""
     keys = group_keys(spec)
-    groups: OrderedDict[tuple, list[RunState]] = OrderedDict()
-    for run in result.runs:
-        groups.setdefault(tuple(run.point.swept.get(k) for k in keys), []).append(run)
+    groups: OrderedDict[tuple, list[_Finished]] = OrderedDict((values, []) for values in totals)
+    for run in finished:
+        groups[tuple(run.swept.get(k) for k in keys)].append(run)
     return groups
 
 
-def _values(runs: list[RunState], key: str) -> np.ndarray:
-    return np.array([np.nan if r.summary is None or r.summary.get(key) is None else float(r.summary[key])
-                     for r in runs if r.status == "done"], float)
+def _values(runs: list, key: str) -> np.ndarray:
+    return np.array([np.nan if r.summary.get(key) is None else float(r.summary[key]) for r in runs
+                     if r.outcome.status == "done"], float)
 
 
 def _spread(values: np.ndarray, fmt: str) -> str:
@@ -172,15 +249,25 @@ def _same(values: np.ndarray, fmt: str) -> str:
     return format(values[0], fmt) if np.all(values == values[0]) else _spread(values, fmt)
 
 
-def summary_markdown(spec: SweepSpec, result: SweepResult, figures: list) -> str:
+def _markdown(text: object) -> str:
+    """A value as a Markdown table cell: its pipes and line ends escaped."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def summary_markdown(spec: SweepSpec, outcomes: Mapping[str, RunOutcome], figures: list,
+                     collected: tuple | None = None) -> str:
     """summary.md's text.
 
     Parameters
     ----------
     spec : SweepSpec
-    result : SweepResult
+    outcomes : mapping of str to RunOutcome
+        The finished runs by name.
     figures : list of str
         The PNG files to show, relative to DIR.
+    collected : tuple, optional
+        (the finished runs by group, the number of runs per group), if `write_results` collected
+        them already.
 
     Returns
     -------
@@ -188,43 +275,48 @@ def summary_markdown(spec: SweepSpec, result: SweepResult, figures: list) -> str
         A heading, the counts, one table row per group of runs differing only in their seed (mean
         [lowest, highest] over seeds), the figures and the failed runs with their errors.
     """
+    if collected is None:
+        finished: list[_Finished] = []
+        totals = _write_csv(spec, outcomes, io.StringIO(), finished)
+        collected = (_groups(spec, finished, totals), totals)
+    groups, totals = collected
     keys = group_keys(spec)
-    groups = _groups(spec, result)
-    done, failed, pending = (result.count(s) for s in ("done", "failed", "pending"))
-    seeds = REPLICATE in spec.swept
+    done = sum(o.status == "done" for o in outcomes.values())
+    failed = sum(o.status == "failed" for o in outcomes.values())
+    pending = len(spec.points) - done - failed
     lines = [f"# Sweep {Path(spec.path).name}", "",
-             f"{len(result.runs)} runs: {done} done, {failed} failed" + (f", {pending} not finished" if pending else "")
+             f"{len(spec.points)} runs: {done} done, {failed} failed" + (f", {pending} not finished" if pending else "")
              + ". One row per run in `results.csv`; run folders in `runs/`.", ""]
-    if seeds:
+    if REPLICATE in spec.swept:
         lines += ["Per group of runs that differ only in their seed: the mean over seeds, with the lowest and the "
                   "highest in brackets.", ""]
-    metrics = [m for m in TASK_METRICS if any(r.summary and f"eval_{m}" in r.summary for r in result.runs)]
-    target = any(r.point.config.target_loss is not None for r in result.runs)
+    names = metrics(outcomes)
+    target = any(value is not None for value in spec.values("target_loss"))
     header = keys + ["done"] + ["held-out loss", "baseline loss"]
-    for m in metrics:
+    for m in names:
         header += [m, f"baseline {m}"]
     if target:
         header.append("reached target_loss")
     header += ["steps", "wall s"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for values, runs in groups.items():
-        finished = [r for r in runs if r.status == "done"]
-        cells = [str(v) for v in values] + [f"{len(finished)}/{len(runs)}"]
+        finished_ok = [r for r in runs if r.outcome.status == "done"]
+        cells = [_markdown(v) for v in values] + [f"{len(finished_ok)}/{totals[values]}"]
         cells += [_spread(_values(runs, "eval_loss"), ".4g"), _same(_values(runs, "baseline_loss"), ".4g")]
-        for m in metrics:
+        for m in names:
             cells += [_spread(_values(runs, f"eval_{m}"), ".1%"), _same(_values(runs, f"baseline_{m}"), ".1%")]
         if target:
-            reached = sum(bool(r.summary.get("reached_target")) for r in finished)
-            aimed = finished and runs[0].point.config.target_loss is not None
-            cells.append(f"{reached}/{len(finished)}" if aimed else "n/a")
+            reached = sum(bool(r.summary.get("reached_target")) for r in finished_ok)
+            aimed = finished_ok and finished_ok[0].target_loss is not None
+            cells.append(f"{reached}/{len(finished_ok)}" if aimed else "n/a")
         cells += [_spread(_values(runs, "steps"), ".0f"), _spread(_values(runs, "wall_seconds"), ".3g")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for path in figures:
         lines += [f"![{Path(path).stem}]({path})", ""]
-    failures = [r for r in result.runs if r.status == "failed"]
+    failures = sorted((o for o in outcomes.values() if o.status == "failed"), key=lambda o: o.index)
     if failures:
-        lines += ["## Failed runs", ""] + [f"- `{r.name}`: {r.error}" for r in failures] + [""]
+        lines += ["## Failed runs", ""] + [f"- `{o.name}`: {_markdown(o.error)}" for o in failures] + [""]
     return "\n".join(lines)
 
 
@@ -237,13 +329,14 @@ def _label(keys: list, values: tuple) -> str:
     return ", ".join(f"{k} {v}" if k != LABEL else str(v) for k, v in zip(keys, values)) or "runs"
 
 
-def figure_data(spec: SweepSpec, result: SweepResult) -> dict:
+def figure_data(spec: SweepSpec, groups: "OrderedDict") -> dict:
     """What each figure of a sweep draws.
 
     Parameters
     ----------
     spec : SweepSpec
-    result : SweepResult
+    groups : OrderedDict
+        The finished runs by group (as `write_results` collects them).
 
     Returns
     -------
@@ -254,39 +347,44 @@ def figure_data(spec: SweepSpec, result: SweepResult) -> dict:
     """
     figures = {}
     swept = group_keys(spec)
-    target = {r.point.config.target_loss for r in result.runs} - {None}
+    runs = [run for members in groups.values() for run in members]
+    done = [run for run in runs if run.outcome.status == "done"]
+    target = {value for value in spec.values("target_loss")} - {None}
+    names = metrics({run.name: run.outcome for run in done})
     for x_key in [k for k in swept if k in spec.grid]:  # a [[runs]] table's values belong to their table
-        xs = sorted(set(r.point.swept[x_key] for r in result.runs if r.point.swept.get(x_key) is not None))
-        if len(xs) < 2 or not _numeric(xs):
+        xs = sorted(spec.grid[x_key], key=lambda v: (v is None, v if v is not None else 0))
+        xs = [x for x in xs if x is not None]
+        if len(xs) < 2 or not _numeric(xs) or not done:
             continue
         others = [k for k in swept if k != x_key]
-        lines: OrderedDict[tuple, list[RunState]] = OrderedDict()
-        for run in result.runs:
-            lines.setdefault(tuple(run.point.swept.get(k) for k in others), []).append(run)
+        lines: OrderedDict[tuple, list[_Finished]] = OrderedDict()
+        for run in done:
+            lines.setdefault(tuple(run.swept.get(k) for k in others), []).append(run)
 
-        def grid(runs: list[RunState], key: str, x_key: str = x_key, xs: list = xs) -> np.ndarray:
-            per_x = [[r for r in runs if r.point.swept.get(x_key) == x and r.status == "done"] for x in xs]
-            width = max([len(p) for p in per_x] + [1])
+        def grid(members: list, key: str, x_key: str = x_key, xs: list = xs) -> np.ndarray:
+            per_x: dict[Any, list] = {x: [] for x in xs}
+            for r in members:
+                if r.swept.get(x_key) in per_x:
+                    per_x[r.swept[x_key]].append(r)
+            width = max([len(p) for p in per_x.values()] + [1])
             values = np.full((len(xs), width), np.nan)
-            for i, group in enumerate(per_x):
-                for j, r in enumerate(group):
-                    summary = r.summary or {}
-                    value = summary.get(key) if key != "reached_target" else float(bool(summary.get(key)))
+            for i, x in enumerate(xs):
+                for j, r in enumerate(per_x[x]):
+                    value = r.summary.get(key) if key != "reached_target" else float(bool(r.summary.get(key)))
                     values[i, j] = np.nan if value is None else float(value)
             return values
 
         panels: list[dict[str, Any]] = [{"ylabel": "held-out loss", "metric": "eval_loss"}]
-        panels += [{"ylabel": f"held-out {m}", "metric": f"eval_{m}"} for m in TASK_METRICS
-                   if any(r.summary and f"eval_{m}" in r.summary for r in result.runs)]
+        panels += [{"ylabel": f"held-out {m}", "metric": f"eval_{m}"} for m in names]
         if target:
             panels.append({"ylabel": "fraction of seeds reaching target_loss "
                                      + "/".join(f"{t:g}" for t in sorted(target)),
                            "metric": "reached_target", "fraction": True})
         for panel in panels:
-            panel["lines"] = OrderedDict((_label(others, values), grid(runs, panel["metric"]))
-                                         for values, runs in lines.items())
+            panel["lines"] = OrderedDict((_label(others, values), grid(members, panel["metric"]))
+                                         for values, members in lines.items())
             if not panel.get("fraction"):
-                base = grid(result.runs, panel["metric"].replace("eval_", "baseline_"))
+                base = grid(done, panel["metric"].replace("eval_", "baseline_"))
                 row = [np.unique(b[np.isfinite(b)]) for b in base]
                 if all(len(b) == 1 for b in row):
                     panel["baseline"] = np.array([b[0] for b in row])
@@ -297,13 +395,14 @@ def figure_data(spec: SweepSpec, result: SweepResult) -> dict:
                                                              if REPLICATE in spec.swept else "")
         figures[f"{x_key}.png"] = ("metrics", dict(x=np.array(xs, float), panels=panels, xlabel=x_key, title=title,
                                                    logx=bool(min(xs) > 0 and max(xs) / min(xs) >= 8)))
-    groups = _groups(spec, result)
-    if 1 < len(groups) <= _MAX_CURVE_PANELS or (len(groups) == 1 and len(result.runs) > 1):
-        figures["curves.png"] = ("curves", groups)
+    drawn = OrderedDict((values, [r for r in members if r.outcome.status == "done"])
+                        for values, members in groups.items())
+    if (1 < len(drawn) <= _MAX_CURVE_PANELS or (len(drawn) == 1 and len(spec.points) > 1)) and len(done) <= _MAX_CURVES:
+        figures["curves.png"] = ("curves", drawn)
     return figures
 
 
-def _curve_panels(spec: SweepSpec, groups: OrderedDict) -> list:
+def _curve_panels(spec: SweepSpec, out: Path, groups: "OrderedDict") -> list:
     from ..training.run_folder import read_run
 
     keys = group_keys(spec)
@@ -312,19 +411,17 @@ def _curve_panels(spec: SweepSpec, groups: OrderedDict) -> list:
         curves: OrderedDict[str, tuple] = OrderedDict()
         baseline = None
         for run in runs:
-            if run.status != "done":
-                continue
             try:
-                read = read_run(run.folder)
-            except ValueError:
+                read = read_run(out / "runs" / run.name)
+            except (ValueError, OSError):
                 continue
             loss = read.column("eval_loss")
             if loss is None:
                 continue
             keep = np.isfinite(loss)
-            label = f"seed {run.point.config.seed}"
-            curves[label] = (read.steps[keep], loss[keep])
-            baseline = read.summary.get("baseline_loss", baseline)
+            curves[f"seed {run.seed}"] = (read.steps[keep], loss[keep])
+            found = read.summary.get("baseline_loss") if isinstance(read.summary, dict) else None
+            baseline = found if isinstance(found, (int, float)) and not isinstance(found, bool) else baseline
         panels.append((_label(keys, values), curves, baseline))
     return panels
 
@@ -336,34 +433,64 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     -------
     bool
         Whether the file was written.
+
+    Raises
+    ------
+    RunWriteError
+        Naming `path` (or its folder) when it cannot be written.
     """
+    from ..training.untrusted import UntrustedFileError, open_regular
+
     try:
-        if path.read_bytes() == data:
-            return False
-    except OSError:
+        with open_regular(path) as f:
+            if f.read(len(data) + 1) == data:
+                return False
+    except (OSError, UntrustedFileError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path.parent)
     atomic_write(path, lambda f: f.write(data))
     return True
 
 
-def write_results(spec: SweepSpec, result: SweepResult, figures: bool = True) -> None:
-    """Write results.csv and, with `figures`, summary.md and the figures, each only if it changed.
+def _make_folder(folder: Path) -> None:
+    """Create `folder` and its parents; RunWriteError naming it if it cannot be (a file in the way)."""
+    from ..training.run_folder import RunWriteError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise RunWriteError(exc.errno, "it is a file, not a folder", str(folder)) from exc
+    except OSError as exc:
+        raise RunWriteError(exc.errno, exc.strerror or str(exc), str(exc.filename or folder)) from exc
+
+
+def write_results(spec: SweepSpec, outcomes: Mapping[str, RunOutcome], out: str | Path, figures: bool = True) -> None:
+    """Write results.csv and summary.md and, with `figures`, the figures; each only if it changed.
 
     Parameters
     ----------
     spec : SweepSpec
-    result : SweepResult
-        Its `out` is DIR.
+    outcomes : mapping of str to RunOutcome
+        The finished runs by name; the other grid points are pending.
+    out : str or Path
+        DIR.
     figures : bool
-        Also summary.md and DIR/figures (False while the sweep runs: results.csv alone is cheap).
+        Also the figures (False on an interrupt: each figure reads every finished run).
+
+    Raises
+    ------
+    RunWriteError
+        Naming the file that could not be written.
     """
-    out = Path(result.out)
-    write_if_changed(out / RESULTS, results_csv(spec, result).encode())
-    if not figures:
-        return
+    out = Path(out)
+    buffer = io.StringIO()
+    finished: list[_Finished] = []
+    totals = _write_csv(spec, outcomes, buffer, finished)
+    write_if_changed(out / RESULTS, buffer.getvalue().encode("utf-8", "surrogatepass"))
+    del buffer
+    groups = _groups(spec, finished, totals)
     written = []
-    data = figure_data(spec, result)
+    data = figure_data(spec, groups) if figures else {}
     if data:
         from .. import plots
 
@@ -371,12 +498,15 @@ def write_results(spec: SweepSpec, result: SweepResult, figures: bool = True) ->
             if kind == "metrics":
                 fig = plots.sweep_metrics_figure(**args)
             else:
-                panels = _curve_panels(spec, args)
+                panels = _curve_panels(spec, out, args)
                 if not any(curves for _, curves, _ in panels):
                     continue
                 fig = plots.sweep_curves_figure(panels, f"{Path(spec.path).name}: held-out loss during training")
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=110)
-            write_if_changed(out / FIGURES / name, buffer.getvalue())
+            png = io.BytesIO()
+            fig.savefig(png, format="png", dpi=110)
+            write_if_changed(out / FIGURES / name, png.getvalue())
             written.append(f"{FIGURES}/{name}")
-    write_if_changed(out / SUMMARY_MD, summary_markdown(spec, result, written).encode())
+    elif not figures and (out / FIGURES).is_dir():
+        written = [f"{FIGURES}/{p.name}" for p in sorted((out / FIGURES).glob("*.png"))]
+    text = summary_markdown(spec, outcomes, written, (groups, totals))
+    write_if_changed(out / SUMMARY_MD, text.encode("utf-8", "surrogatepass"))

@@ -22,16 +22,25 @@ results table: one table per task, `[grid]` holding the cells and the seeds)::
     hidden = 16
 
 A key is a TrainConfig field (`out` excepted: the sweep places every run) with a value of the
-field's type: an integer for an integer setting, a number for a float one, a string for a choice or
-a path; "none" gives None to k1, k2 and target_loss (TOML has no null). A key goes in one place only:
-[base], [grid] or the [[runs]] tables. `text` is read relative to the current folder, as by
-`bptt train`. The spec is refused (`SpecError`) when it is not TOML, names an unknown table or key,
-gives a value of the wrong type, lists a value twice, expands to no run or to two runs with the same
-settings, or when no run at all has valid settings. A grid point whose settings are invalid only in
-combination (k2 < k1, lr = 0 for one value of a swept lr) is kept with its error: it fails alone.
+field's type: an integer for an integer setting, a number for a float one, a string for a choice, a
+path or a MODULE:CLASS cell; "none" gives None to k1, k2 and target_loss (TOML has no null). A key
+goes in one place only: [base], [grid] or the [[runs]] tables. `text` is read relative to the
+current folder, as by `bptt train`.
+
+The spec is refused (`SpecError`) when it is not TOML, names an unknown table or key, gives a value
+of the wrong type, lists a value twice, expands to no run, to more than `MAX_RUNS` runs or to two
+runs with the same settings, gives two values whose folder names differ only in case, or when any
+grid point's settings are invalid (`TrainConfig.validate`), alone or only in combination (k2 < k1,
+proj_size with a cell other than lstm): the message names the grid point, the setting, its value and
+where the spec gives it. Nothing starts then.
+
+The grid points are made one at a time as they are asked for (`SweepSpec.points` is a lazy
+sequence), so a grid of a million points costs memory for one point at a time; checking them all
+costs one `TrainConfig.validate` each (about 6 us).
 
 Every grid point has a folder name made of its swept values, e.g. `cell=lstm,seq_len=100,seed=3`
-(a [[runs]] label stands for its group's settings: `adding,cell=gru,seed=0`).
+(a [[runs]] label stands for its group's settings: `adding,cell=gru,seed=0`); `point_name` spells
+values so that two grid points never share a name.
 """
 
 from __future__ import annotations
@@ -41,15 +50,16 @@ import hashlib
 import itertools
 import math
 import os
-import re
 import sys
 import types
 import typing
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-from ..training.config import SettingError, TrainConfig
+from ..training.config import TrainConfig
+from ..training.untrusted import UntrustedFileError, read_bytes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,12 +70,17 @@ TABLES = ("base", "grid", "runs")
 LABEL = "label"
 REPLICATE = "seed"  # the swept key whose values are repeats of one experiment
 NONE = "none"  # TOML has no null: this string stands for None where a setting allows it
+MAX_RUNS = 10_000_000  # checking a grid point costs about 6 us: a bigger grid would take minutes to check
+MAX_SPEC_BYTES = 1 << 20  # a spec is a page of settings, not data
 _NAME_LIMIT = 180  # folder names stay well below the usual 255-byte limit
+_NAME_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+-")
+_SHOWN_PROBLEMS = 8  # distinct invalid settings named in one refusal
 
 
 class SpecError(ValueError):
     """A sweep spec that cannot be run: not TOML, an unknown key, a value of the wrong type, an empty
-    grid, a key given twice. The message names the spec file and the place in it."""
+    grid, a key given twice, a grid point with invalid settings. The message names the spec file and
+    the place in it."""
 
 
 @dataclass(frozen=True)
@@ -74,25 +89,75 @@ class GridPoint:
 
     Attributes
     ----------
+    index : int
+        Its place in the spec's order, from 0.
     name : str
         Its folder name under DIR/runs, made of its swept values.
     swept : dict
         The swept keys (in the column order of results.csv) and this run's values of them.
     config : TrainConfig
-        Its settings (`out` unset: the sweep places the run).
-    error : str or None
-        Why its settings are invalid (a `SettingError`'s message); such a run fails without starting.
+        Its settings (`out` unset: the sweep places the run); valid, as `parse_spec` checked.
     """
 
+    index: int
     name: str
     swept: dict
     config: TrainConfig
-    error: str | None = None
+
+
+class GridPoints(Sequence):
+    """A spec's grid points in order, each made when it is asked for: [[runs]] tables in order, each
+    crossed with the grid, the last grid key varying fastest.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+
+    Examples
+    --------
+    >>> spec = parse_spec('[grid]\\ncell = ["rnn", "gru"]\\nseed = [0, 1, 2]\\n')
+    >>> len(spec.points), spec.points[4].name, [p.index for p in spec.points[::2]]
+    (6, 'cell=gru,seed=1', [0, 2, 4])
+    """
+
+    def __init__(self, spec: "SweepSpec") -> None:
+        self._spec = spec
+        self._per_group = math.prod(len(values) for values in spec.grid.values())
+
+    def __len__(self) -> int:
+        return self._per_group * len(self._spec.tables)
+
+    @overload
+    def __getitem__(self, index: int) -> GridPoint: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[GridPoint]: ...
+
+    def __getitem__(self, index: int | slice) -> GridPoint | list[GridPoint]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        size = len(self)
+        if not -size <= index < size:
+            raise IndexError(f"grid point {index} of {size}")
+        index %= size
+        group, rest = divmod(index, self._per_group)
+        combination = []
+        for values in reversed(list(self._spec.grid.values())):  # the last key varies fastest
+            rest, i = divmod(rest, len(values))
+            combination.append(values[i])
+        return self._spec._point(index, group, tuple(reversed(combination)))
+
+    def __iter__(self) -> Iterator[GridPoint]:
+        index = 0
+        for group in range(len(self._spec.tables)):
+            for combination in itertools.product(*self._spec.grid.values()):
+                yield self._spec._point(index, group, combination)
+                index += 1
 
 
 @dataclass
 class SweepSpec:
-    """A parsed spec and its grid points.
+    """A parsed and checked spec, and its grid points.
 
     Attributes
     ----------
@@ -105,13 +170,13 @@ class SweepSpec:
     grid : dict
         [grid]: setting -> list of values.
     groups : list of dict
-        The [[runs]] tables ([{}] when there are none).
+        The [[runs]] tables as given ([] when there are none).
     swept : list of str
         The keys that vary between runs, in column order: "label" (when the [[runs]] tables have
         labels), the [[runs]] settings whose values differ between tables, then the grid's keys.
-    points : list of GridPoint
-        Every run, [[runs]] tables in order, each crossed with the grid (the last grid key varying
-        fastest).
+    points : GridPoints
+        Every run, a lazy sequence (`len`, indexing, iteration): [[runs]] tables in order, each
+        crossed with the grid (the last grid key varying fastest).
     """
 
     path: str
@@ -120,7 +185,55 @@ class SweepSpec:
     grid: dict
     groups: list
     swept: list
-    points: list = field(default_factory=list)
+    varying: list = field(default_factory=list, repr=False)  # the [[runs]] keys among `swept`
+    points: GridPoints = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.points = GridPoints(self)
+
+    @property
+    def tables(self) -> list:
+        """The [[runs]] tables, or one empty table when there are none: what the grid is crossed with."""
+        return self.groups or [{}]
+
+    def _settings(self, group: int, combination: tuple) -> dict:
+        table = self.tables[group]
+        return {**self.base, **{k: v for k, v in table.items() if k != LABEL}, **dict(zip(self.grid, combination))}
+
+    def _point(self, index: int, group: int, combination: tuple) -> GridPoint:
+        table = self.tables[group]
+        config = TrainConfig(**self._settings(group, combination))
+        swept = {LABEL: table[LABEL]} if LABEL in table else {}
+        swept.update({k: getattr(config, k) for k in self.varying})
+        swept.update(zip(self.grid, combination))
+        if LABEL in table:  # the label stands for its group's settings
+            name = point_name({LABEL: table[LABEL], **dict(zip(self.grid, combination))}, named_by_label=True)
+        else:
+            name = point_name(swept)
+        return GridPoint(index, name, swept, config)
+
+    def values(self, key: str) -> list:
+        """Every value the runs give the setting `key`, each once, in the spec's order.
+
+        Parameters
+        ----------
+        key : str
+            A TrainConfig field.
+
+        Returns
+        -------
+        list
+
+        Examples
+        --------
+        >>> parse_spec('[base]\\nseed = 3\\n[grid]\\nlr = [0.1, 0.2]\\n').values("lr")
+        [0.1, 0.2]
+        """
+        if key in self.grid:
+            return list(self.grid[key])
+        default = getattr(TrainConfig(), key)
+        found = [table.get(key, self.base.get(key, default)) for table in self.tables]
+        return list({repr(v): v for v in found}.values())
 
 
 def _settings() -> dict:
@@ -180,7 +293,7 @@ def _check_keys(spec_path: str, where: str, table: dict, settings: dict, extra: 
 
 
 def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
-    """Parse and check a spec, and expand its grid points.
+    """Parse and check a spec, and every grid point's settings.
 
     Parameters
     ----------
@@ -196,7 +309,8 @@ def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
     Raises
     ------
     SpecError
-        (a ValueError) Naming the file, the table and the key, and what was expected.
+        (a ValueError) Naming the file, the table and the key, and what was expected; for invalid
+        settings, the grid points, the setting, its value and where the spec gives it.
 
     Examples
     --------
@@ -205,6 +319,11 @@ def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
     ['cell=rnn,seed=0', 'cell=rnn,seed=1', 'cell=gru,seed=0', 'cell=gru,seed=1']
     >>> spec.points[1].config.steps, spec.swept
     (50, ['cell', 'seed'])
+    >>> parse_spec('[base]\\nk1 = 4\\n[grid]\\nk2 = [2, 8]\\n', "k.toml")
+    Traceback (most recent call last):
+    ...
+    bptt.sweep.spec.SpecError: k.toml: 1 of 2 runs have invalid settings; nothing was started:
+      run k2=2: k2 must be >= k1 = 4 (an update backpropagates at least its k1 new steps), got 2 ([grid] k2)
     """
     try:
         raw = tomllib.loads(text)
@@ -267,13 +386,19 @@ def parse_spec(text: str, path: str = "<spec>") -> SweepSpec:
         raise SpecError(f"{path}: the grid is empty: give [grid] a setting with a list of values "
                         "(e.g. seed = [0, 1, 2]) or add [[runs]] tables")
 
-    groups = checked or [{}]
     defaults = dataclasses.asdict(TrainConfig())
-    group_keys = list(dict.fromkeys(k for g in groups for k in g if k != LABEL))
-    varying = [k for k in group_keys if len({repr(g.get(k, base.get(k, defaults[k]))) for g in groups}) > 1]
+    tables = checked or [{}]
+    group_keys = list(dict.fromkeys(k for g in tables for k in g if k != LABEL))
+    varying = [k for k in group_keys if len({repr(g.get(k, base.get(k, defaults[k]))) for g in tables}) > 1]
     swept = ([LABEL] if any(labelled) else []) + varying + list(grid)
-    spec = SweepSpec(path, text, base, grid, checked, swept)
-    spec.points = _expand(spec, groups, varying)
+    spec = SweepSpec(path, text, base, grid, checked, swept, varying)
+    total = len(spec.points)
+    if total > MAX_RUNS:
+        raise SpecError(f"{path}: the grid has {total:,} runs, more than the {MAX_RUNS:,} a sweep takes; "
+                        "split it into several specs")
+    _no_twins(spec, defaults)
+    _no_names_only_case_apart(spec)
+    _check_points(spec)
     return spec
 
 
@@ -285,54 +410,98 @@ def _no_repeats(path: str, where: str, values: list) -> None:
         seen.add(repr(value))
 
 
-def _expand(spec: SweepSpec, groups: list, varying: list) -> list:
-    points: list[GridPoint] = []
-    by_settings: dict[str, GridPoint] = {}
-    by_name: dict[str, GridPoint] = {}
-    keys = list(spec.grid)
-    for group in groups:
+def _no_twins(spec: SweepSpec, defaults: dict) -> None:
+    """Refuse two [[runs]] tables with the same settings: each grid point would run twice. (Within a
+    table the grid's values differ, and no grid key is in a table.)"""
+    seen: dict[str, int] = {}
+    for i, table in enumerate(spec.tables):
+        resolved = {**defaults, **spec.base, **{k: v for k, v in table.items() if k != LABEL}}
+        key = repr(sorted(resolved.items()))
+        if key in seen:
+            first, second = (spec.points[g * len(spec.points) // len(spec.tables)].name for g in (seen[key], i))
+            raise SpecError(f"{spec.path}: [[runs]] #{seen[key] + 1} and #{i + 1} have the same settings: runs "
+                            f"{first} and {second} would be the same run")
+        seen[key] = i
+
+
+def _no_names_only_case_apart(spec: SweepSpec) -> None:
+    """Refuse values whose folder names differ only in case: a case-insensitive file system (macOS's
+    and Windows' defaults) would give both runs one folder."""
+    for key in spec.swept:
+        values = [t[LABEL] for t in spec.groups] if key == LABEL else spec.values(key)
+        seen: dict[str, object] = {}
+        for value in values:
+            folded = _name_value(value).casefold()
+            if folded in seen:
+                raise SpecError(f"{spec.path}: {key} takes both {seen[folded]!r} and {value!r}, whose folder names "
+                                "differ only in case; a case-insensitive file system (macOS, Windows) would "
+                                "give both runs one folder: rename one")
+            seen[folded] = value
+
+
+def _where(spec: SweepSpec, group: int, setting: str) -> str:
+    """Where the spec gives a grid point's `setting`."""
+    table = spec.tables[group]
+    if setting in spec.grid:
+        return f"[grid] {setting}"
+    if setting in table:
+        label = f" ({table[LABEL]})" if LABEL in table else ""
+        return f"[[runs]] #{group + 1}{label}"
+    if setting in spec.base:
+        return f"[base] {setting}"
+    return "its default"
+
+
+def _check_points(spec: SweepSpec) -> None:
+    """Validate every grid point's settings (`TrainConfig.validate`); refuse the spec naming each
+    distinct problem, a grid point that has it and how many do."""
+    problems: dict[str, list] = {}  # message -> [count, first point's index]
+    invalid, index = 0, 0
+    for group in range(len(spec.tables)):
+        fixed = spec._settings(group, ())
         for combination in itertools.product(*spec.grid.values()):
-            settings = {**spec.base, **{k: v for k, v in group.items() if k != LABEL}, **dict(zip(keys, combination))}
-            config = TrainConfig(**settings)
-            resolved = dataclasses.asdict(config)
-            swept = {}
-            if LABEL in group:
-                swept[LABEL] = group[LABEL]
-            swept.update({k: resolved[k] for k in varying})
-            swept.update(dict(zip(keys, combination)))
-            if LABEL in group:  # the label stands for its group's settings
-                name = point_name({LABEL: group[LABEL], **dict(zip(keys, combination))}, named_by_label=True)
-            else:
-                name = point_name(swept)
+            settings = dict(fixed)
+            settings.update(zip(spec.grid, combination))
             try:
-                config.validate()
-                error = None
-            except SettingError as exc:
-                error = str(exc)
-            point = GridPoint(name, swept, config, error)
-            key = repr(sorted(resolved.items()))
-            if key in by_settings:
-                raise SpecError(f"{spec.path}: runs {by_settings[key].name} and {name} have the same settings")
-            if name in by_name:
-                raise SpecError(f"{spec.path}: runs with different settings would share the folder name {name}; "
-                                "give the [[runs]] tables labels")
-            by_settings[key] = by_name[name] = point
-            points.append(point)
-    if all(p.error for p in points):
-        raise SpecError(f"{spec.path}: no run has valid settings; the first, {points[0].name}: {points[0].error}")
-    return points
+                TrainConfig(**settings).validate()
+            except ValueError as exc:
+                invalid += 1
+                setting = getattr(exc, "setting", None)
+                where = f" ({_where(spec, group, setting)})" if setting else ""
+                entry = problems.setdefault(f"{exc}{where}", [0, index])
+                entry[0] += 1
+            index += 1
+    if not invalid:
+        return
+    lines = []
+    for message, (count, first) in list(problems.items())[:_SHOWN_PROBLEMS]:
+        more = f" and {count - 1} more run{'s' if count > 2 else ''}" if count > 1 else ""
+        lines.append(f"run {spec.points[first].name}{more}: {message}")
+    if len(problems) > _SHOWN_PROBLEMS:
+        lines.append(f"and {len(problems) - _SHOWN_PROBLEMS} more problems")
+    raise SpecError(f"{spec.path}: {invalid} of {len(spec.points)} runs have invalid settings; nothing was started:\n  "
+                    + "\n  ".join(lines))
 
 
 def _name_value(value: object) -> str:
+    """A value as it appears in a folder name: None as "none", a float by repr, anything else by str,
+    every character but letters, digits and ._+- written as %XX per UTF-8 byte (so "%" too, and a
+    leading ".")."""
     if value is None:
         return NONE
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", str(value))
+    text = repr(value) if isinstance(value, float) else str(value)
+    encoded = "".join(c if c in _NAME_SAFE else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+                      for c in text)
+    return "%2E" + encoded[1:] if encoded.startswith(".") else encoded
 
 
 def point_name(swept: dict, named_by_label: bool = False) -> str:
     """The folder name of a grid point: its swept values, "key=value" joined by commas.
+
+    Two different sets of swept values never give one name: every character of a value other than
+    ASCII letters, digits and ``._+-`` is written as ``%XX`` for each of its UTF-8 bytes, as URLs
+    spell them, so "é" is ``%C3%A9``, "," ``%2C``, "=" ``%3D``, ":" ``%3A``, "/" ``%2F`` and "%"
+    itself ``%25``; and a name never starts with a dot.
 
     Parameters
     ----------
@@ -344,9 +513,8 @@ def point_name(swept: dict, named_by_label: bool = False) -> str:
     Returns
     -------
     str
-        E.g. "cell=lstm,seq_len=100,seed=3"; "run" when nothing is swept. Characters other than
-        letters, digits and ._+- become "_"; a name longer than 180 characters is cut and ends with
-        a hash of the whole.
+        E.g. "cell=lstm,seq_len=100,seed=3"; "run" when nothing is swept. A name longer than 180
+        characters is cut and ends with a hash of the whole.
 
     Examples
     --------
@@ -354,6 +522,10 @@ def point_name(swept: dict, named_by_label: bool = False) -> str:
     'cell=gru,lr=0.001,k1=none'
     >>> point_name({"label": "adding", "seed": 2}, named_by_label=True)
     'adding,seed=2'
+    >>> point_name({"label": "é"}, named_by_label=True), point_name({"label": "ü"}, named_by_label=True)
+    ('%C3%A9', '%C3%BC')
+    >>> point_name({"cell": "mymodule:MGU", "text": "data/a b.txt"})
+    'cell=mymodule%3AMGU,text=data%2Fa%20b.txt'
     """
     parts = []
     for key, value in swept.items():
@@ -362,10 +534,8 @@ def point_name(swept: dict, named_by_label: bool = False) -> str:
         else:
             parts.append(f"{key}={_name_value(value)}")
     name = ",".join(parts) or "run"
-    if name.startswith("."):
-        name = "_" + name[1:]
     if len(name) > _NAME_LIMIT:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
         name = f"{name[:_NAME_LIMIT - 11]}-{digest}"
     return name
 
@@ -384,10 +554,16 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     Raises
     ------
     SpecError
-        If the file cannot be read, or as `parse_spec`.
+        If the file cannot be read (or is not a regular file, or is larger than 1 MiB), or as
+        `parse_spec`.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the spec {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        data = read_bytes(path, MAX_SPEC_BYTES, follow_links=True)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"cannot read the spec {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except UntrustedFileError as exc:
+        raise SpecError(f"cannot read the spec {path}: it {exc.problem}") from exc
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec {path}: {exc.strerror or exc}") from exc
     return parse_spec(text, str(path))
