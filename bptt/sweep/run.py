@@ -507,12 +507,12 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, workers: int | None = 
             raise
         try:
             result.ran = result.count("pending")
+            write_if_changed(out / SPEC_COPY, spec.text.encode("utf-8", "surrogatepass"))
             if not result.ran:
                 progress.planned(result, 0)
                 write_results(spec, result.outcomes, out)
                 rewrite_record(out, _in_order(result))
                 return result
-            write_if_changed(out / SPEC_COPY, spec.text.encode("utf-8", "surrogatepass"))
             if engine is None:
                 engine = LocalPool(_local_workers(workers, result.ran, progress), scratch=str(out / WORKERS))
             progress.planned(result, result.ran)
