@@ -199,10 +199,15 @@ def _write_csv(spec: SweepSpec, outcomes: Mapping[str, RunOutcome], f: TextIO, f
     writer.writerow(columns)
     keys = group_keys(spec)
     totals: OrderedDict[tuple, int] = OrderedDict()
+    pending = ["pending"] + [""] * (len(columns) - len(spec.swept) - 2)  # status, then nothing to show
     for point in spec.points:
         outcome = outcomes.get(point.name)
-        row = _row(spec, point, outcome, columns)
-        writer.writerow([spreadsheet_safe(row[key]) for key in columns])
+        if outcome is None:
+            writer.writerow([spreadsheet_safe(point.swept.get(k)) for k in spec.swept] + [f"runs/{point.name}"]
+                            + pending)
+        else:
+            row = _row(spec, point, outcome, columns)
+            writer.writerow([spreadsheet_safe(row[key]) for key in columns])
         group = tuple(point.swept.get(k) for k in keys)
         totals[group] = totals.get(group, 0) + 1
         if outcome is not None:

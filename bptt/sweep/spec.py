@@ -95,14 +95,20 @@ class GridPoint:
         Its folder name under DIR/runs, made of its swept values.
     swept : dict
         The swept keys (in the column order of results.csv) and this run's values of them.
-    config : TrainConfig
-        Its settings (`out` unset: the sweep places the run); valid, as `parse_spec` checked.
+    settings : dict
+        The settings the spec gives it ([base], its [[runs]] table and its grid values); the
+        others are TrainConfig's defaults.
     """
 
     index: int
     name: str
     swept: dict
-    config: TrainConfig
+    settings: dict = field(repr=False)
+
+    @property
+    def config(self) -> TrainConfig:
+        """Its TrainConfig (`out` unset: the sweep places the run); valid, as `parse_spec` checked."""
+        return TrainConfig(**self.settings)
 
 
 class GridPoints(Sequence):
@@ -122,10 +128,24 @@ class GridPoints(Sequence):
 
     def __init__(self, spec: "SweepSpec") -> None:
         self._spec = spec
-        self._per_group = math.prod(len(values) for values in spec.grid.values())
+        self._values = list(spec.grid.values())
+        self._per_group = math.prod(len(values) for values in self._values)
+        # each value's part of a folder name, spelled once: a grid holds few values, met many times
+        self._parts = [[f"{key}={_name_value(v)}" for v in values] for key, values in spec.grid.items()]
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        self._fixed, self._heads, self._named = [], [], []
+        for table in spec.tables:
+            self._fixed.append(spec._settings(table, ()))
+            head = {LABEL: table[LABEL]} if LABEL in table else {}
+            head.update({k: table.get(k, spec.base.get(k, defaults[k])) for k in spec.varying})
+            self._heads.append(head)
+            if LABEL in table:  # the label stands for its group's settings
+                self._named.append([_name_value(table[LABEL])])
+            else:
+                self._named.append([f"{k}={_name_value(v)}" for k, v in head.items()])
 
     def __len__(self) -> int:
-        return self._per_group * len(self._spec.tables)
+        return self._per_group * len(self._fixed)
 
     @overload
     def __getitem__(self, index: int) -> GridPoint: ...
@@ -141,18 +161,27 @@ class GridPoints(Sequence):
             raise IndexError(f"grid point {index} of {size}")
         index %= size
         group, rest = divmod(index, self._per_group)
-        combination = []
-        for values in reversed(list(self._spec.grid.values())):  # the last key varies fastest
+        picks = []
+        for values in reversed(self._values):  # the last key varies fastest
             rest, i = divmod(rest, len(values))
-            combination.append(values[i])
-        return self._spec._point(index, group, tuple(reversed(combination)))
+            picks.append(i)
+        return self._point(index, group, tuple(reversed(picks)))
 
     def __iter__(self) -> Iterator[GridPoint]:
         index = 0
-        for group in range(len(self._spec.tables)):
-            for combination in itertools.product(*self._spec.grid.values()):
-                yield self._spec._point(index, group, combination)
+        for group in range(len(self._fixed)):
+            for picks in itertools.product(*(range(len(values)) for values in self._values)):
+                yield self._point(index, group, picks)
                 index += 1
+
+    def _point(self, index: int, group: int, picks: tuple) -> GridPoint:
+        combination = [values[i] for values, i in zip(self._values, picks)]
+        settings = dict(self._fixed[group])
+        settings.update(zip(self._spec.grid, combination))
+        swept = dict(self._heads[group])
+        swept.update(zip(self._spec.grid, combination))
+        name = ",".join(self._named[group] + [parts[i] for parts, i in zip(self._parts, picks)]) or "run"
+        return GridPoint(index, _bounded(name), swept, settings)
 
 
 @dataclass
@@ -196,21 +225,8 @@ class SweepSpec:
         """The [[runs]] tables, or one empty table when there are none: what the grid is crossed with."""
         return self.groups or [{}]
 
-    def _settings(self, group: int, combination: tuple) -> dict:
-        table = self.tables[group]
+    def _settings(self, table: dict, combination: tuple) -> dict:
         return {**self.base, **{k: v for k, v in table.items() if k != LABEL}, **dict(zip(self.grid, combination))}
-
-    def _point(self, index: int, group: int, combination: tuple) -> GridPoint:
-        table = self.tables[group]
-        config = TrainConfig(**self._settings(group, combination))
-        swept = {LABEL: table[LABEL]} if LABEL in table else {}
-        swept.update({k: getattr(config, k) for k in self.varying})
-        swept.update(zip(self.grid, combination))
-        if LABEL in table:  # the label stands for its group's settings
-            name = point_name({LABEL: table[LABEL], **dict(zip(self.grid, combination))}, named_by_label=True)
-        else:
-            name = point_name(swept)
-        return GridPoint(index, name, swept, config)
 
     def values(self, key: str) -> list:
         """Every value the runs give the setting `key`, each once, in the spec's order.
@@ -457,8 +473,8 @@ def _check_points(spec: SweepSpec) -> None:
     distinct problem, a grid point that has it and how many do."""
     problems: dict[str, list] = {}  # message -> [count, first point's index]
     invalid, index = 0, 0
-    for group in range(len(spec.tables)):
-        fixed = spec._settings(group, ())
+    for group, table in enumerate(spec.tables):
+        fixed = spec._settings(table, ())
         for combination in itertools.product(*spec.grid.values()):
             settings = dict(fixed)
             settings.update(zip(spec.grid, combination))
@@ -533,11 +549,15 @@ def point_name(swept: dict, named_by_label: bool = False) -> str:
             parts.append(_name_value(value))
         else:
             parts.append(f"{key}={_name_value(value)}")
-    name = ",".join(parts) or "run"
-    if len(name) > _NAME_LIMIT:
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-        name = f"{name[:_NAME_LIMIT - 11]}-{digest}"
-    return name
+    return _bounded(",".join(parts) or "run")
+
+
+def _bounded(name: str) -> str:
+    """A name cut to `_NAME_LIMIT` characters, ending with a hash of the whole when cut."""
+    if len(name) <= _NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{name[:_NAME_LIMIT - 11]}-{digest}"
 
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:
