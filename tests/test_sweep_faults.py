@@ -10,36 +10,15 @@ under DIR with EROFS for a read-only file system. The workers are real spawned p
 import csv
 import errno
 import os
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bptt.cli import cli
+from test_sweep_spec import TINY, sweep
 
-TINY = """
-[base]
-task = "adding"
-steps = 20
-hidden = 4
-seq_len = 6
-batch_size = 4
-eval_size = 8
-eval_every = 10
-checkpoint_every = 10
-record_every = 0
-"""
 GRID = TINY + "[grid]\nseed = [0, 1]\n"
-
-
-def sweep(tmp_path, spec_text, *args, out=None):
-    """`bptt sweep` on a spec written to tmp_path, in this process; the click Result."""
-    spec = tmp_path / "spec.toml"
-    spec.write_text(textwrap.dedent(spec_text))
-    out = tmp_path / "out" if out is None else out
-    return CliRunner().invoke(cli, ["sweep", str(spec), "--out", str(out), "--quiet", *map(str, args)])
 
 
 def results(out):
@@ -390,7 +369,3 @@ def test_sigint_while_a_large_spec_is_checked_is_not_a_traceback(tmp_path, monke
     result = sweep(tmp_path, GRID)
     assert result.exit_code == 130 and "interrupted before any run started" in result.output
     assert not (tmp_path / "out").exists()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("run with pytest")

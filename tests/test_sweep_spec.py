@@ -34,11 +34,13 @@ record_every = 0
 """
 
 
-def sweep(tmp_path, spec_text, *args):
-    """`bptt sweep` on a spec written to tmp_path, in-process; the click Result."""
+def sweep(tmp_path, spec_text, *args, out=None):
+    """`bptt sweep` on a spec written to tmp_path, in-process, into `out` (default tmp_path/out); the
+    click Result."""
     spec = tmp_path / "spec.toml"
     spec.write_text(textwrap.dedent(spec_text))
-    return CliRunner().invoke(cli, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--quiet", *args])
+    out = tmp_path / "out" if out is None else out
+    return CliRunner().invoke(cli, ["sweep", str(spec), "--out", str(out), "--quiet", *map(str, args)])
 
 
 def refused(tmp_path, spec_text, *args):

@@ -452,13 +452,20 @@ def write_if_changed(path: Path, data: bytes) -> bool:
                 return False
     except (OSError, UntrustedFileError):
         pass
-    _make_folder(path.parent)
+    make_folder(path.parent)
     atomic_write(path, lambda f: f.write(data))
     return True
 
 
-def _make_folder(folder: Path) -> None:
-    """Create `folder` and its parents; RunWriteError naming it if it cannot be (a file in the way)."""
+def make_folder(folder: Path) -> None:
+    """Create `folder` and its parents, as the one writer of a sweep folder does.
+
+    Raises
+    ------
+    RunWriteError
+        Naming the folder that cannot be made: "it is a file, not a folder", or the system's reason
+        (no permission, a read-only file system).
+    """
     from ..training.run_folder import RunWriteError
 
     try:

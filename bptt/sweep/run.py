@@ -58,7 +58,7 @@ from ..training.run_folder import (
 from ..training.untrusted import UntrustedFileError, open_regular, read_json
 from .engines import DaskEngine, LocalPool, SchedulerLost, TLSFiles, WorkerLost, local_cores
 from .record import MAX_ERROR, RECORD, Record, RunOutcome, read_record, rewrite_record
-from .results import FIGURES, RESULTS, SUMMARY_MD, result_numbers, write_if_changed, write_results
+from .results import FIGURES, RESULTS, SUMMARY_MD, make_folder, result_numbers, write_if_changed, write_results
 from .spec import GridPoint, SweepSpec
 from .worker import INPUT_FILES, MAX_INPUT_BYTES, Chunk, InputFile, chunk_config
 
@@ -397,12 +397,7 @@ def _make_folder(out: Path) -> Path | None:
         if os.path.lexists(folder):
             break
         missing.append(folder)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise RunWriteError(exc.errno, "it is a file, not a folder", str(out)) from exc
-    except OSError as exc:
-        raise RunWriteError(exc.errno, exc.strerror or str(exc), str(exc.filename or out)) from exc
+    make_folder(out)
     return missing[-1] if missing else None
 
 
