@@ -22,10 +22,16 @@ def _exit_on_interrupt(signum: int, frame: object) -> None:
     _os._exit(130)
 
 
-# Run as a command (`bptt ...` or `python -m bptt ...`), Ctrl-C during the imports below would print a
-# traceback from inside numpy; the command line sets the usual handler back once it is loaded.
-_ARGV = getattr(_sys, "orig_argv", _sys.argv)
-if ["-m", "bptt"] in [_ARGV[i:i + 2] for i in range(len(_ARGV) - 1)] or _os.path.basename(_sys.argv[0]) in ("bptt", "bptt.exe"):
+def _started_as_command() -> bool:
+    """Whether this is `bptt ...` (the console script) or `python -m bptt ...`, not an `import bptt`."""
+    argv = getattr(_sys, "orig_argv", _sys.argv)
+    return (["-m", "bptt"] in [argv[i:i + 2] for i in range(len(argv) - 1)]
+            or _os.path.basename(_sys.argv[0]) in ("bptt", "bptt.exe"))
+
+
+# Run as a command, Ctrl-C during the imports below would print a traceback from inside numpy; the
+# command line sets the usual handler back once it is loaded.
+if _started_as_command():
     _signal.signal(_signal.SIGINT, _exit_on_interrupt)
 
 from importlib.metadata import PackageNotFoundError, version  # noqa: E402
