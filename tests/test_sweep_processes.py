@@ -380,7 +380,7 @@ def test_the_chars_text_travels_to_workers_that_cannot_read_it(cluster, tmp_path
 def test_a_sweep_ends_when_its_scheduler_dies_and_continues_on_this_machine(spec, reference, start_cluster, tmp_path):
     address, processes = start_cluster()
     out = tmp_path / "sweep"
-    process = start_sweep(spec, out, "--scheduler", address, "--connect-timeout", 3)
+    process = start_sweep(spec, out, "--scheduler", address, "--connect-timeout", 5)
     try:
         wait_for_checkpoint(out, process)
         os.kill(processes["scheduler"].pid, signal.SIGKILL)
@@ -391,7 +391,7 @@ def test_a_sweep_ends_when_its_scheduler_dies_and_continues_on_this_machine(spec
     if code == 0:  # every run finished before the scheduler went: nothing to show (a fast machine)
         pytest.skip("the sweep ended before its scheduler was killed")
     assert code == 1, stderr
-    assert f"Error: the Dask scheduler at {address} has not answered for 3 s (--connect-timeout)" in stderr
+    assert f"Error: the Dask scheduler at {address} has not answered for 5 s (--connect-timeout)" in stderr
     assert "the sweep stopped (done " in stderr and "every run is saved where it can continue" in stderr
     assert "with a working --scheduler, or on this machine without it" in stderr
     assert "Traceback" not in stderr and "distributed.client - ERROR" not in stderr
@@ -403,9 +403,9 @@ def test_a_sweep_ends_when_its_scheduler_dies_and_continues_on_this_machine(spec
 
 def test_a_cluster_without_workers_ends_the_sweep_after_the_connect_timeout(spec, start_cluster, tmp_path):
     address, _ = start_cluster(workers={})
-    code, stdout, stderr = finish(start_sweep(spec, tmp_path / "sweep", "--scheduler", address, "--connect-timeout", 2))
+    code, stdout, stderr = finish(start_sweep(spec, tmp_path / "sweep", "--scheduler", address, "--connect-timeout", 5))
     assert code == 1, stderr
-    assert f"Error: the Dask cluster at {address} has had no worker for 2 s (--connect-timeout)" in stderr
+    assert f"Error: the Dask cluster at {address} has had no worker for 5 s (--connect-timeout)" in stderr
     assert "the sweep stopped (done 0, failed 0, to go 6 of 6)" in stderr
     assert not (tmp_path / "sweep" / "runs").exists() or not list((tmp_path / "sweep" / "runs").iterdir())
 

@@ -352,7 +352,8 @@ class DaskEngine:
         self._capacity, self._polled = 0, -float("inf")
         self._answered = self._had_workers = time.monotonic()
         self._scattered: dict[str, Any] = {}  # sha256 -> the future of an input file's bytes on the cluster
-        self._log_levels: dict[str, int] = {}  # Dask's loggers silenced once the scheduler is lost
+        self._log_levels: dict[str, int] = {}
+        self._quiet()
 
     def poll(self) -> int:
         """The cluster's worker threads now, asked of the scheduler at most once a second.
@@ -375,7 +376,6 @@ class DaskEngine:
         except Exception as exc:  # OSError, TimeoutError, CommClosedError: the scheduler went away
             self._capacity = 0
             if now - self._answered >= self.timeout or self.client.status in ("closing", "closed"):
-                self._quiet()
                 raise SchedulerLost(f"the Dask scheduler at {self.address} has not answered for {self.timeout:g} s "
                                     f"(--connect-timeout): {exc}") from exc
             return 0
@@ -424,11 +424,13 @@ class DaskEngine:
             future.release()
 
     def _quiet(self) -> None:
-        """Silence Dask's log from now on: a client that lost its scheduler logs each failed
-        reconnection as a traceback; the sweep says what happened instead."""
+        """Silence Dask's log (and its event loop's) while connected: a connection that drops is
+        logged as tracebacks, each failed reconnection too; the sweep says what happened instead (a
+        lost worker, a lost scheduler, a failed run with its error)."""
         import logging
 
-        names = [n for n in list(logging.root.manager.loggerDict) if n == "distributed" or n.startswith("distributed.")]
+        names = [n for n in ["distributed", "tornado", *logging.root.manager.loggerDict]
+                 if n.split(".")[0] in ("distributed", "tornado")]
         for name in names:
             logger = logging.getLogger(name)
             self._log_levels.setdefault(name, logger.level)
