@@ -13,7 +13,29 @@ folder). The names below are the public API; `bptt.optim` (the optimizers and sc
 module `bptt.training.optim`, as `bptt.diagnostics` is `bptt.core.diagnostics`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import os as _os
+import signal as _signal
+import sys as _sys
+
+
+def _exit_on_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C while `bptt` (the command) is still importing: leave quietly, with the shell's status."""
+    _os._exit(130)
+
+
+def _started_as_command() -> bool:
+    """Whether this is `bptt ...` (the console script) or `python -m bptt ...`, not an `import bptt`."""
+    argv = getattr(_sys, "orig_argv", _sys.argv)
+    return (["-m", "bptt"] in [argv[i:i + 2] for i in range(len(argv) - 1)]
+            or _os.path.basename(_sys.argv[0]) in ("bptt", "bptt.exe"))
+
+
+# Run as a command, Ctrl-C during the imports below would print a traceback from inside numpy; the
+# command line sets the usual handler back once it is loaded.
+if _started_as_command():
+    _signal.signal(_signal.SIGINT, _exit_on_interrupt)
+
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 from .cells import CELL_NAMES, GRU, LSTM, RNN, Cell, GRUCache, LSTMCache, RNNCache, Stack, StackTape, make_cell
 from .core import diagnostics

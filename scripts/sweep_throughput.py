@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from bptt.training.config import TrainConfig
-from bptt.training.sweep_engine import BLAS_THREADS
-from bptt.training.sweep_spec import load_spec
+from bptt.sweep.engines import BLAS_THREADS
+from bptt.sweep.spec import load_spec
 
 DEFAULTS = dataclasses.asdict(TrainConfig())
 

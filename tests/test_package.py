@@ -21,7 +21,7 @@ def all_modules():
 
 def test_the_package_is_its_groups_and_the_cli_no_deeper():
     subpackages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
-    assert subpackages == ["cells", "cli", "core", "modes", "runs", "training"]
+    assert subpackages == ["cells", "cli", "core", "modes", "runs", "sweep", "training"]
     for sub in subpackages:
         assert not [p for p in (PACKAGE / sub).iterdir() if (p / "__init__.py").exists()], sub
     assert sorted(p.name for p in PACKAGE.glob("*.py")) == ["__init__.py", "__main__.py", "plots.py"]

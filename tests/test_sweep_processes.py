@@ -1,6 +1,11 @@
 """`bptt sweep` under real processes: the local pool interrupted with SIGINT and started again, a local
-worker killed, a Dask scheduler and two workers on 127.0.0.1 with and without one of them killed
-mid-sweep, and a grid point against the plain `bptt train` of the same settings.
+worker killed, Ctrl-C while the command starts, a Dask scheduler and two workers on 127.0.0.1 with
+and without one of them killed mid-sweep, the scheduler killed mid-sweep, a cluster without workers,
+a cluster on TLS, a cell defined in a module the package does not know (on local and Dask workers),
+and a grid point against the plain `bptt train` of the same settings.
+
+Every test asserts outcomes (exit codes, messages, files, bitwise results), never how long anything
+took: they pass with every core of the machine busy.
 
 "Bitwise the same checkpoint" means every array of checkpoint.npz but `elapsed`, the wall seconds
 trained, which no two runs share; logs are compared without their `elapsed` field, results.csv
@@ -12,6 +17,7 @@ import csv
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,9 +215,12 @@ def children(pid):
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the pool's processes through /proc")
-def test_a_killed_local_worker_loses_no_run(spec, reference, tmp_path):
-    out = tmp_path / "sweep"
-    process = start_sweep(spec, out, "--workers", 2)
+def test_a_killed_local_worker_loses_no_run_and_leaves_no_temporaries(spec, reference, tmp_path):
+    out, system_tmp = tmp_path / "sweep", tmp_path / "tmp"
+    system_tmp.mkdir()
+    process = subprocess.Popen(command("sweep", spec, "--out", out, "--sync-seconds", 0, "--workers", 2),
+                               env=dict(ENV, TMPDIR=str(system_tmp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     try:
         wait_for_checkpoint(out, process)
         workers = [c for c in children(process.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
@@ -224,47 +233,101 @@ def test_a_killed_local_worker_loses_no_run(spec, reference, tmp_path):
         stop(process)
         raise
     code, stdout, stderr = finish(process)
-    assert code == 0, stderr
-    assert "lost    " in stderr and "runs again from its last checkpoint" in stderr
+    assert code == 0, stderr  # whether the killed worker held a run or was between two, no run is lost
+    assert "6 runs: 6 done, 0 failed" in stdout
     assert_same_sweep(out, reference)
+    assert not (out / ".workers").exists() and list(system_tmp.iterdir()) == []
+
+
+# ---------------------------------------------------------------- Ctrl-C as the command starts
+STARTING = """
+import os, sys
+
+class Marker:  # says when bptt's own imports begin, after its first lines ran
+    def find_spec(self, name, path=None, target=None):
+        if name == "bptt.cells":
+            os.write(1, b"importing\\n")
+        return None
+
+sys.meta_path.insert(0, Marker())
+sys.argv[0] = "bptt"  # as the console script runs it
+from bptt.cli import cli
+cli(prog_name="bptt")
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.3])
+def test_ctrl_c_as_the_command_starts_is_not_a_traceback(spec, tmp_path, delay):
+    # the console script's way in: SIGINT at some point of the imports (numpy's first), of reading the spec,
+    # or of the runs
+    process = subprocess.Popen([sys.executable, "-c", STARTING, "sweep", str(spec), "--out", str(tmp_path / "out")],
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stdout.readline() == b"importing\n"
+    time.sleep(delay)  # any moment gives the same outcome
+    os.kill(process.pid, signal.SIGINT)
+    code, _, stderr = finish(process)
+    stderr = stderr.decode()
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert code == 130 or (code == 1 and "Aborted!" in stderr), (code, stderr)  # click's own Ctrl-C, between two
 
 
 # ---------------------------------------------------------------- a Dask cluster on 127.0.0.1
 @pytest.fixture
-def cluster(distributed, tmp_path):
-    """A Dask scheduler and two workers (worker-a, worker-b), each its own process on 127.0.0.1 with no
-    dashboard, each in a folder of its own; stopped by their ids at the end."""
-    scheduler_file = tmp_path / "scheduler.json"
-    processes, logs = {}, []
+def start_cluster(distributed, tmp_path):
+    """start_cluster(workers={"worker-a": {}, ...}, tls=None) -> (address, processes): a Dask scheduler
+    and workers (each name with the environment variables it adds), each its own process on 127.0.0.1
+    with no dashboard, in a folder of its own; with `tls` (a folder of certificates from
+    `certificates`), on TLS. Every process is stopped by its id at the end."""
+    processes, logs, counter = {}, [], [0]
 
-    def launch(name, *args):
+    def launch(name, *args, env=None):
         folder = tmp_path / name
         folder.mkdir()
         logs.append(open(folder / "log", "w"))
-        processes[name] = subprocess.Popen([sys.executable, "-m", "dask", *args], cwd=folder, env=SINGLE,
-                                           stdout=subprocess.DEVNULL, stderr=logs[-1])
+        processes[name] = subprocess.Popen([sys.executable, "-m", "dask", *args], cwd=folder,
+                                           env=dict(SINGLE, **(env or {})), stdout=subprocess.DEVNULL,
+                                           stderr=logs[-1])
 
-    try:
+    def start(workers=None, tls=None):
+        workers = {"worker-a": {}, "worker-b": {}} if workers is None else workers
+        counter[0] += 1
+        scheduler_file = tmp_path / f"scheduler-{counter[0]}.json"
+        tls_args = lambda role: [] if tls is None else [  # noqa: E731
+            "--tls-ca-file", tls / "ca.pem", "--tls-cert", tls / f"{role}.pem", "--tls-key", tls / f"{role}.key"]
         launch("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-               "--scheduler-file", scheduler_file)
+               "--scheduler-file", scheduler_file, *(["--protocol", "tls"] if tls else []), *tls_args("scheduler"))
         deadline = time.monotonic() + 60
         while not scheduler_file.exists() or not scheduler_file.read_text().strip():
             assert time.monotonic() < deadline and processes["scheduler"].poll() is None, "no scheduler"
             time.sleep(0.1)
         address = json.loads(scheduler_file.read_text())["address"]
-        assert address.startswith("tcp://127.0.0.1:")
-        for name in ("worker-a", "worker-b"):
+        assert address.startswith(("tls" if tls else "tcp") + "://127.0.0.1:")
+        for name, env in workers.items():
             launch(name, "worker", "--scheduler-file", scheduler_file, "--host", "127.0.0.1", "--nthreads", "1",
-                   "--no-nanny", "--no-dashboard", "--name", name)
-        with distributed.Client(address, timeout=30, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address, processes
+                   "--no-nanny", "--no-dashboard", "--name", name, *tls_args("worker"), env=env)
+        security = None if tls is None else distributed.Security(
+            tls_ca_file=str(tls / "ca.pem"), tls_client_cert=str(tls / "client.pem"),
+            tls_client_key=str(tls / "client.key"), require_encryption=True)
+        if workers:
+            with distributed.Client(address, timeout=30, set_as_default=False, security=security) as client:
+                client.wait_for_workers(len(workers), timeout=60)
+        return address, processes
+
+    try:
+        yield start
     finally:
-        for name in ("worker-a", "worker-b", "scheduler"):
+        for name in [n for n in processes if n != "scheduler"] + ["scheduler"]:
             if name in processes:
                 stop(processes[name])
         for log in logs:
             log.close()
+
+
+@pytest.fixture
+def cluster(start_cluster):
+    """A scheduler and two workers, worker-a and worker-b."""
+    return start_cluster()
 
 
 def test_a_sweep_on_a_dask_cluster_uses_both_workers_and_matches_the_local_one(spec, reference, cluster, tmp_path):
@@ -312,3 +375,174 @@ def test_the_chars_text_travels_to_workers_that_cannot_read_it(cluster, tmp_path
     evaluated = subprocess.run(command("evaluate", "out/runs/cell=gru"), cwd=here, env=SINGLE, capture_output=True,
                                text=True, timeout=60)
     assert evaluated.returncode == 0, evaluated.stderr
+
+
+# ---------------------------------------------------------------- the scheduler lost, no workers, TLS
+def test_a_sweep_ends_when_its_scheduler_dies_and_continues_on_this_machine(spec, reference, start_cluster, tmp_path):
+    address, processes = start_cluster()
+    out = tmp_path / "sweep"
+    process = start_sweep(spec, out, "--scheduler", address, "--connect-timeout", 5)
+    try:
+        wait_for_checkpoint(out, process)
+        os.kill(processes["scheduler"].pid, signal.SIGKILL)
+    except BaseException:
+        stop(process)
+        raise
+    code, stdout, stderr = finish(process)
+    if code == 0:  # every run finished before the scheduler went: nothing to show (a fast machine)
+        pytest.skip("the sweep ended before its scheduler was killed")
+    assert code == 1, stderr
+    assert f"Error: the Dask scheduler at {address} has not answered for 5 s (--connect-timeout)" in stderr
+    assert "the sweep stopped (done " in stderr and "every run is saved where it can continue" in stderr
+    assert "with a working --scheduler, or on this machine without it" in stderr
+    assert "Traceback" not in stderr and "distributed.client - ERROR" not in stderr
+    assert not [p for p in out.rglob("*.tmp")]
+    code, stdout, stderr = finish(start_sweep(spec, out, "--workers", 2))
+    assert code == 0, stderr
+    assert_same_sweep(out, reference)
+
+
+def test_a_cluster_without_workers_ends_the_sweep_after_the_connect_timeout(spec, start_cluster, tmp_path):
+    address, _ = start_cluster(workers={})
+    code, stdout, stderr = finish(start_sweep(spec, tmp_path / "sweep", "--scheduler", address, "--connect-timeout", 5))
+    assert code == 1, stderr
+    assert f"Error: the Dask cluster at {address} has had no worker for 5 s (--connect-timeout)" in stderr
+    assert "the sweep stopped (done 0, failed 0, to go 6 of 6)" in stderr
+    assert not (tmp_path / "sweep" / "runs").exists() or not list((tmp_path / "sweep" / "runs").iterdir())
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def certificates(tmp_path):
+    """A CA and a certificate signed by it for each of the scheduler, the workers and the client."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make certificates")
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", 1, "-subj", "/CN=bptt-test-ca",
+            cwd=folder)
+    for role in ("scheduler", "worker", "client"):
+        openssl("req", *key, "-keyout", f"{role}.key", "-out", f"{role}.csr", "-subj", f"/CN={role}", cwd=folder)
+        openssl("x509", "-req", "-in", f"{role}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{role}.pem", "-days", 1, cwd=folder)
+    return folder
+
+
+def test_a_sweep_on_a_tls_cluster(spec, reference, start_cluster, certificates, tmp_path):
+    address, _ = start_cluster(tls=certificates)
+    out = tmp_path / "sweep"
+    refused = finish(start_sweep(spec, out, "--scheduler", address))  # no client certificate: one clear message
+    assert refused[0] == 2 and "needs TLS settings" in refused[2] and not out.exists(), refused[2]
+    code, stdout, stderr = finish(start_sweep(spec, out, "--scheduler", address, "--tls-ca-file",
+                                              certificates / "ca.pem", "--tls-cert", certificates / "client.pem",
+                                              "--tls-key", certificates / "client.key"))
+    assert code == 0, stderr
+    assert "warning" not in stderr
+    assert_same_sweep(out, reference)
+
+
+# ---------------------------------------------------------------- a cell the package does not know
+CELL_MODULE = '''
+"""A tanh cell written as a step pair only, in a module of its own."""
+from typing import NamedTuple
+
+import numpy as np
+
+import bptt
+
+
+class TanhCache(NamedTuple):
+    x: np.ndarray
+    h_prev: np.ndarray
+    h: np.ndarray
+
+
+class StepTanh(bptt.Cell):
+    Cache = TanhCache
+    gate_names = ("h",)
+
+    def step_forward(self, x, state):
+        x, (h_prev,) = self.check_step(x, state)
+        p = self.params
+        h = np.tanh(x @ p["weight_ih"].T + p["bias_ih"] + h_prev @ p["weight_hh"].T + p["bias_hh"])
+        return h, TanhCache(x, h_prev, h)
+
+    def step_backward(self, dstate, cache):
+        (dh,) = self.check_step_gradient(dstate, cache)
+        da = dh * (1 - cache.h * cache.h)  # backprop through tanh
+        grads = {"weight_ih": da.T @ cache.x, "weight_hh": da.T @ cache.h_prev, "bias_ih": da.sum(0),
+                 "bias_hh": da.sum(0)}
+        return da @ self.params["weight_ih"], da @ self.params["weight_hh"], grads
+'''
+CELL_SPEC = SPEC.replace('cell = ["rnn", "gru"]\nseed = [0, 1, 2]', 'cell = ["gru", "sweep_test_cells:StepTanh"]\n'
+                                                                  'seed = [0, 1]')
+
+
+@pytest.fixture
+def cell_module(tmp_path, monkeypatch):
+    """A folder holding sweep_test_cells.py, on this process's path too (to train the same run here)."""
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    (folder / "sweep_test_cells.py").write_text(CELL_MODULE)
+    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
+def custom_spec(tmp_path):
+    path = tmp_path / "cells.toml"
+    path.write_text(CELL_SPEC)
+    return path
+
+
+def assert_as_train_makes_it(run, tmp_path, seed):
+    import bptt
+    from bptt.sweep.spec import parse_spec
+
+    base = parse_spec(CELL_SPEC).base
+    bptt.train(bptt.TrainConfig(**base, cell="sweep_test_cells:StepTanh", seed=seed, out=str(tmp_path / f"plain{seed}")))
+    assert_same_run(run, tmp_path / f"plain{seed}")
+
+
+def test_a_cell_by_import_path_in_a_local_sweep(cell_module, tmp_path):
+    out = tmp_path / "sweep"
+    process = subprocess.Popen(command("sweep", custom_spec(tmp_path), "--out", out, "--workers", 2, "--sync-seconds", 0),
+                               env=dict(ENV, PYTHONPATH=str(cell_module)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    code, stdout, stderr = finish(process)
+    assert code == 0, stderr
+    assert "4 runs: 4 done, 0 failed" in stdout
+    run = out / "runs" / "cell=sweep_test_cells%3AStepTanh,seed=1"
+    assert json.loads((run / "config.json").read_text())["cell"] == "sweep_test_cells:StepTanh"
+    assert_as_train_makes_it(run, tmp_path, seed=1)
+
+
+def test_a_cell_by_import_path_on_dask_workers_that_can_import_it(cell_module, start_cluster, tmp_path):
+    address, _ = start_cluster(workers={"worker-a": {"PYTHONPATH": str(cell_module)}})
+    out = tmp_path / "sweep"
+    process = subprocess.Popen(command("sweep", custom_spec(tmp_path), "--out", out, "--scheduler", address,
+                                       "--sync-seconds", 0),
+                               env=dict(ENV, PYTHONPATH=str(cell_module)), cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    code, stdout, stderr = finish(process)
+    assert code == 0, stderr
+    assert_as_train_makes_it(out / "runs" / "cell=sweep_test_cells%3AStepTanh,seed=0", tmp_path, seed=0)
+
+
+def test_a_dask_worker_that_cannot_import_the_cell_says_what_it_needs(cell_module, start_cluster, tmp_path):
+    address, _ = start_cluster(workers={"worker-b": {}})
+    out = tmp_path / "sweep"
+    process = subprocess.Popen(command("sweep", custom_spec(tmp_path), "--out", out, "--scheduler", address),
+                               env=dict(ENV, PYTHONPATH=str(cell_module)), cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    code, stdout, stderr = finish(process)
+    assert code == 1, stderr
+    assert "4 runs: 2 done, 2 failed" in stdout
+    failed = [row for row in results(out) if row["status"] == "failed"]
+    assert [row["cell"] for row in failed] == ["sweep_test_cells:StepTanh"] * 2
+    for row in failed:
+        assert row["error"].startswith("SettingError: cell must be"), row["error"]
+        assert "(on worker worker-b: a cell named MODULE:CLASS must be importable there too)" in row["error"]

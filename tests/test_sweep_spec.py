@@ -1,6 +1,7 @@
 """`bptt sweep`'s spec and its bad input: each refused with a message naming what was wrong and exit
-code 2, before any run starts; a grid point whose settings are invalid only in combination fails
-alone."""
+code 2, before any run starts and before the sweep's folder is made; a grid point whose settings are
+invalid, alone or only in combination, is refused the same way. Folder names that cannot collide, and
+a grid of any size made one point at a time."""
 
 import io
 import os
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 
 from bptt.cli import cli
 from bptt.training.config import TrainConfig
-from bptt.training.sweep_spec import load_spec, parse_spec, point_name
+from bptt.sweep.spec import MAX_RUNS, SpecError, load_spec, parse_spec, point_name
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """
@@ -33,18 +34,20 @@ record_every = 0
 """
 
 
-def sweep(tmp_path, spec_text, *args):
-    """`bptt sweep` on a spec written to tmp_path, in-process; the click Result."""
+def sweep(tmp_path, spec_text, *args, out=None):
+    """`bptt sweep` on a spec written to tmp_path, in-process, into `out` (default tmp_path/out); the
+    click Result."""
     spec = tmp_path / "spec.toml"
     spec.write_text(textwrap.dedent(spec_text))
-    return CliRunner().invoke(cli, ["sweep", str(spec), "--out", str(tmp_path / "out"), "--quiet", *args])
+    out = tmp_path / "out" if out is None else out
+    return CliRunner().invoke(cli, ["sweep", str(spec), "--out", str(out), "--quiet", *map(str, args)])
 
 
 def refused(tmp_path, spec_text, *args):
     result = sweep(tmp_path, spec_text, *args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert not (tmp_path / "out" / "runs").exists()  # nothing ran
+    assert not (tmp_path / "out").exists()  # nothing ran, no folder was made
     return result.output
 
 
@@ -71,7 +74,8 @@ def test_runs_tables_cross_the_grid_with_their_own_settings_and_labels():
     chars = spec.points[-1]
     assert chars.name == "chars,cell=gru,seed=2"
     assert (chars.config.task, chars.config.lr, chars.config.text) == ("chars", 0.005, "scripts/data/unroll_source.txt")
-    assert all(p.error is None for p in spec.points)
+    assert [p.index for p in spec.points] == list(range(len(spec.points)))
+    assert [spec.points[i] for i in range(len(spec.points))] == list(spec.points)  # indexing agrees with iterating
 
 
 def test_values_take_their_settings_types():
@@ -82,15 +86,83 @@ def test_values_take_their_settings_types():
 
 
 def test_names_keep_to_safe_characters_and_a_bounded_length():
-    assert point_name({"text": "a/b c.txt", "lr": 1e-05}) == "text=a_b_c.txt,lr=1e-05"
+    assert point_name({"text": "a/b c.txt", "lr": 1e-05}) == "text=a%2Fb%20c.txt,lr=1e-05"
     long = point_name({"text": "x" * 400})
     assert len(long) <= 180 and long != point_name({"text": "x" * 399})
+    assert not point_name({"label": ".hidden"}, named_by_label=True).startswith(".")
 
 
-def test_a_point_invalid_only_in_combination_keeps_its_error():
-    spec = parse_spec('[base]\nk1 = 4\n[grid]\nk2 = [2, 8]\n')
-    assert spec.points[0].error == "k2 must be >= k1 = 4 (an update backpropagates at least its k1 new steps), got 2"
-    assert spec.points[1].error is None
+@pytest.mark.parametrize("a, b", [("é", "ü"), ("a,b=c", "a_b_c"), ("x%2C", "x,"), ("a b", "a_b"), ("1", "1.0"),
+                                  ("mod:Cell", "mod_Cell"), ("..", "%2E."), ("é", "%C3%A9")])
+def test_different_values_never_share_a_name(a, b):
+    for named_by_label in (False, True):
+        names = [point_name({"label": value, "seed": 0}, named_by_label) for value in (a, b)]
+        assert names[0] != names[1], names
+
+
+def test_labels_that_used_to_collide_run_as_two_runs(tmp_path):
+    result = sweep(tmp_path, TINY + '[grid]\nseed = [0]\n[[runs]]\nlabel = "é"\nlr = 0.1\n[[runs]]\n'
+                                    'label = "ü"\nlr = 0.2\n', "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["%C3%A9,seed=0", "%C3%BC,seed=0"]
+
+
+def test_values_whose_names_differ_only_in_case_are_refused(tmp_path):
+    output = refused(tmp_path, TINY + '[grid]\nseed = [0]\n[[runs]]\nlabel = "Adding"\nlr = 0.1\n[[runs]]\n'
+                                      'label = "adding"\nlr = 0.2\n')
+    assert "label takes both 'Adding' and 'adding', whose folder names differ only in case" in output
+
+
+# ---------------------------------------------------------------- every grid point checked before anything starts
+def test_a_misspelt_grid_value_is_refused_naming_the_run_the_value_and_where_it_is(tmp_path):
+    output = refused(tmp_path, TINY + "[grid]\ncell = ['gru', 'lstmm']\nseed = [0, 1, 2]\n")
+    assert "3 of 6 runs have invalid settings; nothing was started" in output
+    assert "run cell=lstmm,seed=0 and 2 more runs: cell must be" in output
+    assert "got 'lstmm' ([grid] cell)" in output
+
+
+def test_a_point_invalid_only_in_combination_is_refused_the_same_way(tmp_path):
+    output = refused(tmp_path, TINY + "proj_size = 2\n[grid]\ncell = ['lstm', 'gru']\n")
+    assert "1 of 2 runs have invalid settings" in output
+    assert "run cell=gru: proj_size must be 0 for the gru cell" in output and "([base] proj_size)" in output
+    with pytest.raises(SpecError, match=r"run k2=2: k2 must be >= k1 = 4 .*\(\[grid\] k2\)"):
+        parse_spec('[base]\nk1 = 4\n[grid]\nk2 = [2, 8]\n')
+
+
+def test_a_cell_module_that_cannot_be_imported_is_refused(tmp_path):
+    output = refused(tmp_path, TINY + "[grid]\ncell = ['gru', 'no_such_module_here:Cell']\n")
+    assert "run cell=no_such_module_here%3ACell: cell must be" in output and "no_such_module_here" in output
+
+
+def test_a_grid_too_large_to_check_is_refused_at_once():
+    values = ", ".join(str(i) for i in range(1000))
+    with pytest.raises(SpecError, match=f"more than the {MAX_RUNS:,} a sweep takes"):
+        parse_spec(f"[grid]\nseed = [{values}]\nlr = [{', '.join(str(i + 1) for i in range(100))}]\n"
+                   f"eval_seed = [{values}]\n")
+
+
+def test_a_large_grid_is_made_one_point_at_a_time():
+    import tracemalloc
+
+    hidden = ", ".join(str(h) for h in range(2, 100))
+    seeds = ", ".join(str(s) for s in range(1000))
+    text = f"[base]\nsteps = 10\n[grid]\ncell = ['rnn', 'gru']\nhidden = [{hidden}]\nseed = [{seeds}]\n"
+    tracemalloc.start()
+    try:
+        spec = parse_spec(text)  # checks all 196,000 points
+        last = spec.points[-1]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(spec.points) == 2 * 98 * 1000
+    assert last.name == "cell=gru,hidden=99,seed=999" and last.config.hidden == 99 and last.index == 195_999
+    assert peak < 5_000_000, peak  # a list of the points would take hundreds of MB
+
+
+def test_a_text_file_that_cannot_be_read_is_refused_before_anything_starts(tmp_path):
+    output = refused(tmp_path, TINY.replace('task = "adding"', 'task = "chars"') + 'text = "missing.txt"\n'
+                     "[grid]\nseed = [0]\n")
+    assert "text = 'missing.txt' (the chars task's text): cannot read it: No such file or directory" in output
 
 
 # ---------------------------------------------------------------- bad input: exit code 2, a clear message
@@ -160,7 +232,8 @@ def test_labels_on_every_runs_table_or_none(tmp_path):
 
 def test_a_spec_where_no_run_has_valid_settings(tmp_path):
     output = refused(tmp_path, TINY + "[grid]\ncell = ['lstmm', 'grru']\n")
-    assert "no run has valid settings; the first, cell=lstmm: cell must be one of" in output
+    assert "2 of 2 runs have invalid settings" in output
+    assert "run cell=lstmm: cell must be" in output and "run cell=grru: cell must be" in output
 
 
 def test_workers_and_scheduler_together(tmp_path):
@@ -196,8 +269,9 @@ def test_a_folder_another_sweep_is_writing(tmp_path):
         "sys.stdin.read()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        output = refused(tmp_path, TINY + "[grid]\nseed = [0]\n")
-        assert f"is being swept by process {holder.pid}" in output
+        result = sweep(tmp_path, TINY + "[grid]\nseed = [0]\n")
+        assert result.exit_code == 2 and f"is being swept by process {holder.pid}" in result.output
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing else was made
     finally:
         os.kill(holder.pid, signal.SIGTERM)
         holder.communicate(timeout=30)
@@ -231,21 +305,19 @@ def test_temporaries_a_killed_sweep_left_are_removed_by_the_next(tmp_path):
 def test_a_failing_run_is_marked_and_the_others_go_on(tmp_path):
     import csv
 
-    spec = TINY.replace("seq_len = 6\n", "") + "k1 = 4\n[grid]\nk2 = [2, 8]\nlr = [0.01, 1e308]\nseq_len = [6]\n"
+    spec = TINY + "[grid]\nlr = [0.01, 1e308]\nseed = [0, 1]\n"
     result = sweep(tmp_path, spec, "--workers", "2")
     assert result.exit_code == 1, result.output
-    assert "4 runs: 1 done, 3 failed" in result.output
+    assert "4 runs: 2 done, 2 failed" in result.output
+    assert "failed runs (2):\n  lr=1e+308,seed=0: TrainingStopped: step 1: non-finite" in result.output
     with open(tmp_path / "out" / "results.csv", newline="") as f:
         rows = {row["run"]: row for row in csv.DictReader(f)}
-    bad_k2 = rows["runs/k2=2,lr=0.01,seq_len=6"]
-    assert bad_k2["status"] == "failed" and bad_k2["error"].startswith("SettingError: k2 must be >= k1 = 4")
-    assert rows["runs/k2=8,lr=0.01,seq_len=6"]["status"] == "done"
-    assert float(rows["runs/k2=8,lr=0.01,seq_len=6"]["eval_loss"]) > 0
-    overflow = rows["runs/k2=8,lr=1e+308,seq_len=6"]
+    assert rows["runs/lr=0.01,seed=1"]["status"] == "done" and float(rows["runs/lr=0.01,seed=1"]["eval_loss"]) > 0
+    overflow = rows["runs/lr=1e+308,seed=0"]
     assert overflow["status"] == "failed" and overflow["error"].startswith("TrainingStopped: step 1: non-finite")
-    assert str(tmp_path / "out" / "runs" / "k2=8,lr=1e+308,seq_len=6") in overflow["error"]  # not a worker's folder
+    assert str(tmp_path / "out" / "runs" / "lr=1e+308,seed=0") in overflow["error"]  # not a worker's folder
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "## Failed runs" in summary and "`k2=8,lr=1e+308,seq_len=6`: TrainingStopped" in summary
+    assert "## Failed runs" in summary and "`lr=1e+308,seed=1`: TrainingStopped" in summary
 
 
 # ---------------------------------------------------------------- what the command shows
@@ -253,7 +325,8 @@ def test_help_documents_the_spec_and_the_folder():
     result = CliRunner().invoke(cli, ["sweep", "--help"])
     assert result.exit_code == 0
     for text in ("[base]", "[grid]", "[[runs]]", "--scheduler", "--workers", "results.csv", "summary.md",
-                 "Exit codes: 0 all done, 1 some failed, 2 bad"):
+                 "Exit codes: 0 all done; 1 some runs failed, or the sweep stopped", "--tls-ca-file",
+                 "record.jsonl"):
         assert text in result.output, text
 
 
@@ -264,20 +337,18 @@ class _Terminal(io.StringIO):
 
 def test_the_progress_bar_counts_runs_and_prints_a_line_per_finished_run():
     from bptt.cli.sweep import _Progress
-    from bptt.training.sweep import RunState, SweepResult
+    from bptt.sweep.record import RunOutcome
+    from bptt.sweep.run import SweepResult
 
     spec = parse_spec("[grid]\nseed = [0, 1]\n")
-    runs = [RunState(point, Path("out/runs") / point.name) for point in spec.points]
     terminal = _Terminal()
     progress = _Progress(quiet=False, stream=terminal)
-    progress.planned(SweepResult(Path("out"), runs), 2)
+    progress.planned(SweepResult(Path("out"), spec), 2)
     progress.update({"done": 0, "failed": 0, "running": 2, "pending": 0})
-    runs[0].status, runs[0].workers = "done", ["local-1"]
-    runs[0].summary = {"eval_loss": 0.01, "baseline_loss": 0.1667, "eval_accuracy": 0.5, "steps": 40,
-                       "wall_seconds": 1.25, "reached_target": None}
-    progress.finished(runs[0])
-    runs[1].status, runs[1].error = "failed", "TrainingStopped: step 3: non-finite loss"
-    progress.finished(runs[1])
+    summary = {"eval_loss": 0.01, "baseline_loss": 0.1667, "eval_accuracy": 0.5, "steps": 40, "wall_seconds": 1.25,
+               "reached_target": None}
+    progress.finished(RunOutcome(0, "seed=0", "done", summary=summary, workers=["local-1"]))
+    progress.finished(RunOutcome(1, "seed=1", "failed", "TrainingStopped: step 3: non-finite loss"))
     progress.update({"done": 1, "failed": 1, "running": 0, "pending": 0})
     progress.close()
     shown = terminal.getvalue()
@@ -285,3 +356,14 @@ def test_the_progress_bar_counts_runs_and_prints_a_line_per_finished_run():
     assert "running 2" in shown and "done 1, failed 1, running 0" in shown and "2/2" in shown
     assert "done    seed=0: eval loss 0.01 (baseline 0.1667), accuracy 50.0%, 40 steps, 1.2 s on local-1" in shown
     assert "failed  seed=1: TrainingStopped: step 3: non-finite loss" in shown
+
+
+def test_quiet_still_shows_failures_as_they_happen():
+    from bptt.cli.sweep import _Progress
+    from bptt.sweep.record import RunOutcome
+
+    terminal = _Terminal()
+    progress = _Progress(quiet=True, stream=terminal)
+    progress.finished(RunOutcome(0, "seed=0", "done", summary={"eval_loss": 0.1, "steps": 4}))
+    progress.finished(RunOutcome(1, "seed=1", "failed", "TrainingStopped: step 3: non-finite loss"))
+    assert terminal.getvalue() == "failed  seed=1: TrainingStopped: step 3: non-finite loss\n"

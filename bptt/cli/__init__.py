@@ -45,3 +45,10 @@ def cli() -> None:
 
 
 from . import gradcheck, plot, sweep, train  # noqa: E402,F401  (each registers its commands on `cli`)
+
+import signal  # noqa: E402
+
+from .. import _exit_on_interrupt  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) is _exit_on_interrupt:  # loaded: Ctrl-C raises KeyboardInterrupt again
+    signal.signal(signal.SIGINT, signal.default_int_handler)
