@@ -377,6 +377,27 @@ def test_the_chars_text_travels_to_workers_that_cannot_read_it(cluster, tmp_path
     assert evaluated.returncode == 0, evaluated.stderr
 
 
+def test_a_data_file_travels_to_workers_that_cannot_read_it(cluster, tmp_path):
+    address, _ = cluster
+    here = tmp_path / "here"  # the workers run in folders of their own: "mine.npz" means nothing there
+    here.mkdir()
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((40, 6, 2))
+    np.savez(here / "mine.npz", inputs=inputs, targets=(inputs[:, :, 0].sum(axis=1) > 0).astype(np.int64))
+    (here / "data.toml").write_text('[base]\ntask = "data"\ndata = "mine.npz"\nsteps = 20\nhidden = 8\n'
+                                    'batch_size = 4\neval_every = 10\ncheckpoint_every = 10\n'
+                                    '[grid]\ncell = ["gru", "lstm"]\n')
+    code, stdout, stderr = finish(start_sweep("data.toml", "out", "--scheduler", address, cwd=here))
+    assert code == 0, stderr
+    assert "2 runs: 2 done, 0 failed" in stdout
+    run = here / "out" / "runs" / "cell=gru"
+    assert json.loads((run / "config.json").read_text())["data"] == "mine.npz"  # as the spec gave it
+    evaluated = subprocess.run(command("evaluate", "out/runs/cell=gru", "--json"), cwd=here, env=SINGLE,
+                               capture_output=True, text=True, timeout=60)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "eval_accuracy" in json.loads(evaluated.stdout)
+
+
 # ---------------------------------------------------------------- the scheduler lost, no workers, TLS
 def test_a_sweep_ends_when_its_scheduler_dies_and_continues_on_this_machine(spec, reference, start_cluster, tmp_path):
     address, processes = start_cluster()

@@ -313,7 +313,7 @@ def read_inputs(spec: SweepSpec, keep_data: bool = False) -> dict:
     ------
     SweepInputError
         Naming the file, the setting that names it and what is wrong (missing, not a regular file,
-        larger than `MAX_INPUT_BYTES`).
+        larger than `MAX_INPUT_BYTES` when it is to be sent).
     """
     found: dict[str, dict[str, InputFile]] = {}
     for name, what in INPUT_FILES.items():
@@ -328,7 +328,7 @@ def read_inputs(spec: SweepSpec, keep_data: bool = False) -> dict:
                     for block in iter(lambda: f.read(1 << 20), b""):
                         digest.update(block)
                         size += len(block)
-                        if size > MAX_INPUT_BYTES:
+                        if keep_data and size > MAX_INPUT_BYTES:
                             raise UntrustedFileError(path, f"is larger than {MAX_INPUT_BYTES:,} bytes, the most a "
                                                            "sweep sends to its workers")
                         if keep_data:

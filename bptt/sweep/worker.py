@@ -39,8 +39,9 @@ from ..training.trainer import train
 
 INPUT_FILES = {  # TrainConfig field -> what the file is: the files a run reads, which travel with its chunks
     "text": "the chars task's text",
+    "data": "the data task's .npz file",
 }
-MAX_INPUT_BYTES = 1 << 32  # 4 GiB: an input file is read whole to be sent to Dask workers
+MAX_INPUT_BYTES = 1 << 32  # 4 GiB: an input file sent to Dask workers is held whole (local workers read the path)
 TEMPORARY_PREFIX = "bptt-sweep-"
 
 # set in a local pool's worker processes by `init_local_worker`
