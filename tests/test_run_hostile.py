@@ -354,12 +354,12 @@ def test_a_text_path_naming_a_device_is_refused_on_resume(tmp_path):
 
 def test_the_security_page_quotes_every_limit_as_it_is():
     from bptt.runs import checkpoint, files, logs, reader
-    from bptt.training import run_config
+    from bptt.training import data, run_config
 
     page = Path(__file__).resolve().parent.parent / "docs" / "security.md"
     if not page.exists():
         pytest.skip("the docs are not beside the tests")
     quoted = {name: int(value.replace(",", "")) for name, value in re.findall(r"`(MAX_[A-Z_]+)` \(([\d,]+)", page.read_text())}
-    actual = {name: getattr(module, name) for module in (checkpoint, files, logs, reader, run_config)
+    actual = {name: getattr(module, name) for module in (checkpoint, files, logs, reader, run_config, data)
               for name in vars(module) if name.startswith("MAX_") and isinstance(getattr(module, name), int)}
     assert quoted == {name: value for name, value in actual.items() if name != "MAX_STEP"}
