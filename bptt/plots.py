@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation
 from numpy.typing import ArrayLike, NDArray
 
 from .runs.atomic import atomic_write, writing
@@ -79,6 +81,26 @@ def envelope(values: ArrayLike, max_points: int = MAX_CURVE_POINTS) -> NDArray[n
     start = np.arange(stretches) * size
     picked = np.unique(np.concatenate([start + low, start + high]))
     return picked[picked < n]
+
+
+class _ReadableLogFormatter(LogFormatterSciNotation):
+    """Log-axis labels a reader reads at a glance: plain numbers from 0.001 to 9999 (0.17, 0.2, 30),
+    powers of ten outside them (10^-5), where matplotlib writes 1.7×10⁻¹ for an axis within a decade."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        label = super().__call__(x, pos)
+        return f"{x:.4g}" if label and 1e-3 <= abs(x) < 1e4 else label
+
+
+def log_scale(ax: Axes, which: str = "y", base: float = 10) -> None:
+    """Put the x or y axis of `ax` on a log scale with readable labels on every tick drawn."""
+    if which == "x":
+        ax.set_xscale("log", base=base)
+    else:
+        ax.set_yscale("log", base=base)
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(_ReadableLogFormatter(base, labelOnlyBase=False))
+    axis.set_minor_formatter(_ReadableLogFormatter(base, labelOnlyBase=False))
 
 
 def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 4.4,
@@ -169,6 +191,7 @@ def loss_along_paths_figure(paths: dict, title: str) -> Figure:
     ax = axes[0, 0]
     for i, (label, losses) in enumerate(paths.items()):
         ax.semilogy(np.arange(len(losses)), np.maximum(losses, 1e-12), "-", color=color(i), label=label)
+    log_scale(ax)
     ax.set_xlabel("gradient-descent iteration")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -198,7 +221,7 @@ def learning_curves_figure(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], ti
     if baseline is not None:
         ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
     if logy:
-        ax.set_yscale("log")
+        log_scale(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -221,6 +244,7 @@ def grad_norm_figure(steps: ArrayLike, norms: ArrayLike, clipped: ArrayLike, thr
     count, total = int(clipped.sum()), len(steps)  # of every step; what is drawn is thinned (`envelope`)
     line = envelope(norms)
     ax.semilogy(steps[line], norms[line], color=color(0), lw=1.0, label="global gradient norm before clipping")
+    log_scale(ax)
     if threshold is not None:
         ax.axhline(threshold, color="black", ls="--", lw=1.0, label=f"clip threshold {threshold:g}")
     if clipped.any():
@@ -345,7 +369,7 @@ def truncation_bias_figure(bias: dict, T: int, title: str) -> Figure:
         ax.grid(True, alpha=0.3)
     left.set_ylabel("cosine similarity to the full-BPTT gradient")
     left.set_title("direction")
-    right.set_yscale("log")
+    log_scale(right)
     right.set_ylabel(r"relative error $\|g_k - g\| / \|g\|$")
     right.set_title("relative error (0 at k = T, not drawn)")
     left.legend(fontsize=8, loc="lower right")
@@ -443,7 +467,7 @@ def learning_curves_grid_figure(panels: list[tuple[str, Mapping[str, tuple[Array
         if baseline is not None:
             ax.axhline(baseline, color="black", ls="--", lw=1.0, label=baseline_label)
         if logy:
-            ax.set_yscale("log")
+            log_scale(ax)
         ax.set_title(panel_title)
         ax.set_xlabel("training step")
         ax.grid(True, alpha=0.3)
@@ -477,10 +501,14 @@ def sweep_metrics_figure(x: ArrayLike, panels: list, xlabel: str, title: str, lo
                 mean = np.where(counted > 0, np.nansum(values, axis=1) / np.maximum(counted, 1), np.nan)
             ax.plot(x, mean, "o-", color=color(i), lw=1.8, ms=5, label=label)
             if panel.get("fraction"):
+                # k/n centred on its point, one row per line: above a low point, below a high one, so
+                # that lines meeting at one point keep their counts apart and inside the axes
                 for xi, m, n in zip(x, mean, counted):
                     if n:
-                        ax.annotate(f"{round(m * n)}/{n}", (xi, m), textcoords="offset points", xytext=(4, 4 + 9 * i),
-                                    fontsize=7, color=color(i))
+                        below = m > 0.5
+                        ax.annotate(f"{round(m * n)}/{n}", (xi, m), textcoords="offset points", ha="center",
+                                    va="top" if below else "bottom",
+                                    xytext=(0, -(7 + 9 * i) if below else 7 + 9 * i), fontsize=7, color=color(i))
                 continue
             if values.shape[1] > 1:
                 with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -493,8 +521,9 @@ def sweep_metrics_figure(x: ArrayLike, panels: list, xlabel: str, title: str, lo
             ax.plot(x, panel["baseline"], color="black", ls="--", lw=1.0, label="task baseline")
         if panel.get("fraction"):
             ax.set_ylim(-0.05, 1.1)
+            ax.margins(x=0.08)  # room for the counts of the first and last points
         if panel.get("logy"):
-            ax.set_yscale("log")
+            log_scale(ax)
         if logx:
             ax.set_xscale("log", base=2)
             ax.set_xticks(x, [f"{v:g}" for v in x])
@@ -522,7 +551,7 @@ def sweep_curves_figure(panels: list, title: str, ylabel: str = "held-out loss",
         if baseline is not None:
             ax.axhline(baseline, color="black", ls="--", lw=1.0, label="task baseline")
         if logy:
-            ax.set_yscale("log")
+            log_scale(ax)
         ax.set_title(panel_title, fontsize=9)
         ax.grid(True, alpha=0.3)
     for ax in axes.flat[len(panels):]:

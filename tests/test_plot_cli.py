@@ -149,3 +149,29 @@ def test_a_stacked_runs_figures_name_its_shape_and_draw_evaluations_as_points(tm
     (held_out,) = [line for line in figures["loss.png"].axes[0].lines if line.get_label() == "held-out loss"]
     assert held_out.get_linestyle() == "None" and held_out.get_marker() == "o"
     assert list(held_out.get_xdata()) == [3, 6]
+
+
+def test_a_log_axis_within_a_decade_is_labelled_with_plain_numbers():
+    """0.15 to 0.22 on a log axis: '0.2', not matplotlib's 2×10⁻¹; beyond 1e-3..1e4, powers of ten."""
+    narrow = plots.learning_curves_figure({"held-out": (np.arange(3), np.array([0.22, 0.18, 0.15]))}, "narrow")
+    wide = plots.learning_curves_figure({"held-out": (np.arange(3), np.array([1e-7, 1e-5, 1e-2]))}, "wide")
+    for figure in (narrow, wide):
+        figure.canvas.draw()
+    narrow_labels = [t.get_text() for t in narrow.axes[0].yaxis.get_ticklabels(which="both") if t.get_text()]
+    wide_labels = [t.get_text() for t in wide.axes[0].yaxis.get_ticklabels(which="both") if t.get_text()]
+    assert "0.2" in narrow_labels and not any("times" in label or "10^" in label for label in narrow_labels)
+    assert "0.01" in wide_labels and any("10^{-6}" in label for label in wide_labels)
+
+
+def test_fraction_counts_sit_inside_the_panel():
+    values = np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    figure = plots.sweep_metrics_figure([25, 50, 100], [{"ylabel": "reached", "fraction": True,
+                                                         "lines": {"a": values, "b": 1 - values}}], "T", "t")
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    box = ax.get_window_extent()
+    counts = [text for text in ax.texts if "/" in text.get_text()]
+    assert len(counts) == 6
+    for text in counts:
+        extent = text.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1, text
