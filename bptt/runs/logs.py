@@ -159,7 +159,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
 
 
 def record_blocks(path: str | os.PathLike[str]) -> Iterator[Block]:
-    """The records of a log, streamed a block at a time and checked: `Block`s of line numbers,
+    """The records of a log, streamed a block at a time and checked: each block a `Block` of line numbers,
     records and the lines' bytes.
 
     Every record must be a JSON object with an integer "step" in [0, MAX_STEP]; the reading policy
