@@ -108,4 +108,4 @@ html_theme_options = {
 }
 html_show_sourcelink = False
 # pages without sub-pages need no section navigation: their text gets the width
-html_sidebars = {"index": [], "getting_started": [], "cli": [], "performance": []}
+html_sidebars = {"index": [], "getting_started": [], "cli": [], "performance": [], "security": []}
