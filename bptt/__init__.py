@@ -52,7 +52,7 @@ from .modes.uoro import UOROResult, uoro
 from .training import optim
 from .training.clipping import clip_grad_norm, clip_grad_value
 from .training.config import TrainConfig
-from .training.tasks import Batch, Task
+from .training.task_contract import Batch, Task
 from .training.trainer import evaluate, train
 
 try:

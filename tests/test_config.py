@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("change,message", [
     (dict(task="sorting"), "task must be a built-in task (adding, copy, temporal-order, reber, parity, chars, data), "
                            "a name an installed package registers in the entry-point group bptt.tasks, or "
-                           "MODULE:CLASS naming a subclass of bptt.training.tasks.Task importable on the Python path "
+                           "MODULE:CLASS naming a subclass of bptt.training.task_contract.Task importable on the Python path "
                            "('sorting' is neither a built-in task nor registered in bptt.tasks, and not "
                            "MODULE:CLASS), got 'sorting'"),
     (dict(cell="tcn"), "cell must be a built-in cell (rnn, rnn-relu, lstm, gru), a name an installed package "

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 import bptt
 from bptt.cli import cli
 from bptt.core import import_path
-from bptt.training.tasks import TaskContractError, make_task, metric_names, task_factory
+from bptt.training.task_contract import TaskContractError, metric_names
+from bptt.training.tasks import make_task, task_factory
 
 # A module the package does not know: an echo task (recall the input one step later, MSE) with a
 # metric of its own, and tasks that each break one clause of the contract.
@@ -195,7 +196,7 @@ def test_a_task_that_breaks_the_contract_is_refused_naming_the_task_the_field_an
 
 
 def test_a_class_that_is_no_task_and_a_missing_module_are_refused_by_validate(tasks_module):
-    with pytest.raises(ValueError, match=r"owntasks:NotATask is not a subclass of bptt.training.tasks.Task"):
+    with pytest.raises(ValueError, match=r"owntasks:NotATask is not a subclass of bptt.training.task_contract.Task"):
         bptt.TrainConfig(task="owntasks:NotATask").validate()
     with pytest.raises(ValueError, match=r"no module named 'nosuchtasks'"):
         bptt.TrainConfig(task="nosuchtasks:Echo").validate()

@@ -20,7 +20,8 @@ from ..training.init import INITS
 from ..training.optim import OPTIMIZERS, SCHEDULES
 from ..training.run_config import load_config
 from ..training.sampling import sample
-from ..training.tasks import TASKS, metric_names
+from ..training.task_contract import metric_names
+from ..training.tasks import TASKS
 from ..training.trainer import TrainingInterrupted, TrainingStopped, evaluate, train
 from . import Refused, cli, progress_stream
 

@@ -37,8 +37,8 @@ from numpy.typing import NDArray
 from ..core.checks import check_positive_int
 from ..core.losses import mse, softmax_cross_entropy
 from ..core.types import Array, IntArray
-from .tasks import Batch, Task, _accuracy
 from ..core.untrusted import Npz, NpyMember, UntrustedFileError, open_regular
+from .task_contract import Batch, Task, accuracy
 
 MAX_DATA_BYTES = 16 * 2**30  # the arrays stay in memory while a run trains: 16 GiB is most of a large
 #                              workstation; a file declaring more is refused before its data is read
@@ -388,7 +388,7 @@ class DataTask(Task):
         return {"loss": loss / entries, "accuracy": right / entries}
 
     def metrics(self, outputs: Array, batch: Batch) -> dict[str, float]:
-        return {"accuracy": _accuracy(outputs, batch)} if self.data.classes else {}
+        return {"accuracy": accuracy(outputs, batch)} if self.data.classes else {}
 
     @property
     def data_fingerprint(self) -> dict[str, str]:

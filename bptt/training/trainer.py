@@ -43,7 +43,8 @@ from .optim import Schedule, make_optimizer
 from .run_config import (
     RunChangedError, fingerprint_changes, load_config, run_fingerprint, start_run_folder, write_config,
 )
-from .tasks import Batch, check_batch, is_builtin_task, make_task
+from .task_contract import Batch, check_batch
+from .tasks import is_builtin_task, make_task
 
 
 def make_model(config: TrainConfig, input_size: int, seed: Seed, dtype: DTypeLike) -> Cell | Stack:
