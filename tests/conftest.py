@@ -88,3 +88,27 @@ def finish(process, timeout=60):
         process.communicate()
         raise
     return process.returncode, out, err
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(name, size, read_only=False): a small tmpfs under tmp_path; skips where mounting is not allowed."""
+    mounted = []
+
+    def mount(name, size="1m", read_only=False):
+        point = tmp_path / name
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        try:
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                                  capture_output=True, text=True, timeout=30)
+        except OSError as exc:
+            pytest.skip(f"no mount command ({exc}); the fault tests inject the faults instead")
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the fault tests inject them")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", str(point)], capture_output=True, timeout=30)

@@ -130,30 +130,6 @@ def test_a_lock_taken_from_python_refuses_bptt_train_until_released(tmp_path):
 
 
 # ---------------------------------------------------------------- disk faults
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(name, size, read_only=False): a small tmpfs under tmp_path; skips where mounting is not allowed."""
-    mounted = []
-
-    def mount(name, size="1m", read_only=False):
-        point = tmp_path / name
-        point.mkdir()
-        options = f"size={size}" + (",ro" if read_only else "")
-        try:
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-                                  capture_output=True, text=True, timeout=30)
-        except OSError as exc:
-            pytest.skip(f"no mount command ({exc}); test_run_folder_faults.py injects the faults instead")
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); test_run_folder_faults.py injects them")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in reversed(mounted):
-        subprocess.run(["umount", str(point)], capture_output=True, timeout=30)
-
-
 def test_a_full_disk_ends_with_a_message_and_a_resumable_run(tmpfs):
     disk = tmpfs("disk", size="1m")
     filler = disk / "filler"
