@@ -22,7 +22,7 @@ import numpy as np
 from ..core.scratch import scratch
 from ..core.types import Array, Params, Parts
 from .fast import (FastSequence, FastSweep, Product, add, by_step, copyto, divide, dot, exp, matmul, multiply,
-                   natural, subtract, tanh, weight_gradients)
+                   natural, subtract, tanh_for, weight_gradients, Activation)
 
 if TYPE_CHECKING:
     from .gru import GRU, GRUCache
@@ -72,12 +72,12 @@ class GRUSequence(FastSequence):
             by_step(gates[:, :H], running, True), by_step(windows[:, :H], running, True),
             by_step(gates[:, 2 * H :], running, True), by_step(gates[:, H : 2 * H], running, True),
             by_step(states[:-1, :H], running, True), by_step(self.h_minus_n, running, True),
-            by_step(states[1:, :H], running, True), tmp, products,
+            by_step(states[1:, :H], running, True), tmp, products, [tanh_for(self.cell.dtype, H * N)] * T,
         ))
 
     def advance(self, weight: Array, h_prev_ones: Array, window: Array, rz: Array, a_h_rz: Array, r: Array,
                 hn: Array, n: Array, z: Array, h_prev: Array, h_minus_n: Array, h: Array, tmp: Array,
-                product: Product) -> None:
+                product: Product, tanh: Activation) -> None:
         product(weight, h_prev_ones, window)  # [hn; a_h,r; a_h,z] = W_hh h_prev + b_hn (times factors)
         add(rz, a_h_rz, rz)
         exp(rz, rz)
@@ -203,7 +203,7 @@ class GRUSweep(FastSweep):
         sequence = self.sequence
         x_order, h_order = np.r_[2 * H : 3 * H, H : 2 * H, 0:H], np.r_[H : 2 * H, 0:H, 2 * H : 3 * H]
         params, dxs = weight_gradients(da[:, : 3 * H], da[:, H:], sequence.xs, sequence.hs[:-1],
-                                       self.params["weight_ih"][x_order])
+                                       self.params["weight_ih"][x_order], sum_by_product=True)
         x_back, h_back = np.argsort(x_order), np.argsort(h_order)  # to PyTorch's rows r, z, n
         for name, back in (("weight_ih", x_back), ("bias_ih", x_back), ("weight_hh", h_back), ("bias_hh", h_back)):
             params[name] = params[name][back]

@@ -16,7 +16,7 @@ import numpy as np
 from ..core.scratch import scratch
 from ..core.types import Array, Params, Parts
 from .fast import (FastSequence, FastSweep, Product, add, by_step, copyto, divide, dot, exp, matmul, multiply,
-                   natural, subtract, tanh, weight_gradients)
+                   natural, subtract, tanh_for, weight_gradients, Activation)
 
 if TYPE_CHECKING:
     from .lstm import LSTM, LSTMCache
@@ -67,12 +67,12 @@ class LSTMSequence(FastSequence):
             *(by_step(gates[:, k * H : (k + 1) * H], running, True) for k in range(4)),
             by_step(self.cs[:-1], running, True), by_step(self.cs[1:], running, True),
             by_step(self.tanh_c, running, True), each(self.tmp), by_step(self.states[1:], running, True),
-            each(self.unprojected), [self.weight_hr] * T, products,
+            each(self.unprojected), [self.weight_hr] * T, products, [tanh_for(self.cell.dtype, H * N)] * T,
         ))
 
     def advance(self, weight_hh: Array, h_prev: Array, a: Array, a_h: Array, scale: Array, i: Array, f: Array,
                 g: Array, o: Array, c_prev: Array, c: Array, tanh_c: Array, tmp: Array, h: Array,
-                unprojected: Array | None, weight_hr: Array | None, product: Product) -> None:
+                unprojected: Array | None, weight_hr: Array | None, product: Product, tanh: Activation) -> None:
         product(weight_hh, h_prev, a_h)
         add(a, a_h, a)  # a = (a_x + W_hh h_prev) * factors
         exp(a, a)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.types import Array, Params, Parts
-from .fast import FastSequence, FastSweep, add, by_step, dot, multiply, subtract, tanh, weight_gradients
+from .fast import FastSequence, FastSweep, add, by_step, dot, multiply, subtract, tanh_for, weight_gradients, Activation
 
 if TYPE_CHECKING:
     from .rnn import RNN, RNNCache
@@ -40,12 +40,13 @@ class RNNSequence(FastSequence):
 
     def step_views(self) -> list[tuple[Any, ...]]:
         T, running = self.T, self.running
-        activation = tanh if self.cell.nonlinearity == "tanh" else relu
+        activation = (tanh_for(self.cell.dtype, self.N * self.cell.hidden_size) if self.cell.nonlinearity == "tanh"
+                      else relu)
         tmp = [self.tmp] * T if running is None else [self.tmp[:n] for n in running]
         return list(zip(by_step(self.hs[:-1], running, False), by_step(self.hs[1:], running, False),
                         [self.weight_hh_t] * T, tmp, [activation] * T))
 
-    def advance(self, h_prev: Array, h: Array, weight_hh_t: Array, tmp: Array, activation: Any) -> None:
+    def advance(self, h_prev: Array, h: Array, weight_hh_t: Array, tmp: Array, activation: Activation) -> None:
         add(h, dot(h_prev, weight_hh_t, tmp), h)  # a = a_x + W_hh h_prev (h holds a_x on entry)
         activation(h, h)
 
