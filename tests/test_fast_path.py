@@ -125,3 +125,39 @@ def test_exp_tanh_equals_numpys_to_a_few_ulps(monkeypatch):
     with np.errstate(over="ignore"):
         fast.tanh(x, out)
     assert np.abs(out - np.tanh(x)).max() <= 4 * np.finfo(np.float64).eps
+
+
+@pytest.mark.parametrize("keep", ["outputs", "a step's cache", "the final state", "nothing"])
+def test_a_freed_tapes_arrays_are_reused_only_when_no_view_of_them_is_held(cell_name, keep):
+    """A tape's arrays go back to the kept ones when the tape is freed, unless the caller still
+    holds a view of one: what the caller holds never changes under it."""
+    rng = np.random.default_rng(4)
+    cell = CELLS[cell_name](3, 5, seed=0)
+    xs = rng.standard_normal((6, 2, 3))
+    hs, tape = bptt.forward(cell, xs)
+    held = {"outputs": hs, "a step's cache": tape.step(3).gates if hasattr(tape.step(3), "gates") else tape.step(3).h,
+            "the final state": cell.unpack_state(tape.final_state)[-1], "nothing": None}[keep]
+    copy = None if held is None else held.copy()
+    del hs, tape
+    for _ in range(3):  # later sequences of the same shapes take whatever was kept
+        bptt.backward(cell, *bptt.forward(cell, 10 * rng.standard_normal((6, 2, 3)))[::-1], None)
+    if held is not None:
+        assert np.array_equal(held, copy)
+
+
+def test_a_dropped_tape_and_its_sweep_are_freed_at_once_not_by_the_garbage_collector(cell_name):
+    """No reference cycle holds a sequence: its memory comes back when the caller lets go."""
+    import gc
+    import weakref
+
+    cell = CELLS[cell_name](3, 5, seed=0)
+    xs = np.random.default_rng(5).standard_normal((6, 2, 3))
+    gc.disable()
+    try:
+        hs, tape = bptt.forward(cell, xs)
+        sweep = tape.sequence.reverse()
+        refs = [weakref.ref(tape.sequence), weakref.ref(sweep)]
+        del hs, tape, sweep
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()

@@ -35,18 +35,17 @@ class GRUSequence(FastSequence):
     def allocate(self, xs: Array, state0: Parts) -> None:
         T, N, _ = xs.shape
         H, dtype = self.cell.hidden_size, self.cell.dtype
-        new = np.empty if self.running is None else np.zeros  # zeros: finite rows for sequences that ended
         self.xs = xs
-        self.hs = np.empty((T + 1, N, H), dtype)  # the states as the caller sees them, filled by `finish`
+        self.hs = self.tape_array("hs", (T + 1, N, H))  # the states as the caller sees them, filled by `finish`
         self.hs[0] = state0[0]
-        self.gates = new((T, 3 * H, N), dtype)
+        self.gates = self.tape_array("gates", (T, 3 * H, N))
         # b_hr and b_hz join the input projection; b_hn stays inside r * (...).
         bias = self.params["bias_ih"].copy()
         bias[: 2 * H] += self.params["bias_hh"][: 2 * H]
         self.project_inputs(xs, self.gates, bias)
-        self.window = new(((T + 2) * H, N), dtype)
+        self.window = self.tape_array("window", ((T + 2) * H, N))
         self.hn = self.window[: T * H].reshape(T, H, N)
-        self.h_minus_n = new((T, H, N), dtype)  # h_prev - n, for dh/dz
+        self.h_minus_n = self.tape_array("h - n", (T, H, N))  # h_prev - n, for dh/dz
         self.states = scratch.take("gru states", (T + 1, H + 1, N), dtype)  # h^T, and a row of ones
         self.states[0, :H] = state0[0].T
         self.states[:, H] = 1

@@ -30,15 +30,14 @@ class LSTMSequence(FastSequence):
     def allocate(self, xs: Array, state0: Parts) -> None:
         T, N, _ = xs.shape
         H, R, dtype = self.cell.hidden_size, self.cell.output_size, self.cell.dtype
-        new = np.empty if self.running is None else np.zeros  # zeros: finite rows for sequences that ended
         self.xs = xs
-        self.hs = np.empty((T + 1, N, R), dtype)  # h as the caller sees it, filled by `finish`
+        self.hs = self.tape_array("hs", (T + 1, N, R))  # h as the caller sees it, filled by `finish`
         self.hs[0] = state0[0]
-        self.gates = new((T, 4 * H, N), dtype)
+        self.gates = self.tape_array("gates", (T, 4 * H, N))
         self.project_inputs(xs, self.gates, self.params["bias_ih"] + self.params["bias_hh"])
-        self.cs = new((T + 1, H, N), dtype)
+        self.cs = self.tape_array("cs", (T + 1, H, N))
         self.cs[0] = state0[1].T
-        self.tanh_c = new((T, H, N), dtype)
+        self.tanh_c = self.tape_array("tanh c", (T, H, N))
         self.states = scratch.take("lstm states", (T + 1, R, N), dtype)  # h^T
         self.states[0] = state0[0].T
         factors = self.row_factors()

@@ -29,7 +29,7 @@ class RNNSequence(FastSequence):
         T, N, D = xs.shape
         H, dtype = self.cell.hidden_size, self.cell.dtype
         self.xs = xs
-        self.hs = np.empty((T + 1, N, H), dtype)
+        self.hs = self.tape_array("hs", (T + 1, N, H))
         self.hs[0] = state0[0]
         # h[t] holds the pre-activation a_x until step t overwrites it.
         bias = self.params["bias_ih"] + self.params["bias_hh"]

@@ -5,7 +5,9 @@ fault per 4 KB on first touch: about 1000 faults per backward at (T, N, H) = (10
 at (200, 128, 512) a float64 sweep's 105 MB arrays came back at a different cost on every call.
 
 Arrays up to MAX_BYTES are kept, one per role: the memory a call needed at its peak stays with the
-thread until a call of another shape replaces it, or `clear()` returns it.
+thread until a call of another shape replaces it, or `clear()` returns it. The fast path keeps its
+sweeps' work arrays here (`get`), and a freed tape's arrays for the next tape of the same shapes
+(`take`, `give`).
 """
 
 from __future__ import annotations
