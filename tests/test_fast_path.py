@@ -112,7 +112,11 @@ def test_scratch_take_is_the_callers_until_given_back():
     kept.give("x", a)
     assert kept.take("x", (3,), np.dtype(np.float64)) is a
     assert kept.get("y", (2,), np.dtype(np.float32)) is kept.get("y", (2,), np.dtype(np.float32))
-    assert kept.get("y", (3,), np.dtype(np.float32)).shape == (3,)  # another shape replaces it
+    assert kept.get("y", (3,), np.dtype(np.float32)).shape == (3,)
+    assert [a.shape for a in kept.arrays["y"]] == [(3,)]  # another shape replaces those kept
+    for array in [np.empty(4) for _ in range(kept.MAX_PER_ROLE + 2)]:  # several of one shape, up to a limit
+        kept.give("z", array)
+    assert len(kept.arrays["z"]) == kept.MAX_PER_ROLE
     kept.clear()
     assert not kept.arrays
 

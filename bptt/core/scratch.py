@@ -4,8 +4,9 @@ A freshly allocated array of a few MB is returned to the OS when freed, so every
 fault per 4 KB on first touch: about 1000 faults per backward at (T, N, H) = (100, 32, 64), and
 at (200, 128, 512) a float64 sweep's 105 MB arrays came back at a different cost on every call.
 
-Arrays up to MAX_BYTES are kept, one per role: the memory a call needed at its peak stays with the
-thread until a call of another shape replaces it, or `clear()` returns it. The fast path keeps its
+Arrays up to MAX_BYTES are kept, up to MAX_PER_ROLE of one shape per role (a stack's layers and
+directions run several sequences of the same shapes at once): the memory the calls needed at their
+peak stays with the thread until an array of another shape replaces them, or `clear()` returns it. The fast path keeps its
 sweeps' work arrays here (`get`), and a freed tape's arrays for the next tape of the same shapes
 (`take`, `give`).
 """
@@ -20,12 +21,13 @@ from .types import Array
 
 
 class ScratchArrays(threading.local):
-    """Uninitialised arrays by role; one kept per role and thread."""
+    """Uninitialised arrays by role, kept per thread."""
 
     MAX_BYTES = 2**30
+    MAX_PER_ROLE = 8
 
     def __init__(self) -> None:
-        self.arrays: dict[str, Array] = {}
+        self.arrays: dict[str, list[Array]] = {}
 
     def get(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         """An uninitialised array, valid until the next `get` or `take` of the same role in this thread."""
@@ -36,15 +38,18 @@ class ScratchArrays(threading.local):
     def take(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         """An uninitialised array that is the caller's until it `give`s it back: a `take` of the same
         role in the meantime gets another array."""
-        array = self.arrays.pop(role, None)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = np.empty(shape, dtype)
-        return array
+        kept = self.arrays.get(role, [])
+        for i in range(len(kept) - 1, -1, -1):  # the most recently given first
+            if kept[i].shape == shape and kept[i].dtype == dtype:
+                return kept.pop(i)
+        return np.empty(shape, dtype)
 
     def give(self, role: str, array: Array) -> None:
-        """Keep `array` for the next `get` or `take` of `role` (the caller no longer uses it)."""
-        if array.nbytes <= self.MAX_BYTES:
-            self.arrays[role] = array
+        """Keep `array` for a later `get` or `take` of `role` (the caller no longer uses it)."""
+        if array.nbytes > self.MAX_BYTES:
+            return
+        kept = [a for a in self.arrays.get(role, []) if a.shape == array.shape and a.dtype == array.dtype]
+        self.arrays[role] = kept[max(0, len(kept) - self.MAX_PER_ROLE + 1):] + [array]
 
     def clear(self) -> None:
         """Return every kept array to the allocator."""
