@@ -228,13 +228,15 @@ class FastSequence(Sequence):
     def project_inputs(self, xs: Array, out: Array, bias: Array) -> None:
         """Gate-major: out[t] = (W_ih x_t^T + bias) * row_factors for every t; out (T, G*H, N).
 
-        One product per step inside one numpy call (a stacked matmul): a single (T*N, D) product
-        would give (T, N, G*H), and turning that gate-major is a strided copy of the whole array.
+        One product per step inside one numpy call (a stacked matmul) on a contiguous copy of the
+        inputs transposed, x_t^T (D, N) (given the transposed view, numpy copies each step's
+        operand on its own): a single (T*N, D) product would give (T, N, G*H), and turning that
+        gate-major is a strided copy of the whole, larger, array.
         """
         weight_ih, factors = self.params["weight_ih"], self.row_factors()
         if factors is not None:
             weight_ih, bias = weight_ih * factors[:, None], bias * factors
-        matmul(weight_ih, xs.transpose(0, 2, 1), out=out)
+        matmul(weight_ih, np.ascontiguousarray(xs.transpose(0, 2, 1)), out=out)
         out += bias[:, None]
 
 

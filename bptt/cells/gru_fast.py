@@ -150,12 +150,13 @@ class GRUSweep(FastSweep):
         da, z = self.da, sequence.gates[:, H : 2 * H]
         dh = [self.dh] * T if running is None else [self.dh[:, :n] for n in running]
         products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
+        # the chain rule block by block: one multiply broadcasting dL/dh over two (H, N) blocks goes
+        # through numpy's buffered iterator and costs more than two contiguous ones
         self.views = list(zip(
-            dh, by_step(da[:, : 2 * H].reshape(T, 2, H, N), running, True), by_step(z, running, True),
+            dh, *(by_step(da[:, k * H : (k + 1) * H], running, True) for k in range(4)), by_step(z, running, True),
             by_step(self.dh_z, running, self.direct_in_product) if self.direct_in_product else
             ([self.dh_z[0]] * T if running is None else [self.dh_z[0, :n] for n in running]),
-            by_step(da[:, 2 * H : 4 * H].reshape(T, 2, H, N), running, True),
-            by_step(da[:, :H], running, True), [step.T for step in by_step(da[:, H:], running, True)], products,
+            [step.T for step in by_step(da[:, H:], running, True)], products,
         ))
 
     def local_gradients(self) -> None:
@@ -179,10 +180,12 @@ class GRUSweep(FastSweep):
         copyto(dahn, r)  # da_n/da_h,n = r
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
-        dh, da_nz, z, dh_z, da_rh, dan, da_h, product = self.views[t]
+        dh, dan, daz, dar, dahn, z, dh_z, da_h, product = self.views[t]
         copyto(dh, dstate[0].T)  # dL/dh, gate-major
-        multiply(da_nz, dh, da_nz)  # chain rule: da_n, da_z = dL/dh * dh/da
-        multiply(da_rh, dan, da_rh)  # da_r, da_h,n = da_n * (da_n/da_r, r)
+        multiply(dan, dh, dan)  # chain rule: da_n, da_z = dL/dh * dh/da
+        multiply(daz, dh, daz)
+        multiply(dar, dan, dar)  # da_r, da_h,n = da_n * (da_n/da_r, r)
+        multiply(dahn, dan, dahn)
         if self.direct_in_product:
             multiply(dh, z, dh_z)  # the direct path h = ... + z * h_prev, through I in the product
             product(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh + dL/dh * z

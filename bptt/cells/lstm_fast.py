@@ -141,7 +141,7 @@ class LSTMSweep(FastSweep):
         products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
         self.views = list(zip(
             each(self.dh), by_step(self.dc_total, running, True),
-            by_step(da[:, : 3 * H].reshape(T, 3, H, N), running, True), by_step(da[:, 3 * H :], running, True),
+            *(by_step(da[:, k * H : (k + 1) * H], running, True) for k in range(4)),
             [step.T for step in by_step(da, running, True)], by_step(sequence.gates[:, H : 2 * H], running, True),
             each(self.dc_prev), products,
             [None] * T if self.dh_projected is None else by_step(self.dh_projected, running, False),
@@ -170,7 +170,7 @@ class LSTMSweep(FastSweep):
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
         dh, dc = dstate
-        dh_t, dc_total, da_ifg, da_o, da, f, dc_prev, product, dh_projected = self.views[t]
+        dh_t, dc_total, da_i, da_f, da_g, da_o, da, f, dc_prev, product, dh_projected = self.views[t]
         if dh_projected is None:
             copyto(dh_t, dh.T)  # dL/dh, gate-major
         else:  # h = u W_hr^T: dL/du = dL/dh W_hr
@@ -179,8 +179,11 @@ class LSTMSweep(FastSweep):
         # total dL/dc_t: through h = o * tanh(c), plus what step t+1 carried back through c_prev
         multiply(dc_total, dh_t, dc_total)
         add(dc_total, dc.T, dc_total)
-        # chain rule into the gates: i, f, g act through c, o through h
-        multiply(da_ifg, dc_total, da_ifg)
+        # chain rule into the gates: i, f, g act through c, o through h (one call per gate: one
+        # multiply broadcasting dL/dc over three blocks goes through numpy's buffered iterator)
+        multiply(da_i, dc_total, da_i)
+        multiply(da_f, dc_total, da_f)
+        multiply(da_g, dc_total, da_g)
         multiply(da_o, dh_t, da_o)
         product(da, self.params["weight_hh"], out)  # through a_h = W_hh h_prev
         multiply(dc_total, f, dc_prev)  # through c = f * c_prev + i * g
