@@ -153,7 +153,8 @@ class GRUSweep(FastSweep):
         # the chain rule block by block: one multiply broadcasting dL/dh over two (H, N) blocks goes
         # through numpy's buffered iterator and costs more than two contiguous ones
         self.views = list(zip(
-            dh, *(by_step(da[:, k * H : (k + 1) * H], running, True) for k in range(4)), by_step(z, running, True),
+            dh, *(by_step(da[:, k * H : (k + 1) * H], running, True) for k in range(4)),
+            by_step(sequence.gates[:, :H], running, True), by_step(z, running, True),
             by_step(self.dh_z, running, self.direct_in_product) if self.direct_in_product else
             ([self.dh_z[0]] * T if running is None else [self.dh_z[0, :n] for n in running]),
             [step.T for step in by_step(da[:, H:], running, True)], products,
@@ -164,7 +165,7 @@ class GRUSweep(FastSweep):
         H, gates, da = self.cell.hidden_size, self.sequence.gates, self.da
         r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
         dan, daz, dar, dahn = (da[:, k * H : (k + 1) * H] for k in range(4))
-        one_minus_z = dahn  # free until the last line
+        one_minus_z = dahn  # free until each step writes its da_h,n there
         # through h = (1 - z) * n + z * h_prev into n, then tanh' = 1 - n^2
         subtract(1, z, one_minus_z)
         multiply(n, n, dan)
@@ -177,15 +178,14 @@ class GRUSweep(FastSweep):
         subtract(1, r, dar)
         multiply(dar, r, dar)
         multiply(dar, self.sequence.hn, dar)  # da_n/da_r = hn r (1 - r)
-        copyto(dahn, r)  # da_n/da_h,n = r
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
-        dh, dan, daz, dar, dahn, z, dh_z, da_h, product = self.views[t]
+        dh, dan, daz, dar, dahn, r, z, dh_z, da_h, product = self.views[t]
         copyto(dh, dstate[0].T)  # dL/dh, gate-major
         multiply(dan, dh, dan)  # chain rule: da_n, da_z = dL/dh * dh/da
         multiply(daz, dh, daz)
-        multiply(dar, dan, dar)  # da_r, da_h,n = da_n * (da_n/da_r, r)
-        multiply(dahn, dan, dahn)
+        multiply(dar, dan, dar)  # da_r = da_n * da_n/da_r
+        multiply(dan, r, dahn)  # da_h,n = da_n * r: hn sits behind r
         if self.direct_in_product:
             multiply(dh, z, dh_z)  # the direct path h = ... + z * h_prev, through I in the product
             product(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh + dL/dh * z
