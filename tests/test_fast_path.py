@@ -165,3 +165,22 @@ def test_a_dropped_tape_and_its_sweep_are_freed_at_once_not_by_the_garbage_colle
         assert [ref() for ref in refs] == [None, None]
     finally:
         gc.enable()
+
+
+def test_views_kept_with_a_freed_tapes_arrays_follow_the_new_weights(cell_name):
+    """A sequence that takes over a freed tape's arrays may take its per-step views too: the
+    weights each step uses are the current call's, not those the views were built with."""
+    rng = np.random.default_rng(6)
+    cell = CELLS[cell_name](3, 5, seed=0)
+    plain = CELLS[cell_name](3, 5, seed=0)
+    plain.Sequence = StepwiseSequence
+    xs, dhs = rng.standard_normal((6, 2, 3)), rng.standard_normal((6, 2, 5))
+    for _ in range(3):
+        for c in (cell, plain):  # new weights each round, as a training loop would
+            c.params = {name: value + 0.1 * rng.standard_normal(value.shape) for name, value in c.params.items()}
+        plain.params = {name: value.copy() for name, value in cell.params.items()}
+        hs, tape = bptt.forward(cell, xs)
+        hs_p, tape_p = bptt.forward(plain, xs)
+        assert relative_error(hs, hs_p) < 1e-13
+        assert_gradients_agree(cell, bptt.backward(cell, tape, dhs), bptt.backward(plain, tape_p, dhs), 1e-12)
+        del hs, tape

@@ -52,11 +52,16 @@ class GRUSequence(FastSequence):
         weight_hh, bias_hh = self.params["weight_hh"], self.params["bias_hh"]
         order = np.r_[2 * H : 3 * H, 0 : 2 * H]  # n, r, z
         factors = np.repeat(np.array([1, -1, -1], dtype), H)
-        self.weight_hh = np.empty((3 * H, H + 1), dtype)
+        self.weight_hh = np.empty((3 * H, H + 1), dtype)  # this call's weights: not in the views
         self.weight_hh[:, :H] = weight_hh[order] * factors[:, None]
         self.weight_hh[:, H] = 0
         self.weight_hh[:H, H] = bias_hh[2 * H :]
-        self.tmp = np.empty((H, N), dtype)
+        self.tmp = self.tape_array("tmp", (H, N))
+        # the sweep's own work arrays, here so that its views can be kept with the tape's
+        self.sweep_dh, self.sweep_dh_z = self.tape_array("sweep dh", (H, N)), self.tape_array("sweep dh z", (N, H))
+
+    def view_arrays(self) -> tuple[Array, ...]:
+        return (*super().view_arrays(), self.states)
 
     def step_views(self) -> list[tuple[Any, ...]]:
         T, N, H, running = self.T, self.N, self.cell.hidden_size, self.running
@@ -66,7 +71,7 @@ class GRUSequence(FastSequence):
         tmp = [self.tmp] * T if running is None else [self.tmp[:, :n] for n in running]
         products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
         return list(zip(
-            [self.weight_hh] * T, by_step(states[:-1], running, True), by_step(windows, running, True),
+            by_step(states[:-1], running, True), by_step(windows, running, True),
             by_step(gates[:, : 2 * H], running, True), by_step(windows[:, H:], running, True),
             by_step(gates[:, :H], running, True), by_step(windows[:, :H], running, True),
             by_step(gates[:, 2 * H :], running, True), by_step(gates[:, H : 2 * H], running, True),
@@ -74,10 +79,10 @@ class GRUSequence(FastSequence):
             by_step(states[1:, :H], running, True), tmp, products, [tanh_for(self.cell.dtype, H * N)] * T,
         ))
 
-    def advance(self, weight: Array, h_prev_ones: Array, window: Array, rz: Array, a_h_rz: Array, r: Array,
-                hn: Array, n: Array, z: Array, h_prev: Array, h_minus_n: Array, h: Array, tmp: Array,
-                product: Product, tanh: Activation) -> None:
-        product(weight, h_prev_ones, window)  # [hn; a_h,r; a_h,z] = W_hh h_prev + b_hn (times factors)
+    def advance(self, h_prev_ones: Array, window: Array, rz: Array, a_h_rz: Array, r: Array, hn: Array, n: Array,
+                z: Array, h_prev: Array, h_minus_n: Array, h: Array, tmp: Array, product: Product,
+                tanh: Activation) -> None:
+        product(self.weight_hh, h_prev_ones, window)  # [hn; a_h,r; a_h,z] = W_hh h_prev + b_hn (times factors)
         add(rz, a_h_rz, rz)
         exp(rz, rz)
         add(rz, 1, rz)
@@ -104,8 +109,9 @@ class GRUSequence(FastSequence):
         self.hs = np.stack([cache.h_prev, cache.h])
         self.gates = np.ascontiguousarray(cache.gates.T)[None]
         self.hn = np.ascontiguousarray(cache.hn.T)[None]
-        H = self.cell.hidden_size
+        H, N = self.cell.hidden_size, self.N
         self.h_minus_n = cache.h_prev.T[None] - self.gates[:, 2 * H :]
+        self.sweep_dh, self.sweep_dh_z = np.empty((H, N), self.cell.dtype), np.empty((N, H), self.cell.dtype)
 
     # ----------------------------------------------------------------- reading the tape
     @property
@@ -145,19 +151,22 @@ class GRUSweep(FastSweep):
         if self.direct_in_product:
             blocks.append(np.eye(H, dtype=weight_hh.dtype))
         self.weight = np.concatenate(blocks)
-        self.dh = np.empty((H, N), self.cell.dtype)
-        self.dh_z = self.da[:, 4 * H :] if self.direct_in_product else np.empty((1, N, H), self.cell.dtype)
-        da, z = self.da, sequence.gates[:, H : 2 * H]
-        dh = [self.dh] * T if running is None else [self.dh[:, :n] for n in running]
+        self.views = sequence.per_step("sweep", self.step_views, (self.da, *sequence.kept_arrays()))
+
+    def step_views(self) -> list[tuple[Any, ...]]:
+        T, N, H, running, sequence, da = self.T, self.N, self.cell.hidden_size, self.running, self.sequence, self.da
+        dh = [sequence.sweep_dh] * T if running is None else [sequence.sweep_dh[:, :n] for n in running]
+        if self.direct_in_product:
+            dh_z = by_step(da[:, 4 * H :], running, True)
+        else:
+            dh_z = [sequence.sweep_dh_z] * T if running is None else [sequence.sweep_dh_z[:n] for n in running]
         products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
         # the chain rule block by block: one multiply broadcasting dL/dh over two (H, N) blocks goes
         # through numpy's buffered iterator and costs more than two contiguous ones
-        self.views = list(zip(
+        return list(zip(
             dh, *(by_step(da[:, k * H : (k + 1) * H], running, True) for k in range(4)),
-            by_step(sequence.gates[:, :H], running, True), by_step(z, running, True),
-            by_step(self.dh_z, running, self.direct_in_product) if self.direct_in_product else
-            ([self.dh_z[0]] * T if running is None else [self.dh_z[0, :n] for n in running]),
-            [step.T for step in by_step(da[:, H:], running, True)], products,
+            by_step(sequence.gates[:, :H], running, True), by_step(sequence.gates[:, H : 2 * H], running, True),
+            dh_z, [step.T for step in by_step(da[:, H:], running, True)], products,
         ))
 
     def local_gradients(self) -> None:

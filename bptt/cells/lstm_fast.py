@@ -42,13 +42,19 @@ class LSTMSequence(FastSequence):
         self.states[0] = state0[0].T
         factors = self.row_factors()
         assert factors is not None
-        self.weight_hh = self.params["weight_hh"] * factors[:, None]
-        self.scale = np.ones((4 * H, N), dtype)
-        self.scale[2 * H : 3 * H] = 2  # tanh(x) = 2 sigmoid(2x) - 1 for g
-        self.tmp_gates, self.tmp = np.empty((4 * H, N), dtype), np.empty((H, N), dtype)
+        self.weight_hh = self.params["weight_hh"] * factors[:, None]  # this call's weights: not in the views
         projected = self.cell.proj_size > 0
         self.weight_hr = self.params["weight_hr"] if projected else None
-        self.unprojected = np.empty((H, N), dtype) if projected else None
+        self.scale = self.tape_array("scale", (4 * H, N))
+        self.scale[...] = 1
+        self.scale[2 * H : 3 * H] = 2  # tanh(x) = 2 sigmoid(2x) - 1 for g
+        self.tmp_gates, self.tmp = self.tape_array("tmp gates", (4 * H, N)), self.tape_array("tmp", (H, N))
+        self.unprojected = self.tape_array("unprojected", (H, N)) if projected else None
+        # the sweep's own work arrays, here so that its views can be kept with the tape's
+        self.sweep_dh, self.sweep_dc = self.tape_array("sweep dh", (H, N)), self.tape_array("sweep dc", (H, N))
+
+    def view_arrays(self) -> tuple[Array, ...]:
+        return (*super().view_arrays(), self.states)
 
     def step_views(self) -> list[tuple[Any, ...]]:
         T, N, H, running = self.T, self.N, self.cell.hidden_size, self.running
@@ -61,18 +67,18 @@ class LSTMSequence(FastSequence):
 
         products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
         return list(zip(
-            [self.weight_hh] * T, by_step(self.states[:-1], running, True), by_step(gates, running, True),
+            by_step(self.states[:-1], running, True), by_step(gates, running, True),
             each(self.tmp_gates), each(self.scale),
             *(by_step(gates[:, k * H : (k + 1) * H], running, True) for k in range(4)),
             by_step(self.cs[:-1], running, True), by_step(self.cs[1:], running, True),
             by_step(self.tanh_c, running, True), each(self.tmp), by_step(self.states[1:], running, True),
-            each(self.unprojected), [self.weight_hr] * T, products, [tanh_for(self.cell.dtype, H * N)] * T,
+            each(self.unprojected), products, [tanh_for(self.cell.dtype, H * N)] * T,
         ))
 
-    def advance(self, weight_hh: Array, h_prev: Array, a: Array, a_h: Array, scale: Array, i: Array, f: Array,
-                g: Array, o: Array, c_prev: Array, c: Array, tanh_c: Array, tmp: Array, h: Array,
-                unprojected: Array | None, weight_hr: Array | None, product: Product, tanh: Activation) -> None:
-        product(weight_hh, h_prev, a_h)
+    def advance(self, h_prev: Array, a: Array, a_h: Array, scale: Array, i: Array, f: Array, g: Array, o: Array,
+                c_prev: Array, c: Array, tanh_c: Array, tmp: Array, h: Array, unprojected: Array | None,
+                product: Product, tanh: Activation) -> None:
+        product(self.weight_hh, h_prev, a_h)
         add(a, a_h, a)  # a = (a_x + W_hh h_prev) * factors
         exp(a, a)
         add(a, 1, a)
@@ -82,10 +88,10 @@ class LSTMSequence(FastSequence):
         multiply(i, g, tmp)
         add(c, tmp, c)
         tanh(c, tanh_c)
-        if weight_hr is None:
+        if unprojected is None:
             multiply(o, tanh_c, h)  # h = o * tanh(c)
         else:  # h = (o * tanh(c)) W_hr^T
-            product(weight_hr, multiply(o, tanh_c, unprojected), h)
+            product(self.weight_hr, multiply(o, tanh_c, unprojected), h)
 
     def ended(self, t: int, n: int) -> list[tuple[Array, Array]]:
         return [(self.states[t + 1, :, n:], self.states[t, :, n:]), (self.cs[t + 1, :, n:], self.cs[t, :, n:])]
@@ -101,6 +107,8 @@ class LSTMSequence(FastSequence):
         self.cs = np.stack([cache.c_prev.T, cache.c.T])
         self.gates = np.ascontiguousarray(cache.gates.T)[None]
         self.tanh_c = np.ascontiguousarray(cache.tanh_c.T)[None]
+        H, N = self.cell.hidden_size, self.N
+        self.sweep_dh, self.sweep_dc = np.empty((H, N), self.cell.dtype), np.empty((H, N), self.cell.dtype)
 
     # ----------------------------------------------------------------- reading the tape
     @property
@@ -134,16 +142,20 @@ class LSTMSweep(FastSweep):
                 self.da[t, :, n:] = 0
         # every step's dL/dh before the projection's backward, for dW_hr
         self.dh_projected = np.zeros((T, N, P), self.cell.dtype) if P else None
-        self.dh, self.dc_prev = np.empty((H, N), self.cell.dtype), np.empty((H, N), self.cell.dtype)
-        da = self.da
+        arrays = (self.da, self.dc_total, *sequence.kept_arrays(),
+                  *([] if self.dh_projected is None else [self.dh_projected]))
+        self.views = sequence.per_step("sweep", self.step_views, arrays)
+
+    def step_views(self) -> list[tuple[Any, ...]]:
+        T, N, H, running, sequence, da = self.T, self.N, self.cell.hidden_size, self.running, self.sequence, self.da
         each = (lambda array: [array] * T) if running is None else (
             lambda array: [array[..., :n] for n in running])
         products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
-        self.views = list(zip(
-            each(self.dh), by_step(self.dc_total, running, True),
+        return list(zip(
+            each(sequence.sweep_dh), by_step(self.dc_total, running, True),
             *(by_step(da[:, k * H : (k + 1) * H], running, True) for k in range(4)),
             [step.T for step in by_step(da, running, True)], by_step(sequence.gates[:, H : 2 * H], running, True),
-            each(self.dc_prev), products,
+            each(sequence.sweep_dc), products,
             [None] * T if self.dh_projected is None else by_step(self.dh_projected, running, False),
         ))
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.types import Array, Params, Parts
-from .fast import FastSequence, FastSweep, add, by_step, dot, multiply, subtract, tanh_for, weight_gradients, Activation
+from .fast import FastSequence, FastSweep, add, by_step, dot, multiply, subtract, tanh_for, weight_gradients
 
 if TYPE_CHECKING:
     from .rnn import RNN, RNNCache
@@ -35,20 +35,18 @@ class RNNSequence(FastSequence):
         bias = self.params["bias_ih"] + self.params["bias_hh"]
         np.matmul(xs.reshape(T * N, D), self.params["weight_ih"].T, out=self.hs[1:].reshape(T * N, H))
         self.hs[1:] += bias
-        self.weight_hh_t = np.ascontiguousarray(self.params["weight_hh"].T)
-        self.tmp = np.empty((N, H), dtype)
+        self.weight_hh_t = np.ascontiguousarray(self.params["weight_hh"].T)  # this call's weights: not in the views
+        self.activation = (tanh_for(dtype, N * H) if self.cell.nonlinearity == "tanh" else relu)
+        self.tmp = self.tape_array("tmp", (N, H))
 
     def step_views(self) -> list[tuple[Any, ...]]:
         T, running = self.T, self.running
-        activation = (tanh_for(self.cell.dtype, self.N * self.cell.hidden_size) if self.cell.nonlinearity == "tanh"
-                      else relu)
         tmp = [self.tmp] * T if running is None else [self.tmp[:n] for n in running]
-        return list(zip(by_step(self.hs[:-1], running, False), by_step(self.hs[1:], running, False),
-                        [self.weight_hh_t] * T, tmp, [activation] * T))
+        return list(zip(by_step(self.hs[:-1], running, False), by_step(self.hs[1:], running, False), tmp))
 
-    def advance(self, h_prev: Array, h: Array, weight_hh_t: Array, tmp: Array, activation: Activation) -> None:
-        add(h, dot(h_prev, weight_hh_t, tmp), h)  # a = a_x + W_hh h_prev (h holds a_x on entry)
-        activation(h, h)
+    def advance(self, h_prev: Array, h: Array, tmp: Array) -> None:
+        add(h, dot(h_prev, self.weight_hh_t, tmp), h)  # a = a_x + W_hh h_prev (h holds a_x on entry)
+        self.activation(h, h)
 
     def ended(self, t: int, n: int) -> list[tuple[Array, Array]]:
         return [(self.hs[t + 1, n:], self.hs[t, n:])]
@@ -90,12 +88,13 @@ class RNNSweep(FastSweep):
         if self.running is not None:
             for t, n in enumerate(self.running):  # no gradient reaches a step a sequence did not run
                 self.da[t, n:] = 0
-        self.views = list(zip(by_step(self.da, self.running, False), [self.params["weight_hh"]] * T))
+        self.weight_hh = self.params["weight_hh"]
+        self.views = sequence.per_step("sweep", lambda: by_step(self.da, self.running, False), (self.da,))
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
-        da, weight_hh = self.views[t]
+        da = self.views[t]
         multiply(da, dstate[0], da)  # through the non-linearity: da = act'(a) * dL/dh
-        dot(da, weight_hh, out)  # dL/dh_prev = da W_hh
+        dot(da, self.weight_hh, out)  # dL/dh_prev = da W_hh
         return (out,)
 
     def preactivation_gradients(self, t: int) -> tuple[Array, Array]:

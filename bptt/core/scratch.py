@@ -28,6 +28,7 @@ class ScratchArrays(threading.local):
 
     def __init__(self) -> None:
         self.arrays: dict[str, list[Array]] = {}
+        self.views: dict[str, list[tuple[tuple[int, ...], list]]] = {}
 
     def get(self, role: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
         """An uninitialised array, valid until the next `get` or `take` of the same role in this thread."""
@@ -51,9 +52,25 @@ class ScratchArrays(threading.local):
         kept = [a for a in self.arrays.get(role, []) if a.shape == array.shape and a.dtype == array.dtype]
         self.arrays[role] = kept[max(0, len(kept) - self.MAX_PER_ROLE + 1):] + [array]
 
+    def take_views(self, role: str, arrays: tuple[int, ...]) -> list | None:
+        """Per-step views kept under `role` that were built on exactly the arrays whose ids are
+        `arrays` (the caller holds those arrays now), or None."""
+        kept = self.views.get(role, [])
+        for i in range(len(kept) - 1, -1, -1):
+            if kept[i][0] == arrays:
+                return kept.pop(i)[1]
+        return None
+
+    def give_views(self, role: str, arrays: tuple[int, ...], views: list) -> None:
+        """Keep `views`, built on the arrays whose ids are `arrays`, for whoever takes those arrays
+        next (the views hold them, so the ids stay theirs)."""
+        kept = self.views.setdefault(role, [])
+        self.views[role] = kept[max(0, len(kept) - self.MAX_PER_ROLE + 1):] + [(arrays, views)]
+
     def clear(self) -> None:
         """Return every kept array to the allocator."""
         self.arrays.clear()
+        self.views.clear()
 
 
 scratch = ScratchArrays()
