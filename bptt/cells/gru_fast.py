@@ -15,13 +15,13 @@ Layout, per step (gate-major, N last):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ..core.scratch import scratch
 from ..core.types import Array, Params, Parts
-from .fast import (FastSequence, FastSweep, Product, add, by_step, copyto, divide, dot, exp, matmul, multiply,
+from .fast import (FastSequence, FastSweep, add, copyto, divide, dot, exp, multiply,
                    natural, subtract, tanh_for, weight_gradients, Activation)
 
 if TYPE_CHECKING:
@@ -64,25 +64,21 @@ class GRUSequence(FastSequence):
         return (*super().view_arrays(), self.states)
 
     def step_views(self) -> list[tuple[Any, ...]]:
-        T, N, H, running = self.T, self.N, self.cell.hidden_size, self.running
+        # Every column, also where sequences have ended (their state is put back after the step):
+        # contiguous calls on all N columns cost less than strided ones on the running n.
+        T, N, H = self.T, self.N, self.cell.hidden_size
         item = self.window.itemsize
         windows = np.lib.stride_tricks.as_strided(self.window, (T, 3 * H, N), (H * N * item, N * item, item))
         gates, states = self.gates, self.states
-        tmp = [self.tmp] * T if running is None else [self.tmp[:, :n] for n in running]
-        products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
         return list(zip(
-            by_step(states[:-1], running, True), by_step(windows, running, True),
-            by_step(gates[:, : 2 * H], running, True), by_step(windows[:, H:], running, True),
-            by_step(gates[:, :H], running, True), by_step(windows[:, :H], running, True),
-            by_step(gates[:, 2 * H :], running, True), by_step(gates[:, H : 2 * H], running, True),
-            by_step(states[:-1, :H], running, True), by_step(self.h_minus_n, running, True),
-            by_step(states[1:, :H], running, True), tmp, products, [tanh_for(self.cell.dtype, H * N)] * T,
+            states[:-1], windows, gates[:, : 2 * H], windows[:, H:], gates[:, :H], windows[:, :H], gates[:, 2 * H :],
+            gates[:, H : 2 * H], states[:-1, :H], self.h_minus_n, states[1:, :H], [self.tmp] * T,
+            [tanh_for(self.cell.dtype, H * N)] * T,
         ))
 
     def advance(self, h_prev_ones: Array, window: Array, rz: Array, a_h_rz: Array, r: Array, hn: Array, n: Array,
-                z: Array, h_prev: Array, h_minus_n: Array, h: Array, tmp: Array, product: Product,
-                tanh: Activation) -> None:
-        product(self.weight_hh, h_prev_ones, window)  # [hn; a_h,r; a_h,z] = W_hh h_prev + b_hn (times factors)
+                z: Array, h_prev: Array, h_minus_n: Array, h: Array, tmp: Array, tanh: Activation) -> None:
+        dot(self.weight_hh, h_prev_ones, window)  # [hn; a_h,r; a_h,z] = W_hh h_prev + b_hn (times factors)
         add(rz, a_h_rz, rz)
         exp(rz, rz)
         add(rz, 1, rz)
@@ -154,19 +150,13 @@ class GRUSweep(FastSweep):
         self.views = sequence.per_step("sweep", self.step_views, (self.da, *sequence.kept_arrays()))
 
     def step_views(self) -> list[tuple[Any, ...]]:
-        T, N, H, running, sequence, da = self.T, self.N, self.cell.hidden_size, self.running, self.sequence, self.da
-        dh = [sequence.sweep_dh] * T if running is None else [sequence.sweep_dh[:, :n] for n in running]
-        if self.direct_in_product:
-            dh_z = by_step(da[:, 4 * H :], running, True)
-        else:
-            dh_z = [sequence.sweep_dh_z] * T if running is None else [sequence.sweep_dh_z[:n] for n in running]
-        products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
+        T, H, sequence, da = self.T, self.cell.hidden_size, self.sequence, self.da
+        dh_z = da[:, 4 * H :] if self.direct_in_product else [sequence.sweep_dh_z] * T
         # the chain rule block by block: one multiply broadcasting dL/dh over two (H, N) blocks goes
         # through numpy's buffered iterator and costs more than two contiguous ones
         return list(zip(
-            dh, *(by_step(da[:, k * H : (k + 1) * H], running, True) for k in range(4)),
-            by_step(sequence.gates[:, :H], running, True), by_step(sequence.gates[:, H : 2 * H], running, True),
-            dh_z, [step.T for step in by_step(da[:, H:], running, True)], products,
+            [sequence.sweep_dh] * T, *(da[:, k * H : (k + 1) * H] for k in range(4)), sequence.gates[:, :H],
+            sequence.gates[:, H : 2 * H], dh_z, da[:, H:].transpose(0, 2, 1),
         ))
 
     def local_gradients(self) -> None:
@@ -189,7 +179,7 @@ class GRUSweep(FastSweep):
         multiply(dar, self.sequence.hn, dar)  # da_n/da_r = hn r (1 - r)
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
-        dh, dan, daz, dar, dahn, r, z, dh_z, da_h, product = self.views[t]
+        dh, dan, daz, dar, dahn, r, z, dh_z, da_h = self.views[t]
         copyto(dh, dstate[0].T)  # dL/dh, gate-major
         multiply(dan, dh, dan)  # chain rule: da_n, da_z = dL/dh * dh/da
         multiply(daz, dh, daz)
@@ -197,10 +187,18 @@ class GRUSweep(FastSweep):
         multiply(dan, r, dahn)  # da_h,n = da_n * r: hn sits behind r
         if self.direct_in_product:
             multiply(dh, z, dh_z)  # the direct path h = ... + z * h_prev, through I in the product
-            product(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh + dL/dh * z
+            dot(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh + dL/dh * z
         else:
-            product(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh ...
+            dot(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh ...
             add(out, multiply(dstate[0], z.T, dh_z), out)  # ... + dL/dh * z, the direct path
+        return (out,)
+
+    def partial(self, t: int, dstate: Parts, out: Array) -> Parts:
+        """Every column, as the forward ran it: the local gradients of the sequences that have ended
+        are zero, so nothing of them reaches da; their dL/dh passes through."""
+        self.retreat(t, dstate, out)
+        n = cast(list, self.running)[t]
+        out[n:] = dstate[0][n:]
         return (out,)
 
     def preactivation_gradients(self, t: int) -> tuple[Array, Array]:

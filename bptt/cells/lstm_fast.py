@@ -9,13 +9,13 @@ layout the caller sees once, after the last step. R is H, or P with a projection
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from ..core.scratch import scratch
 from ..core.types import Array, Params, Parts
-from .fast import (FastSequence, FastSweep, Product, add, by_step, copyto, divide, dot, exp, matmul, multiply,
+from .fast import (FastSequence, FastSweep, add, by_step, copyto, divide, dot, exp, multiply,
                    natural, subtract, tanh_for, weight_gradients, Activation)
 
 if TYPE_CHECKING:
@@ -57,28 +57,19 @@ class LSTMSequence(FastSequence):
         return (*super().view_arrays(), self.states)
 
     def step_views(self) -> list[tuple[Any, ...]]:
-        T, N, H, running = self.T, self.N, self.cell.hidden_size, self.running
-        gates = self.gates
-
-        def each(array: Array | None) -> list[Any]:  # a work array, cut to the running columns
-            if array is None:
-                return [None] * T
-            return [array] * T if running is None else [array[..., :n] for n in running]
-
-        products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
+        # Every column, also where sequences have ended (their state is put back after the step):
+        # contiguous calls on all N columns cost less than strided ones on the running n.
+        T, N, H, gates = self.T, self.N, self.cell.hidden_size, self.gates
         return list(zip(
-            by_step(self.states[:-1], running, True), by_step(gates, running, True),
-            each(self.tmp_gates), each(self.scale),
-            *(by_step(gates[:, k * H : (k + 1) * H], running, True) for k in range(4)),
-            by_step(self.cs[:-1], running, True), by_step(self.cs[1:], running, True),
-            by_step(self.tanh_c, running, True), each(self.tmp), by_step(self.states[1:], running, True),
-            each(self.unprojected), products, [tanh_for(self.cell.dtype, H * N)] * T,
+            self.states[:-1], gates, [self.tmp_gates] * T, [self.scale] * T,
+            *(gates[:, k * H : (k + 1) * H] for k in range(4)), self.cs[:-1], self.cs[1:], self.tanh_c,
+            [self.tmp] * T, self.states[1:], [self.unprojected] * T, [tanh_for(self.cell.dtype, H * N)] * T,
         ))
 
     def advance(self, h_prev: Array, a: Array, a_h: Array, scale: Array, i: Array, f: Array, g: Array, o: Array,
                 c_prev: Array, c: Array, tanh_c: Array, tmp: Array, h: Array, unprojected: Array | None,
-                product: Product, tanh: Activation) -> None:
-        product(self.weight_hh, h_prev, a_h)
+                tanh: Activation) -> None:
+        dot(self.weight_hh, h_prev, a_h)
         add(a, a_h, a)  # a = (a_x + W_hh h_prev) * factors
         exp(a, a)
         add(a, 1, a)
@@ -91,7 +82,7 @@ class LSTMSequence(FastSequence):
         if unprojected is None:
             multiply(o, tanh_c, h)  # h = o * tanh(c)
         else:  # h = (o * tanh(c)) W_hr^T
-            product(self.weight_hr, multiply(o, tanh_c, unprojected), h)
+            dot(cast(Array, self.weight_hr), multiply(o, tanh_c, unprojected), h)
 
     def ended(self, t: int, n: int) -> list[tuple[Array, Array]]:
         return [(self.states[t + 1, :, n:], self.states[t, :, n:]), (self.cs[t + 1, :, n:], self.cs[t, :, n:])]
@@ -140,6 +131,7 @@ class LSTMSweep(FastSweep):
         if running is not None:
             for t, n in enumerate(running):  # no gradient reaches a step a sequence did not run
                 self.da[t, :, n:] = 0
+                self.dc_total[t, :, n:] = 0
         # every step's dL/dh before the projection's backward, for dW_hr
         self.dh_projected = np.zeros((T, N, P), self.cell.dtype) if P else None
         arrays = (self.da, self.dc_total, *sequence.kept_arrays(),
@@ -147,16 +139,11 @@ class LSTMSweep(FastSweep):
         self.views = sequence.per_step("sweep", self.step_views, arrays)
 
     def step_views(self) -> list[tuple[Any, ...]]:
-        T, N, H, running, sequence, da = self.T, self.N, self.cell.hidden_size, self.running, self.sequence, self.da
-        each = (lambda array: [array] * T) if running is None else (
-            lambda array: [array[..., :n] for n in running])
-        products: list[Product] = [dot if running is None or n == N else matmul for n in (running or [N] * T)]
+        T, H, sequence, da = self.T, self.cell.hidden_size, self.sequence, self.da
         return list(zip(
-            each(sequence.sweep_dh), by_step(self.dc_total, running, True),
-            *(by_step(da[:, k * H : (k + 1) * H], running, True) for k in range(4)),
-            [step.T for step in by_step(da, running, True)], by_step(sequence.gates[:, H : 2 * H], running, True),
-            each(sequence.sweep_dc), products,
-            [None] * T if self.dh_projected is None else by_step(self.dh_projected, running, False),
+            [sequence.sweep_dh] * T, self.dc_total, *(da[:, k * H : (k + 1) * H] for k in range(4)),
+            da.transpose(0, 2, 1), sequence.gates[:, H : 2 * H], [sequence.sweep_dc] * T,
+            [None] * T if self.dh_projected is None else by_step(self.dh_projected, self.running, False),
         ))
 
     def local_gradients(self) -> None:
@@ -182,12 +169,12 @@ class LSTMSweep(FastSweep):
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
         dh, dc = dstate
-        dh_t, dc_total, da_i, da_f, da_g, da_o, da, f, dc_prev, product, dh_projected = self.views[t]
+        dh_t, dc_total, da_i, da_f, da_g, da_o, da, f, dc_prev, dh_projected = self.views[t]
         if dh_projected is None:
             copyto(dh_t, dh.T)  # dL/dh, gate-major
         else:  # h = u W_hr^T: dL/du = dL/dh W_hr
-            copyto(dh_projected, dh)
-            product(self.params["weight_hr"].T, dh.T, dh_t)
+            copyto(dh_projected, dh[: len(dh_projected)])  # the running sequences' rows: the others' stay 0
+            dot(self.params["weight_hr"].T, dh.T, dh_t)
         # total dL/dc_t: through h = o * tanh(c), plus what step t+1 carried back through c_prev
         multiply(dc_total, dh_t, dc_total)
         add(dc_total, dc.T, dc_total)
@@ -197,9 +184,19 @@ class LSTMSweep(FastSweep):
         multiply(da_f, dc_total, da_f)
         multiply(da_g, dc_total, da_g)
         multiply(da_o, dh_t, da_o)
-        product(da, self.params["weight_hh"], out)  # through a_h = W_hh h_prev
+        dot(da, self.params["weight_hh"], out)  # through a_h = W_hh h_prev
         multiply(dc_total, f, dc_prev)  # through c = f * c_prev + i * g
         return out, dc_prev.T
+
+    def partial(self, t: int, dstate: Parts, out: Array) -> Parts:
+        """Every column, as the forward ran it: the local gradients of the sequences that have ended
+        are zero, so nothing of them reaches da, and their total dL/dc_t is the dL/dc that came in;
+        their dL/dh and dL/dc pass through."""
+        _, dc_prev = self.retreat(t, dstate, out)
+        n = cast(list, self.running)[t]
+        out[n:] = dstate[0][n:]
+        dc_prev[n:] = self.dc_total[t, :, n:].T
+        return out, dc_prev
 
     def preactivation_gradients(self, t: int) -> tuple[Array, Array]:
         da = np.ascontiguousarray(self.da[t].T)
