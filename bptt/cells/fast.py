@@ -3,17 +3,22 @@
 It is private: its layout may change as long as `cache(t)` returns what `step_forward` returns, and
 a property-based test keeps it equal to the step pair to round-off. What makes it fast:
 
-- the input projection of all T steps is one matrix product before the loop, and the weight
-  gradients are one product each after the sweep (`gradients`):
+- the input projection of all T steps is one numpy call before the loop, and the weight gradients
+  are one product each after the sweep (`weight_gradients`):
       dW_ih = sum_t da_x[t]^T x_t,   dW_hh = sum_t da_h[t]^T h_{t-1},   db_ih = sum_t da_x[t], ...
-- every view a step works on is built once per sequence, before the loop, by iterating over the
-  time axis of the time-stacked arrays (`by_step`), and each step is a short run of numpy calls on
-  those views, with `out=` into the tape or into work arrays: no allocation, no copy of its own data;
 - gated cells (GRU, LSTM) keep their per-step arrays gate-major: a step's gates are (G*H, N), the
   transpose of the step pair's (N, G*H), so each gate is one contiguous (H, N) block and every
-  element-wise call runs on contiguous operands (about 3x cheaper per call than on a strided gate
-  slice at small sizes). The recurrent product is W_hh (G*H, H) @ h_prev^T (H, N). The states the
-  caller sees, the outputs and `cache(t)` keep the step pair's (N, ...) layout;
+  element-wise call runs on contiguous operands (at small sizes a call on a strided gate slice
+  costs about 3x a contiguous one). The recurrent product is W_hh (G*H, H) @ h_prev^T (H, N). The
+  states the caller sees, the outputs and `cache(t)` keep the step pair's (N, ...) layout: one
+  strided copy after the forward (the states), one per backward step (dL/dh^T) and one before the
+  weight gradients (`natural`). With lengths, a gated cell's step runs on all N columns and puts
+  back the state of the sequences that have ended: contiguous calls on all columns cost less than
+  strided ones on the running few;
+- every view a step works on is built before the loop by iterating over the time axis of the
+  time-stacked arrays, and kept with those arrays for the next sequence of the same shapes
+  (`FastSequence.per_step`); each step is a short run of numpy calls on its views with `out=` into
+  the tape or into work arrays: no allocation, no copy of its own data, no check;
 - products with one matrix per step go through `np.dot`, which reaches the BLAS with less call
   overhead than `np.matmul` (0.75 against 1.25 us for a (16, 32) x (32, 32) float32 product);
 - every local derivative that does not depend on the incoming gradient is formed for all T at once
@@ -50,7 +55,6 @@ if TYPE_CHECKING:
 # The ufuncs the steps call, bound once: a module global is one lookup, `np.add` two.
 add, subtract, multiply, divide, exp, copyto, dot, matmul = (
     np.add, np.subtract, np.multiply, np.divide, np.exp, np.copyto, np.dot, np.matmul)
-Product = Callable[..., Array]  # np.dot (every operand contiguous or transposed) or np.matmul
 Activation = Callable[[Array, Array], Array]  # (x, out) -> out
 
 
@@ -95,14 +99,12 @@ def tanh(x: Array, out: Array) -> Array:
     return tanh_for(out.dtype, out.size)(x, out)
 
 
-def by_step(array: Array, running: list[int] | None, rows_last: bool) -> list[Array]:
-    """array (T, ...) -> its T views array[t], built by iterating in C; with lengths, each cut to the
-    sequences running at step t (the last axis of a gate-major array, else the first after T)."""
+def by_step(array: Array, running: list[int] | None) -> list[Array]:
+    """array (T, N, ...) -> its T views array[t], built by iterating in C; with lengths, each cut to
+    the rows of the sequences running at step t."""
     steps = list(array)
     if running is None:
         return steps
-    if rows_last:
-        return [step[..., :n] for step, n in zip(steps, running)]
     return [step[:n] for step, n in zip(steps, running)]
 
 

@@ -143,7 +143,7 @@ class LSTMSweep(FastSweep):
         return list(zip(
             [sequence.sweep_dh] * T, self.dc_total, *(da[:, k * H : (k + 1) * H] for k in range(4)),
             da.transpose(0, 2, 1), sequence.gates[:, H : 2 * H], [sequence.sweep_dc] * T,
-            [None] * T if self.dh_projected is None else by_step(self.dh_projected, self.running, False),
+            [None] * T if self.dh_projected is None else by_step(self.dh_projected, self.running),
         ))
 
     def local_gradients(self) -> None:

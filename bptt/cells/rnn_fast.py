@@ -42,7 +42,7 @@ class RNNSequence(FastSequence):
     def step_views(self) -> list[tuple[Any, ...]]:
         T, running = self.T, self.running
         tmp = [self.tmp] * T if running is None else [self.tmp[:n] for n in running]
-        return list(zip(by_step(self.hs[:-1], running, False), by_step(self.hs[1:], running, False), tmp))
+        return list(zip(by_step(self.hs[:-1], running), by_step(self.hs[1:], running), tmp))
 
     def advance(self, h_prev: Array, h: Array, tmp: Array) -> None:
         add(h, dot(h_prev, self.weight_hh_t, tmp), h)  # a = a_x + W_hh h_prev (h holds a_x on entry)
@@ -89,7 +89,7 @@ class RNNSweep(FastSweep):
             for t, n in enumerate(self.running):  # no gradient reaches a step a sequence did not run
                 self.da[t, n:] = 0
         self.weight_hh = self.params["weight_hh"]
-        self.views = sequence.per_step("sweep", lambda: by_step(self.da, self.running, False), (self.da,))
+        self.views = sequence.per_step("sweep", lambda: by_step(self.da, self.running), (self.da,))
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
         da = self.views[t]
