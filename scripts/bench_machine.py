@@ -33,8 +33,9 @@ def pin(threads: int, cores: list[int] | None = None) -> list[int] | None:
 
     Thread-count settings alone are not enough to compare frameworks on the same number of cores:
     XLA runs threads besides the one its flags cap (a float64 RNN's gradient at T 200, B 128, H 512
-    took it 1.09 s of CPU time in 0.58 s of wall time, 1.05 s pinned to one core). Pinned, every framework gets the same cores, however
-    many threads it starts. Returns the cores, or None where the OS cannot pin (not Linux).
+    took it 1.09 s of CPU time in 0.58 s of wall time, 1.05 s pinned to one core). Pinned, every
+    framework gets the same cores, however many threads it starts. Returns the cores, or None where
+    the OS cannot pin (not Linux).
     """
     if not hasattr(os, "sched_setaffinity"):
         return None

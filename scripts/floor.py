@@ -84,7 +84,8 @@ def rnn_floor(problem: dict):
 
 def gru_floor(problem: dict):
     """The GRU gate-major: gates (3H, N) per step, b_hn through a row of ones, hn kept by a moving
-    window, one product per step back with dL/dh * z through an identity block below H = 64."""
+    window, one product per step back with dL/dh * z through an identity block below H = 64, the
+    chain rule one (H, N) block per call."""
     cell, xs, G = problem["cell"], problem["xs"], problem["G"]
     T, N, D = xs.shape
     H, dtype, p = cell.hidden_size, cell.dtype, cell.params
@@ -115,8 +116,8 @@ def gru_floor(problem: dict):
     dh, dh_t, dh_z = np.empty((T + 1, N, H), dtype), np.empty((H, N), dtype), np.empty((N, H), dtype)
     forward = list(zip(states[:-1], windows, gates[:, : 2 * H], windows[:, H:], gates[:, :H], hn,
                        gates[:, 2 * H :], gates[:, H : 2 * H], states[:-1, :H], diff, states[1:, :H]))
-    backward = list(zip(G, dh[1:], dh[:-1], da[:, : 2 * H].reshape(T, 2, H, N), da[:, 2 * H : 4 * H].reshape(T, 2, H, N),
-                        da[:, :H], da[:, H:].transpose(0, 2, 1), gates[:, H : 2 * H],
+    backward = list(zip(G, dh[1:], dh[:-1], *(da[:, k * H : (k + 1) * H] for k in range(4)),
+                        da[:, H:].transpose(0, 2, 1), gates[:, :H], gates[:, H : 2 * H],
                         da[:, 4 * H :] if identity else [None] * T))[::-1]
     ones = np.ones(T * N, dtype)
 
@@ -149,13 +150,14 @@ def gru_floor(problem: dict):
         subtract(1, r, dar)
         multiply(dar, r, dar)
         multiply(dar, hn, dar)
-        copyto(dahn, r)
         dh[T] = 0
-        for g, dh_next, out, da_nz, da_rh, dan_t, da_h, z_t, dhz_t in backward:
+        for g, dh_next, out, dan_t, daz_t, dar_t, dahn_t, da_h, r_t, z_t, dhz_t in backward:
             add(dh_next, g, dh_next)
             copyto(dh_t, dh_next.T)
-            multiply(da_nz, dh_t, da_nz)
-            multiply(da_rh, dan_t, da_rh)
+            multiply(dan_t, dh_t, dan_t)
+            multiply(daz_t, dh_t, daz_t)
+            multiply(dar_t, dan_t, dar_t)
+            multiply(dan_t, r_t, dahn_t)
             if identity:
                 multiply(dh_t, z_t, dhz_t)
                 dot(da_h, back, out)
@@ -166,7 +168,8 @@ def gru_floor(problem: dict):
         flat = natural.reshape(T * N, 4 * H)
         gx, gh = flat[:, : 3 * H], flat[:, H:]
         x_back, h_back = np.argsort(x_order), np.argsort(h_order)
-        return {"weight_ih": (gx.T @ xs.reshape(T * N, D))[x_back], "weight_hh": (gh.T @ hs[:-1].reshape(T * N, H))[h_back],
+        return {"weight_ih": (gx.T @ xs.reshape(T * N, D))[x_back],
+                "weight_hh": (gh.T @ hs[:-1].reshape(T * N, H))[h_back],
                 "bias_ih": (ones @ gx)[x_back], "bias_hh": (ones @ gh)[h_back],
                 "dxs": (gx @ w_ih_x).reshape(T, N, D), "dstate0": (dh[0],)}
 
@@ -190,7 +193,7 @@ def lstm_floor(problem: dict):
     dh, dh_t, dc = np.empty((T + 1, N, H), dtype), np.empty((H, N), dtype), np.empty((H, N), dtype)
     forward = list(zip(states[:-1], gates, *(gates[:, k * H : (k + 1) * H] for k in range(4)), cs[:-1], cs[1:],
                        tanh_c, states[1:]))
-    backward = list(zip(G, dh[1:], dh[:-1], dc_total, da[:, : 3 * H].reshape(T, 3, H, N), da[:, 3 * H :],
+    backward = list(zip(G, dh[1:], dh[:-1], dc_total, *(da[:, k * H : (k + 1) * H] for k in range(4)),
                         da.transpose(0, 2, 1), gates[:, H : 2 * H]))[::-1]
     ones = np.ones(T * N, dtype)
 
@@ -228,12 +231,14 @@ def lstm_floor(problem: dict):
         multiply(dc_total, o, dc_total)
         dh[T] = 0
         dc[...] = 0
-        for g_t, dh_next, out, dct, da_ifg, da_o, da_t, f in backward:
+        for g_t, dh_next, out, dct, da_i, da_f, da_g, da_o, da_t, f in backward:
             add(dh_next, g_t, dh_next)
             copyto(dh_t, dh_next.T)
             multiply(dct, dh_t, dct)
             add(dct, dc, dct)
-            multiply(da_ifg, dct, da_ifg)
+            multiply(da_i, dct, da_i)
+            multiply(da_f, dct, da_f)
+            multiply(da_g, dct, da_g)
             multiply(da_o, dh_t, da_o)
             dot(da_t, p["weight_hh"], out)
             multiply(dct, f, dc)
@@ -300,9 +305,10 @@ def main(argv=None) -> None:
                 wall = {k: statistics.median(w for w, _ in v) * 1e3 for k, v in times.items()}
                 cpu = {k: statistics.median(c for _, c in v) * 1e3 for k, v in times.items()}
                 jax_wall, jax_cpu = wall.get("jax", float("nan")), cpu.get("jax", float("nan"))
-                print(f"| {cell_name} | {dtype} | {' | '.join(map(str, size))} | {wall['bptt']:.2f} | {wall['floor']:.2f} "
-                      f"| {wall['products']:.2f} | {jax_wall:.2f} | {wall['bptt'] / wall['floor']:.2f} "
-                      f"| {wall['floor'] / jax_wall:.2f} | {wall['bptt'] / jax_wall:.2f} | {cpu['bptt'] / cpu['floor']:.2f} "
+                print(f"| {cell_name} | {dtype} | {' | '.join(map(str, size))} | {wall['bptt']:.2f} "
+                      f"| {wall['floor']:.2f} | {wall['products']:.2f} | {jax_wall:.2f} "
+                      f"| {wall['bptt'] / wall['floor']:.2f} | {wall['floor'] / jax_wall:.2f} "
+                      f"| {wall['bptt'] / jax_wall:.2f} | {cpu['bptt'] / cpu['floor']:.2f} "
                       f"| {cpu['floor'] / jax_cpu:.2f} | {cpu['bptt'] / jax_cpu:.2f} |", flush=True)
 
 

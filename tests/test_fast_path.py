@@ -117,6 +117,11 @@ def test_scratch_take_is_the_callers_until_given_back():
     for array in [np.empty(4) for _ in range(kept.MAX_PER_ROLE + 2)]:  # several of one shape, up to a limit
         kept.give("z", array)
     assert len(kept.arrays["z"]) == kept.MAX_PER_ROLE
+    views_a, views_b = ["views of a and b"], ["views of c"]
+    kept.give_views("r", (1, 2), views_a)
+    kept.give_views("r", (3,), views_b)
+    assert kept.take_views({2, 9}) == [("r", (1, 2), views_a)]  # taking array 2 takes what refers to it
+    assert kept.views["r"] == [((3,), views_b)]
     kept.clear()
     assert not kept.arrays
 

@@ -127,8 +127,11 @@ class FastSequence(Sequence):
         self.running = None if batch_sizes is None else batch_sizes.tolist()
         self.reuse_scratch = True  # a sweep may take the thread's kept work arrays
         self.kept: list[tuple[str, Array]] = []  # the tape arrays `tape_array` took, by role
-        self.kept_views: list[tuple[str, tuple[int, ...], list]] = []  # what `per_step` built or took
+        self.kept_views: list[tuple[str, tuple[int, ...], list]]  # (role, ids of their arrays, views)
         self.allocate(xs, state0)
+        # the views kept with these arrays, if they were a freed sequence's: ours now, so that
+        # nothing else refers to our arrays while we live (see __del__)
+        self.kept_views = scratch.take_views(set(map(id, self.kept_arrays())))
         # Per step, what runs (a function of the sequence and the step's views) and on which views:
         # the checks are made here, not in the loop. Plain functions, not bound methods: a sequence
         # that held its own bound methods would be freed only by the garbage collector.
@@ -159,10 +162,11 @@ class FastSequence(Sequence):
         if self.running is not None or not self.reuse_scratch:
             return build()
         role, ids = f"{type(self).__name__} {role}", tuple(map(id, arrays))
+        for kept_role, kept_ids, views in self.kept_views:
+            if kept_role == role and kept_ids == ids:
+                return views
         before = [sys.getrefcount(array) for _, array in self.kept]
-        views = scratch.take_views(role, ids)
-        if views is None:
-            views = build()
+        views = build()
         self.kept_views.append((role, ids, views))
         if hasattr(self, "kept_references"):  # views made after __init__ (the sweep's) refer to our arrays too
             after = [sys.getrefcount(array) for _, array in self.kept]

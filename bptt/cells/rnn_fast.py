@@ -89,7 +89,8 @@ class RNNSweep(FastSweep):
             for t, n in enumerate(self.running):  # no gradient reaches a step a sequence did not run
                 self.da[t, n:] = 0
         self.weight_hh = self.params["weight_hh"]
-        self.views = sequence.per_step("sweep", lambda: by_step(self.da, self.running), (self.da,))
+        self.views = sequence.per_step("sweep", lambda: by_step(self.da, self.running),
+                                       (self.da, *sequence.kept_arrays()))
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
         da = self.views[t]

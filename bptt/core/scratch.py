@@ -6,9 +6,9 @@ at (200, 128, 512) a float64 sweep's 105 MB arrays came back at a different cost
 
 Arrays up to MAX_BYTES are kept, up to MAX_PER_ROLE of one shape per role (a stack's layers and
 directions run several sequences of the same shapes at once): the memory the calls needed at their
-peak stays with the thread until an array of another shape replaces them, or `clear()` returns it. The fast path keeps its
-sweeps' work arrays here (`get`), and a freed tape's arrays for the next tape of the same shapes
-(`take`, `give`).
+peak stays with the thread until an array of another shape replaces them, or `clear()` returns it.
+The fast path keeps its sweeps' work arrays here (`get`), a freed tape's arrays for the next tape of
+the same shapes (`take`, `give`), and the per-step views built on them (`take_views`, `give_views`).
 """
 
 from __future__ import annotations
@@ -52,14 +52,17 @@ class ScratchArrays(threading.local):
         kept = [a for a in self.arrays.get(role, []) if a.shape == array.shape and a.dtype == array.dtype]
         self.arrays[role] = kept[max(0, len(kept) - self.MAX_PER_ROLE + 1):] + [array]
 
-    def take_views(self, role: str, arrays: tuple[int, ...]) -> list | None:
-        """Per-step views kept under `role` that were built on exactly the arrays whose ids are
-        `arrays` (the caller holds those arrays now), or None."""
-        kept = self.views.get(role, [])
-        for i in range(len(kept) - 1, -1, -1):
-            if kept[i][0] == arrays:
-                return kept.pop(i)[1]
-        return None
+    def take_views(self, arrays: set[int]) -> list[tuple[str, tuple[int, ...], list]]:
+        """Every (role, ids, views) kept that refers to any of the arrays whose ids are `arrays`
+        (the caller has just taken those arrays), no longer kept: nothing kept refers to an array
+        someone holds."""
+        taken = []
+        for role, kept in self.views.items():
+            mine = [entry for entry in kept if arrays.intersection(entry[0])]
+            if mine:
+                self.views[role] = [entry for entry in kept if not arrays.intersection(entry[0])]
+                taken += [(role, ids, views) for ids, views in mine]
+        return taken
 
     def give_views(self, role: str, arrays: tuple[int, ...], views: list) -> None:
         """Keep `views`, built on the arrays whose ids are `arrays`, for whoever takes those arrays
