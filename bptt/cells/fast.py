@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, cast
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, cast
 
 import numpy as np
 
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 add, subtract, multiply, divide, exp, copyto, dot, matmul = (
     np.add, np.subtract, np.multiply, np.divide, np.exp, np.copyto, np.dot, np.matmul)
 Activation = Callable[[Array, Array], Array]  # (x, out) -> out
+Product = Callable[..., Array]  # np.dot, or np.matmul where an operand is strided
 
 
 def _numpy_has_vector_tanh64() -> bool:
@@ -97,6 +98,16 @@ def tanh_for(dtype: np.dtype, size: int) -> Activation:
 def tanh(x: Array, out: Array) -> Array:
     """out <- tanh(x); out may be x."""
     return tanh_for(out.dtype, out.size)(x, out)
+
+
+def product_operands(running: list[int] | None, N: int, *arrays: Iterable[Array]) -> list[tuple[Any, ...]]:
+    """Per step, a product and its operands, each (T, K, N) array's step cut to the running columns: the
+    other calls of a gate-major step run on all N columns (contiguous), but a product's cost grows
+    with its columns, and BLAS takes a strided operand at no extra cost (np.matmul; np.dot copies)."""
+    steps = zip(*arrays)
+    if running is None:
+        return [(dot, *step) for step in steps]
+    return [(dot, *step) if n == N else (matmul, *(a[..., :n] for a in step)) for step, n in zip(steps, running)]
 
 
 def by_step(array: Array, running: list[int] | None) -> list[Array]:

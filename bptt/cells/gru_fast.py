@@ -21,8 +21,8 @@ import numpy as np
 
 from ..core.scratch import scratch
 from ..core.types import Array, Params, Parts
-from .fast import (FastSequence, FastSweep, add, copyto, divide, dot, exp, multiply,
-                   natural, subtract, tanh_for, weight_gradients, Activation)
+from .fast import (Activation, FastSequence, FastSweep, Product, add, copyto, divide, dot, exp, matmul, multiply,
+                   natural, product_operands, subtract, tanh_for, weight_gradients)
 
 if TYPE_CHECKING:
     from .gru import GRU, GRUCache
@@ -70,15 +70,16 @@ class GRUSequence(FastSequence):
         item = self.window.itemsize
         windows = np.lib.stride_tricks.as_strided(self.window, (T, 3 * H, N), (H * N * item, N * item, item))
         gates, states = self.gates, self.states
-        return list(zip(
-            states[:-1], windows, gates[:, : 2 * H], windows[:, H:], gates[:, :H], windows[:, :H], gates[:, 2 * H :],
-            gates[:, H : 2 * H], states[:-1, :H], self.h_minus_n, states[1:, :H], [self.tmp] * T,
-            [tanh_for(self.cell.dtype, H * N)] * T,
-        ))
+        others = zip(gates[:, : 2 * H], windows[:, H:], gates[:, :H], windows[:, :H], gates[:, 2 * H :],
+                     gates[:, H : 2 * H], states[:-1, :H], self.h_minus_n, states[1:, :H], [self.tmp] * T,
+                     [tanh_for(self.cell.dtype, H * N)] * T)
+        return [(*product, *views) for product, views in zip(product_operands(self.running, N, states[:-1], windows),
+                                                             others)]
 
-    def advance(self, h_prev_ones: Array, window: Array, rz: Array, a_h_rz: Array, r: Array, hn: Array, n: Array,
-                z: Array, h_prev: Array, h_minus_n: Array, h: Array, tmp: Array, tanh: Activation) -> None:
-        dot(self.weight_hh, h_prev_ones, window)  # [hn; a_h,r; a_h,z] = W_hh h_prev + b_hn (times factors)
+    def advance(self, product: Product, h_prev_ones: Array, window: Array, rz: Array, a_h_rz: Array, r: Array,
+                hn: Array, n: Array, z: Array, h_prev: Array, h_minus_n: Array, h: Array, tmp: Array,
+                tanh: Activation) -> None:
+        product(self.weight_hh, h_prev_ones, window)  # [hn; a_h,r; a_h,z] = W_hh h_prev + b_hn (times factors)
         add(rz, a_h_rz, rz)
         exp(rz, rz)
         add(rz, 1, rz)
@@ -179,27 +180,35 @@ class GRUSweep(FastSweep):
         multiply(dar, self.sequence.hn, dar)  # da_n/da_r = hn r (1 - r)
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
+        da_h, z, dh_z = self.chain_rule(t, dstate[0])
+        dot(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh (+ dL/dh * z with the identity block)
+        if not self.direct_in_product:
+            add(out, multiply(dstate[0], z.T, dh_z), out)  # + dL/dh * z, the direct path h = ... + z * h_prev
+        return (out,)
+
+    def partial(self, t: int, dstate: Parts, out: Array) -> Parts:
+        """Every column but the product, as the forward ran it: the local gradients of the sequences
+        that have ended are zero, so nothing of them reaches da; their dL/dh passes through."""
+        n = cast(list, self.running)[t]
+        da_h, z, dh_z = self.chain_rule(t, dstate[0])
+        matmul(da_h[:n], self.weight, out[:n])
+        if not self.direct_in_product:
+            add(out[:n], multiply(dstate[0][:n], z[:, :n].T, dh_z[:n]), out[:n])
+        out[n:] = dstate[0][n:]
+        return (out,)
+
+    def chain_rule(self, t: int, dh_in: Array) -> tuple[Array, Array, Array]:
+        """da of step t from dL/dh (N, H), in place; returns da_h (N, 4H or 3H), z (H, N) and where
+        dL/dh * z goes."""
         dh, dan, daz, dar, dahn, r, z, dh_z, da_h = self.views[t]
-        copyto(dh, dstate[0].T)  # dL/dh, gate-major
+        copyto(dh, dh_in.T)  # dL/dh, gate-major
         multiply(dan, dh, dan)  # chain rule: da_n, da_z = dL/dh * dh/da
         multiply(daz, dh, daz)
         multiply(dar, dan, dar)  # da_r = da_n * da_n/da_r
         multiply(dan, r, dahn)  # da_h,n = da_n * r: hn sits behind r
         if self.direct_in_product:
             multiply(dh, z, dh_z)  # the direct path h = ... + z * h_prev, through I in the product
-            dot(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh + dL/dh * z
-        else:
-            dot(da_h, self.weight, out)  # dL/dh_prev = da_h W_hh ...
-            add(out, multiply(dstate[0], z.T, dh_z), out)  # ... + dL/dh * z, the direct path
-        return (out,)
-
-    def partial(self, t: int, dstate: Parts, out: Array) -> Parts:
-        """Every column, as the forward ran it: the local gradients of the sequences that have ended
-        are zero, so nothing of them reaches da; their dL/dh passes through."""
-        self.retreat(t, dstate, out)
-        n = cast(list, self.running)[t]
-        out[n:] = dstate[0][n:]
-        return (out,)
+        return da_h, z, dh_z
 
     def preactivation_gradients(self, t: int) -> tuple[Array, Array]:
         H, da = self.cell.hidden_size, self.da[t]

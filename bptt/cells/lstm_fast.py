@@ -15,8 +15,8 @@ import numpy as np
 
 from ..core.scratch import scratch
 from ..core.types import Array, Params, Parts
-from .fast import (FastSequence, FastSweep, add, by_step, copyto, divide, dot, exp, multiply,
-                   natural, subtract, tanh_for, weight_gradients, Activation)
+from .fast import (FastSequence, FastSweep, Product, add, by_step, copyto, divide, dot, exp, matmul, multiply,
+                   natural, product_operands, subtract, tanh_for, weight_gradients, Activation)
 
 if TYPE_CHECKING:
     from .lstm import LSTM, LSTMCache
@@ -60,16 +60,17 @@ class LSTMSequence(FastSequence):
         # Every column, also where sequences have ended (their state is put back after the step):
         # contiguous calls on all N columns cost less than strided ones on the running n.
         T, N, H, gates = self.T, self.N, self.cell.hidden_size, self.gates
-        return list(zip(
-            self.states[:-1], gates, [self.tmp_gates] * T, [self.scale] * T,
-            *(gates[:, k * H : (k + 1) * H] for k in range(4)), self.cs[:-1], self.cs[1:], self.tanh_c,
-            [self.tmp] * T, self.states[1:], [self.unprojected] * T, [tanh_for(self.cell.dtype, H * N)] * T,
-        ))
+        a_h = [self.tmp_gates] * T
+        others = zip(gates, a_h, [self.scale] * T, *(gates[:, k * H : (k + 1) * H] for k in range(4)), self.cs[:-1],
+                     self.cs[1:], self.tanh_c, [self.tmp] * T, self.states[1:], [self.unprojected] * T,
+                     [tanh_for(self.cell.dtype, H * N)] * T)
+        return [(*product, *views) for product, views in zip(product_operands(self.running, N, self.states[:-1], a_h),
+                                                             others)]
 
-    def advance(self, h_prev: Array, a: Array, a_h: Array, scale: Array, i: Array, f: Array, g: Array, o: Array,
-                c_prev: Array, c: Array, tanh_c: Array, tmp: Array, h: Array, unprojected: Array | None,
-                tanh: Activation) -> None:
-        dot(self.weight_hh, h_prev, a_h)
+    def advance(self, product: Product, h_prev: Array, a_h_running: Array, a: Array, a_h: Array, scale: Array,
+                i: Array, f: Array, g: Array, o: Array, c_prev: Array, c: Array, tanh_c: Array, tmp: Array, h: Array,
+                unprojected: Array | None, tanh: Activation) -> None:
+        product(self.weight_hh, h_prev, a_h_running)
         add(a, a_h, a)  # a = (a_x + W_hh h_prev) * factors
         exp(a, a)
         add(a, 1, a)
@@ -168,6 +169,24 @@ class LSTMSweep(FastSweep):
         multiply(dh_dc, o, dh_dc)
 
     def retreat(self, t: int, dstate: Parts, out: Array) -> Parts:
+        da, dc_prev = self.chain_rule(t, dstate)
+        dot(da, self.params["weight_hh"], out)  # through a_h = W_hh h_prev
+        return out, dc_prev.T
+
+    def partial(self, t: int, dstate: Parts, out: Array) -> Parts:
+        """Every column but the product, as the forward ran it: the local gradients of the sequences
+        that have ended are zero, so nothing of them reaches da, and their total dL/dc_t is the
+        dL/dc that came in; their dL/dh and dL/dc pass through."""
+        n = cast(list, self.running)[t]
+        da, dc_prev = self.chain_rule(t, dstate)
+        matmul(da[:n], self.params["weight_hh"], out[:n])
+        out[n:] = dstate[0][n:]
+        dc_prev[:, n:] = self.dc_total[t, :, n:]
+        return out, dc_prev.T
+
+    def chain_rule(self, t: int, dstate: Parts) -> tuple[Array, Array]:
+        """da of step t from (dL/dh, dL/dc) (N, R) and (N, H), in place; returns da (N, 4H) and
+        dL/dc_prev (H, N)."""
         dh, dc = dstate
         dh_t, dc_total, da_i, da_f, da_g, da_o, da, f, dc_prev, dh_projected = self.views[t]
         if dh_projected is None:
@@ -184,19 +203,8 @@ class LSTMSweep(FastSweep):
         multiply(da_f, dc_total, da_f)
         multiply(da_g, dc_total, da_g)
         multiply(da_o, dh_t, da_o)
-        dot(da, self.params["weight_hh"], out)  # through a_h = W_hh h_prev
         multiply(dc_total, f, dc_prev)  # through c = f * c_prev + i * g
-        return out, dc_prev.T
-
-    def partial(self, t: int, dstate: Parts, out: Array) -> Parts:
-        """Every column, as the forward ran it: the local gradients of the sequences that have ended
-        are zero, so nothing of them reaches da, and their total dL/dc_t is the dL/dc that came in;
-        their dL/dh and dL/dc pass through."""
-        _, dc_prev = self.retreat(t, dstate, out)
-        n = cast(list, self.running)[t]
-        out[n:] = dstate[0][n:]
-        dc_prev[n:] = self.dc_total[t, :, n:].T
-        return out, dc_prev
+        return da, dc_prev
 
     def preactivation_gradients(self, t: int) -> tuple[Array, Array]:
         da = np.ascontiguousarray(self.da[t].T)
