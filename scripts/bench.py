@@ -40,13 +40,26 @@ SCRIPTS = Path(__file__).resolve().parent
 if str(SCRIPTS) not in sys.path:  # the siblings, also when the tests load this file by path
     sys.path.insert(0, str(SCRIPTS))
 
-from bench_machine import thread_environment  # noqa: E402  (loads no numpy)
+from bench_machine import pin, thread_environment  # noqa: E402  (loads no numpy)
 
-# Thread pools are sized when numpy, torch and jax load, so --threads acts before any of them.
+
+def parse_cores(text: str) -> list[int] | None:
+    """'1' or '0,1' -> [1] or [0, 1]; 'auto' -> None (the last --threads cores allowed)."""
+    return None if text == "auto" else [int(core) for core in text.split(",") if core]
+
+
+# Thread pools are sized when numpy, torch and jax load, and new threads inherit the affinity of
+# the thread that starts them, so --threads and the pinning act before any of them loads.
 _pre = argparse.ArgumentParser(add_help=False)
 _pre.add_argument("--threads", type=int, default=1)
+_pre.add_argument("--cores", default="auto")
+_pre.add_argument("--no-pin", action="store_true")
+PINNED: list[int] | None = None  # the cores this process runs on, when run as a script
 if __name__ == "__main__":
-    os.environ.update(thread_environment(max(1, _pre.parse_known_args()[0].threads)))
+    _early = _pre.parse_known_args()[0]
+    os.environ.update(thread_environment(max(1, _early.threads)))
+    if not _early.no_pin:
+        PINNED = pin(max(1, _early.threads), parse_cores(_early.cores))
 
 import bench_harness  # noqa: E402
 import bench_machine  # noqa: E402
@@ -58,7 +71,8 @@ import bench_timing  # noqa: E402
 import bench_train  # noqa: E402
 from bptt.cells.registry import CELL_NAMES  # noqa: E402
 
-GRID = [(100, 32, 16, 64), (100, 64, 64, 128), (100, 64, 128, 256), (200, 128, 256, 512), (1000, 16, 8, 32)]
+GRID = [(100, 32, 16, 64), (100, 64, 64, 128), (100, 64, 128, 256), (200, 128, 256, 512), (1000, 16, 8, 32),
+        (200, 16, 32, 128)]
 QUICK = [(20, 8, 8, 16)]
 CELLS = ("rnn", "lstm", "gru")  # the default; --cells takes any of the registry's CELL_NAMES
 RESULTS = SCRIPTS.parent / "benchmarks" / "results.jsonl"
@@ -90,6 +104,12 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for numpy's BLAS, PyTorch and XLA alike (default 1: on a shared "
                              "2-core machine, multi-threaded small products stall when a core is taken)")
+    parser.add_argument("--cores", default="auto",
+                        help="comma-separated CPUs to pin the process to, one per thread (default auto: the "
+                             "last --threads CPUs it may run on); every framework runs on these cores only")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin: the frameworks' threads go wherever the OS puts them (XLA then "
+                             "uses more cores than --threads)")
     parser.add_argument("--settle", type=float, default=None,
                         help="seconds to wait before each timed call (default 0.2 with more than one thread, "
                              "else 0): lets the previous runner's spinning worker threads go to sleep")
@@ -106,6 +126,12 @@ def parse_args(argv):
     if bad:
         parser.error(f"unknown cell, dtype or peer {bad}; expected cells from {CELL_NAMES}, dtypes float32, "
                      f"float64, peers from {bench_peers.PEERS}")
+    try:
+        args.cores = parse_cores(args.cores)
+    except ValueError:
+        parser.error(f"--cores takes comma-separated CPU numbers or auto, got {args.cores!r}")
+    if args.cores is not None and len(args.cores) != args.threads:
+        parser.error(f"--cores names {len(args.cores)} CPUs for {args.threads} thread(s)")
     if args.settle is None:
         args.settle = 0.2 if args.threads > 1 else 0.0
     if args.quick:
@@ -130,13 +156,16 @@ def main(argv=None) -> dict:
         if revision:
             peers = {"ref": bench_peers.revision_peer(revision.package), **peers}
         stack.enter_context(bench_machine.thread_limits(args.threads))
+        if PINNED is not None:  # again, for any thread the imports started from another thread
+            bench_machine.pin(len(PINNED), PINNED)
         return run(args, peers, argv, revision)
 
 
 def run(args, peers: dict, argv, revision=None) -> dict:
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": bench_machine.machine(), "blas": bench_machine.blas_description(),
-            "versions": bench_machine.versions(), "threads": args.threads, "settle_seconds": args.settle,
+            "versions": bench_machine.versions(), "threads": args.threads, "pinned_cores": PINNED,
+            "settle_seconds": args.settle,
             "stepwise_max_flops": bench_harness.STEPWISE_MAX_FLOPS}
     if revision:
         info["against"] = {"revision": revision.name, "commit": revision.commit}

@@ -96,13 +96,21 @@ def against_line(against: dict) -> str:
     return f"ref: bptt at {against['revision']} (commit {against['commit'][:12]}), timed beside the working tree's"
 
 
+def pinning_line(cores) -> str:
+    if not cores:
+        return "not pinned: each framework's threads run on any core (XLA's beyond its thread cap)"
+    return (f"pinned to CPU {','.join(map(str, cores))} (os.sched_setaffinity): every framework's threads "
+            f"share {'this core' if len(cores) == 1 else 'these cores'}")
+
+
 def header(info: dict) -> str:
     """The lines a run prints before its rows: machine, thread caps, BLAS, versions, the revision."""
     lines = [f"{info['date']}  {info['machine']['cpu']}, {info['machine']['cores']} cores, "
              f"load {info['machine']['load_average']}",
              f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {info['machine']['openblas_env']}",
              f"threads per framework (numpy BLAS, PyTorch, XLA): {info['threads']}; "
-             f"{info['settle_seconds']} s pause before each timed call"]
+             f"{info['settle_seconds']} s pause before each timed call",
+             pinning_line(info.get("pinned_cores"))]
     for lib in info["blas"]:
         lines.append(f"{'BLAS' if lib.get('library') in ('openblas', 'mkl', 'blis') else 'thread pool'}: {lib}")
     lines.append(f"versions: {info['versions']}")
@@ -121,6 +129,8 @@ def show(path: Path) -> None:
     peers = ordered({peer for row in record["rows"] for peer in row["ratio"]})
     print(f"{record['command']}  ({record['date']}, load {record['machine']['load_average']} before, "
           f"{record['machine'].get('load_average_after')} after, {record.get('threads')} thread(s))")
+    if "pinned_cores" in record:  # records before pinning say nothing about it
+        print(pinning_line(record["pinned_cores"]))
     if record.get("against"):
         print(against_line(record["against"]))
     print(format_table(record["rows"], peers))

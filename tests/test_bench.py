@@ -237,3 +237,52 @@ def test_each_split_module_loads_by_path_as_bench_does(name, monkeypatch):
     monkeypatch.setitem(sys.modules, f"{name}_by_path", None)  # removed again after the test
     module = load(f"{name}_by_path", SCRIPTS / f"{name}.py")
     assert module.__doc__.strip()
+
+
+def test_pin_puts_every_thread_of_the_process_on_the_chosen_core():
+    """Threads started before the pinning are moved too, and threads started after inherit it."""
+    code = """
+import os, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from bench_machine import pin
+stop = threading.Event()
+early = threading.Thread(target=stop.wait)
+early.start()
+core = sorted(os.sched_getaffinity(0))[-1]
+assert pin(1) == [core]
+late = threading.Thread(target=stop.wait)
+late.start()
+tasks = [int(t) for t in os.listdir("/proc/self/task")]
+print(sorted({c for t in tasks for c in os.sched_getaffinity(t)}) == [core], len(tasks))
+stop.set()
+"""
+    if not hasattr(__import__("os"), "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this OS")
+    done = subprocess.run([sys.executable, "-c", code, str(SCRIPTS)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    pinned, threads = done.stdout.split()
+    assert pinned == "True" and int(threads) >= 3
+
+
+def test_the_header_says_where_the_run_was_pinned(bench):
+    report = bench.bench_report
+    assert "pinned to CPU 1 (os.sched_setaffinity)" in report.pinning_line([1])
+    assert report.pinning_line(None).startswith("not pinned")
+
+
+@pytest.mark.parametrize("argv, message", [(["--cores", "x"], "--cores takes"),
+                                           (["--cores", "0,1"], "names 2 CPUs for 1 thread")])
+def test_bad_cores_are_refused_by_name(bench, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        bench.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("H", [6, 64])  # both sides of the GRU's identity-block rule
+def test_each_floor_prototype_computes_bptts_gradients(harness, peers, cell_name, H):
+    """scripts/floor.py times what it claims to: the same forward and backward as bptt."""
+    floor = load("floor", SCRIPTS / "floor.py")
+    problem = harness.make_problem(cell_name, 5, 3, 4, H, "float64", seed=2)
+    reference = peers.bptt_runner(problem)()
+    assert harness.max_gradient_error(reference, floor.FLOORS[cell_name](problem)()) < 1e-12

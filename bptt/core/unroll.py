@@ -230,9 +230,10 @@ def run_forward(cell: CellContract, xs: ArrayLike, state0: State | None, lengths
     else:  # longest first: the sequences running at step t are the first batch_sizes[t] rows
         sequence = cell.sequence(packing.sort(xs), tuple(packing.sort(p, axis=0) for p in state0),
                                  packing.batch_sizes)
+    step = sequence.step
     with np.errstate(over="ignore"):  # exp-based activations reach their limits through inf
         for t in range(T):
-            sequence.step(t)
+            step(t)
     outputs = None if packing is None else packing.unsort(packing.mask(sequence.outputs))
     tape = Tape(cell, sequence, {name: p.copy() for name, p in cell.params.items()}, packing, outputs)
     return tape.hs, tape
@@ -296,11 +297,12 @@ def sweep_back(cell: CellContract, tape: Tape, dhs: ArrayLike | None,
     sweep = tape.sequence.reverse()
     dh = scratch.get("dh", (T + 1, N, H), cell.dtype)  # dh[t + 1] becomes the total dL/dh_t
     dh[T] = dstate[0]
+    dh_steps, losses, step = list(dh), (None if dhs is None else list(dhs)), sweep.step  # views built once
     for t in range(T - 1, -1, -1):
-        if dhs is not None:
-            dh[t + 1] += dhs[t]  # step t's own loss joins what flowed back from step t + 1
-        out = dh[t]
-        dstate = sweep.step(t, (dh[t + 1], *dstate[1:]), out=out)  # dL/dh_{t-1} lands in dh[t]
+        after, out = dh_steps[t + 1], dh_steps[t]
+        if losses is not None:
+            after += losses[t]  # step t's own loss joins what flowed back from step t + 1
+        dstate = step(t, (after, *dstate[1:]), out)  # dL/dh_{t-1} lands in dh[t]
         if dstate[0] is not out:  # a sweep that returned a new array instead of writing into out
             out[...] = dstate[0]
     params, dxs = sweep.gradients()
