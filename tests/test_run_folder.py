@@ -208,3 +208,14 @@ def test_files_hold_no_nan_and_are_written_whole(tmp_path):
     assert read_jsonl(folder / "dh_norms.jsonl") == [{"step": 1, "dh_norms": [1.0, 2.0]}]
     assert json.loads((folder / "config.json").read_text())["out"] == str(tmp_path / "new")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "dh_norms.jsonl", "metrics.jsonl"]
+
+
+def test_a_checkpoint_of_arrays_in_any_memory_order_reads_back(tmp_path):
+    """The reader takes C order only; the writer gives it whatever the live arrays are (an LSTM's
+    cell state is a transposed view of its gate-major tape)."""
+    checkpoint = read_checkpoint(stopped_run(tmp_path))
+    transposed = [np.asfortranarray(part) for part in checkpoint.carry]
+    assert not transposed[1].flags.c_contiguous
+    write_checkpoint(tmp_path, dataclasses.replace(checkpoint, carry=tuple(transposed)))
+    again = read_checkpoint(tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(again.carry, checkpoint.carry))

@@ -181,6 +181,8 @@ def write_checkpoint(run_dir: str | os.PathLike[str], checkpoint: Checkpoint) ->
         arrays["fingerprint"] = np.array(json.dumps(checkpoint.fingerprint))
     if checkpoint.model_rng_state is not None:
         arrays["model_rng_state"] = np.array(json.dumps(checkpoint.model_rng_state))
+    # C order, as the reader requires: a state may be a transposed view of a gate-major tape
+    arrays = {key: np.asarray(value, order="C") for key, value in arrays.items()}
     # the type checker matches **arrays against savez's allow_pickle too; no key here is "allow_pickle"
     atomic_write(Path(run_dir) / CHECKPOINT, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
