@@ -224,5 +224,7 @@ def run(args, peers: dict, argv, revision=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (bench_harness.GradientMismatch, bench_revision.RevisionError) as exc:
+    except bench_revision.RevisionError as exc:
+        sys.exit(f"error: --against: {exc}")
+    except bench_harness.GradientMismatch as exc:
         sys.exit(f"error: {exc}")

@@ -40,11 +40,11 @@ class Revision:
 def resolve(revision: str, repo: Path = REPO) -> str:
     """The full commit hash `revision` names in `repo`; RevisionError naming it if there is none."""
     if not revision or revision.startswith("-"):  # git would read it as an option
-        raise RevisionError(f"--against {revision!r} is not a git revision")
+        raise RevisionError(f"revision {revision!r} is not a git revision")
     found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
                            capture_output=True, text=True, cwd=repo)
     if found.returncode != 0:
-        raise RevisionError(f"--against {revision!r}: no such commit in {repo}")
+        raise RevisionError(f"revision {revision!r}: no such commit in {repo}")
     return found.stdout.strip()
 
 
@@ -105,7 +105,7 @@ def bptt_at(revision: str, repo: Path = REPO):
         package_folder = unpack(commit, Path(folder), repo)
         leaks = absolute_bptt_imports(package_folder)
         if leaks:
-            raise RevisionError(f"--against {revision!r}: bptt at {commit[:12]} imports bptt by its absolute "
+            raise RevisionError(f"revision {revision!r}: bptt at {commit[:12]} imports bptt by its absolute "
                                 f"name ({', '.join(leaks)}), so a copy would mix in the working tree's modules")
         package = import_as(package_folder, name)
         try:

@@ -193,7 +193,7 @@ def test_a_bad_revision_is_an_error_that_names_it(bench, revision, tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--against", "no-such-revision",
                            "--out", str(tmp_path / "r.jsonl")], capture_output=True, text=True)
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert "error: --against 'no-such-revision'" in done.stderr
+    assert "error: --against: revision 'no-such-revision'" in done.stderr
     assert not (tmp_path / "r.jsonl").exists()
 
 
@@ -286,3 +286,24 @@ def test_each_floor_prototype_computes_bptts_gradients(harness, peers, cell_name
     problem = harness.make_problem(cell_name, 5, 3, 4, H, "float64", seed=2)
     reference = peers.bptt_runner(problem)()
     assert harness.max_gradient_error(reference, floor.FLOORS[cell_name](problem)()) < 1e-12
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="revisions need the git repository")
+def test_bench_history_times_each_revision_and_its_ratio_to_the_one_before(capsys):
+    history = load("bench_history", SCRIPTS / "bench_history.py")
+    assert history.main(["HEAD", "HEAD~1", "--cells", "rnn", "--dtypes", "float64", "--sizes", "1",
+                         "--rounds", "3"]) == 0
+    out = capsys.readouterr().out
+    header, _, row = out.splitlines()[1:4]
+    assert header.count("ratio") == 1 and "HEAD (" in header and "HEAD~1 (" in header
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:6] == ["rnn", "float64", "100", "32", "16", "64"]
+    first, second, ratio = map(float, cells[6:9])
+    assert ratio == pytest.approx(second / first, abs=0.006)
+
+
+def test_bench_history_names_a_bad_revision_without_a_traceback():
+    done = subprocess.run([sys.executable, str(SCRIPTS / "bench_history.py"), "HEAD", "no-such-revision"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "revision 'no-such-revision'" in done.stderr
