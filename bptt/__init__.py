@@ -10,7 +10,8 @@ The package in four parts: `bptt.cells` (the cells and their step pairs), `bptt.
 truncation, readout, losses, diagnostics), `bptt.modes` (forward mode, RTRL, UORO, Hessian-vector
 products, checkpointing, finite differences) and `bptt.training` (the training loop and its run
 folder). The names below are the public API; `bptt.optim` (the optimizers and schedules) is the
-module `bptt.training.optim`, as `bptt.diagnostics` is `bptt.core.diagnostics`.
+module `bptt.training.optim`, as `bptt.diagnostics` is `bptt.core.diagnostics`, and both import as
+submodules of bptt (`from bptt.optim import Adam`).
 """
 
 import os as _os
@@ -54,6 +55,11 @@ from .training.clipping import clip_grad_norm, clip_grad_value
 from .training.config import TrainConfig
 from .training.task_contract import Batch, Task
 from .training.trainer import evaluate, train
+
+# `import bptt.optim` and `from bptt.diagnostics import ...` work as for a submodule of bptt
+for _name, _module in (("optim", optim), ("diagnostics", diagnostics)):
+    _sys.modules.setdefault(f"{__name__}.{_name}", _module)
+del _name, _module
 
 try:
     __version__ = version("bptt")  # pyproject.toml holds the one version string

@@ -163,3 +163,16 @@ def test_a_gradient_of_another_shape_is_refused_not_broadcast():
     # on main a (1,) gradient broadcast into a (2,) parameter silently
     with pytest.raises(ValueError, match=r"gradient of w has shape \(1,\), its parameter \(2,\)"):
         SGD(0.1).step({"w": np.zeros(2)}, {"w": np.ones(1)})
+
+
+def test_bptt_optim_and_diagnostics_import_as_submodules():
+    """`from bptt.optim import Adam` and `import bptt.diagnostics`, as a script would write them, in a
+    fresh interpreter (in this one, a test may have imported them already)."""
+    import subprocess
+    import sys
+
+    code = ("from bptt.optim import Adam\nimport bptt.diagnostics\nimport bptt\n"
+            "assert Adam is bptt.training.optim.Adam and bptt.diagnostics is bptt.core.diagnostics\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
