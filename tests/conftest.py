@@ -112,3 +112,26 @@ def tmpfs(tmp_path):
     yield mount
     for point in reversed(mounted):
         subprocess.run(["umount", str(point)], capture_output=True, timeout=30)
+
+
+def truncated_mse_objective(model, readout, xs, targets, k1, k2):
+    """The TBPTT(k1, k2) objective of `bptt.mse` as a function of the weights, for finite differences:
+    each window starts from the state the full forward pass reached there at the weights of this
+    call, held constant while the weights are perturbed, and counts the loss of the steps it owns."""
+    import numpy as np
+
+    from bptt.core.truncation import TBPTT
+
+    T, N = xs.shape[:2]
+    _, tape = bptt.forward(model, xs)
+    starts = {s: tape.state_at(s) for s in range(T)}
+
+    def loss():
+        total = 0.0
+        for start, loss_from, end in TBPTT(k1, k2).windows(T):
+            hs, _ = bptt.forward(model, xs[start:end], starts[start])
+            pred, _ = readout.forward(hs[loss_from - start :])
+            total += np.sum((pred - targets[loss_from:end]) ** 2) / (T * N)
+        return total
+
+    return loss

@@ -12,8 +12,8 @@ import bptt
 from bptt import diagnostics
 from bptt.cli import cli
 from bptt.core.sequence import StepwiseSequence
-from bptt.core.truncation import TBPTT
 from bptt.modes.finite_diff import central_difference, relative_error
+from conftest import truncated_mse_objective
 
 NAME = "labcells:Coupled"
 TOL = 1e-7
@@ -83,16 +83,7 @@ def test_tbptt_matches_finite_differences_of_the_truncated_objective(lab):
     T, N, k1, k2 = 8, 2, 3, 5
     xs, targets = rng.standard_normal((T, N, 2)), rng.standard_normal((T, N, 1))
     got = bptt.tbptt_gradient(cell, readout, bptt.mse, xs, targets, np.ones((T, N), bool), k1, k2)
-    _, tape = bptt.forward(cell, xs)
-    starts = {s: tape.state_at(s) for s in range(T)}  # held constant while the weights move
-
-    def truncated_loss():
-        loss = 0.0
-        for start, loss_from, end in TBPTT(k1, k2).windows(T):
-            hs, _ = bptt.forward(cell, xs[start:end], starts[start])
-            pred, _ = readout.forward(hs[loss_from - start :])
-            loss += np.sum((pred - targets[loss_from:end]) ** 2) / (T * N)
-        return loss
+    truncated_loss = truncated_mse_objective(cell, readout, xs, targets, k1, k2)
 
     assert got.loss == pytest.approx(truncated_loss(), rel=1e-12)
     for name, param in cell.params.items():

@@ -9,6 +9,7 @@ import pytest
 import bptt
 from bptt.core.sequence import StepwiseSequence
 from bptt.modes.finite_diff import central_difference, relative_error
+from conftest import truncated_mse_objective
 
 TOL = 1e-10
 
@@ -395,8 +396,6 @@ def test_stack_hvp_is_symmetric():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_stack_tbptt_matches_finite_differences_of_the_truncated_objective(cell):
-    from bptt.core.truncation import TBPTT
-
     net = bptt.Stack(cell, 2, 3, 2, seed=4)
     readout = bptt.Linear(3, 1, seed=0)
     rng = np.random.default_rng(4)
@@ -404,16 +403,7 @@ def test_stack_tbptt_matches_finite_differences_of_the_truncated_objective(cell)
     xs, targets = rng.standard_normal((T, N, 2)), rng.standard_normal((T, N, 1))
     mask = np.ones((T, N), bool)
     got = bptt.tbptt_gradient(net, readout, bptt.mse, xs, targets, mask, k1, k2)
-    _, tape = bptt.forward(net, xs)
-    starts = {s: tape.state_at(s) for s in range(T)}  # held constant while the weights move
-
-    def truncated_loss():
-        loss = 0.0
-        for start, loss_from, end in TBPTT(k1, k2).windows(T):
-            hs, _ = bptt.forward(net, xs[start:end], starts[start])
-            pred, _ = readout.forward(hs[loss_from - start :])
-            loss += np.sum((pred - targets[loss_from:end]) ** 2) / (T * N)
-        return loss
+    truncated_loss = truncated_mse_objective(net, readout, xs, targets, k1, k2)
 
     assert got.loss == pytest.approx(truncated_loss(), rel=1e-12)
     for name in ("weight_hh_l0", "weight_ih_l1", "bias_hh_l1"):
