@@ -135,3 +135,15 @@ def truncated_mse_objective(model, readout, xs, targets, k1, k2):
         return total
 
     return loss
+
+
+def numeric_jacobian(f, x, eps=1e-6):
+    """Central differences of the vector function `f` at the vector `x`: column j is d f / d x[j]."""
+    import numpy as np
+
+    columns = []
+    for j in range(x.size):
+        e = np.zeros_like(x)
+        e[j] = eps
+        columns.append((f(x + e) - f(x - e)) / (2 * eps))
+    return np.stack(columns, axis=1)

@@ -13,7 +13,7 @@ from bptt import diagnostics
 from bptt.cli import cli
 from bptt.core.sequence import StepwiseSequence
 from bptt.modes.finite_diff import central_difference, relative_error
-from conftest import truncated_mse_objective
+from conftest import numeric_jacobian, truncated_mse_objective
 
 NAME = "labcells:Coupled"
 TOL = 1e-7
@@ -134,14 +134,9 @@ def test_the_stacked_step_jacobian_matches_finite_differences(lab):
         blocks = vector.reshape(2, 2, 3)
         return (blocks[:, 0, None, :].copy(), blocks[:, 1, None, :].copy())
 
-    start = as_vector(tape.state_at(t))
-    numeric = np.empty((S, S))
-    for j in range(S):
-        e = np.zeros(S)
-        e[j] = 1e-6
-        up = as_vector(net.forward(xs[t : t + 1], as_state(start + e), masks=masks)[1].final_state)
-        down = as_vector(net.forward(xs[t : t + 1], as_state(start - e), masks=masks)[1].final_state)
-        numeric[:, j] = (up - down) / 2e-6
+    numeric = numeric_jacobian(  # column j: d s_t / d s_(t-1)[j]
+        lambda s: as_vector(net.forward(xs[t : t + 1], as_state(s), masks=masks)[1].final_state),
+        as_vector(tape.state_at(t)))
     assert relative_error(J, numeric) < 1e-8
     norms = diagnostics.jacobian_norms(net, tape)
     layers = diagnostics.layer_jacobian_norms(net, tape)
@@ -157,13 +152,9 @@ def test_the_step_jacobian_matches_finite_differences(lab):
     J = diagnostics.step_jacobians(cell, tape.step(t))
     before = flat(cell.unpack_state(tape.state_at(t)))
     for n in range(2):
-        numeric = np.empty((8, 8))
-        for j in range(8):
-            e = np.zeros(8)
-            e[j] = 1e-6
-            moved = [flat(cell.unpack_state(cell.step_forward(xs[t, n : n + 1], (s[None, :4], s[None, 4:]))[0]))[0]
-                     for s in (before[n] + e, before[n] - e)]
-            numeric[:, j] = (moved[0] - moved[1]) / 2e-6
+        numeric = numeric_jacobian(
+            lambda s: flat(cell.unpack_state(cell.step_forward(xs[t, n : n + 1], (s[None, :4], s[None, 4:]))[0]))[0],
+            before[n])
         assert relative_error(J[n], numeric) < 1e-8
 
 

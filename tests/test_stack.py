@@ -9,7 +9,7 @@ import pytest
 import bptt
 from bptt.core.sequence import StepwiseSequence
 from bptt.modes.finite_diff import central_difference, relative_error
-from conftest import truncated_mse_objective
+from conftest import numeric_jacobian, truncated_mse_objective
 
 TOL = 1e-10
 
@@ -447,14 +447,8 @@ def test_stacked_step_jacobian_matches_finite_differences(cell):
         blocks = vector.reshape(3, 6)
         return (blocks[:, None, :3].copy(), blocks[:, None, 3:].copy())
 
-    start = flat(tape.state_at(t))
-    numeric = np.empty((S, S))
-    for j in range(S):
-        e = np.zeros(S)
-        e[j] = 1e-6
-        up = flat(net.forward(xs[t : t + 1], unflat(start + e), masks=masks)[1].final_state)
-        down = flat(net.forward(xs[t : t + 1], unflat(start - e), masks=masks)[1].final_state)
-        numeric[:, j] = (up - down) / 2e-6  # column j: d s_t / d s_(t-1)[j]
+    numeric = numeric_jacobian(  # column j: d s_t / d s_(t-1)[j]
+        lambda s: flat(net.forward(xs[t : t + 1], unflat(s), masks=masks)[1].final_state), flat(tape.state_at(t)))
     assert relative_error(J, numeric) < 1e-8
 
 
